@@ -1,0 +1,76 @@
+# Everything installs into .venv on first use: a fresh clone needs Python 3.11 and make.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+HOST   ?= 127.0.0.1
+PORT   ?= 8000
+MODELS ?= models
+ARGS   ?=
+PYTEST_ARGS ?=
+
+# loadtest knobs (see loadtests/README.md)
+USERS      ?= 32
+SPAWN_RATE ?= 16
+DURATION   ?= 60s
+P99_MS     ?= 250
+FAIL_RATIO ?= 0.001
+LOADTEST_HOST ?=
+
+.PHONY: install train serve test test-fast lint format bench loadtest system-deps clean help
+
+help:
+	@echo "make serve   install, train a first version if the registry is empty, serve on $(HOST):$(PORT)"
+	@echo "make test    install and run the whole test suite"
+	@echo "make train   train, evaluate, export and register a new version (ARGS='--model mlp' ...)"
+	@echo "make lint | bench | loadtest | clean"
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[train,serve,dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+train: $(STAMP)
+	MNIST_MODEL_DIR=$(MODELS) $(BIN)/python -m training --registry $(MODELS) $(ARGS)
+
+serve: $(STAMP)
+	@if [ -z "$$(ls -d $(MODELS)/mnist/[0-9]* 2>/dev/null)" ]; then \
+		echo "Registry $(MODELS) is empty: training a first version (about 2 minutes)..."; \
+		$(BIN)/python -m training --registry $(MODELS) || exit 1; \
+	fi
+	MNIST_MODEL_DIR=$(MODELS) $(BIN)/python -m service --host $(HOST) --port $(PORT)
+
+# promtool (Debian's prometheus package) is needed by the observability tests.
+system-deps:
+	@command -v promtool >/dev/null && command -v prometheus >/dev/null || { \
+		echo "Installing prometheus + promtool (Debian package)..."; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+
+test: $(STAMP) system-deps
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "unit" $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/hadolint Dockerfile
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/serve_bench.py --models $(MODELS)
+
+loadtest: $(STAMP)
+	$(BIN)/python loadtests/run.py --models $(MODELS) --users $(USERS) --spawn-rate $(SPAWN_RATE) \
+		--duration $(DURATION) --p99-ms $(P99_MS) --fail-ratio $(FAIL_RATIO) $(if $(LOADTEST_HOST),--host $(LOADTEST_HOST),)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis loadtests/reports

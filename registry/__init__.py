@@ -1,0 +1,21 @@
+"""Model registry: the on-disk contract shared by training and the service."""
+
+from registry.errors import (
+    AliasError,
+    CorruptVersion,
+    InvalidVersion,
+    RegistryError,
+    VersionNotFound,
+)
+from registry.store import Registry, VersionInfo, file_sha256
+
+__all__ = [
+    "AliasError",
+    "CorruptVersion",
+    "InvalidVersion",
+    "Registry",
+    "RegistryError",
+    "VersionInfo",
+    "VersionNotFound",
+    "file_sha256",
+]

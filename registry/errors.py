@@ -1,0 +1,23 @@
+"""Registry errors. Plain exceptions: the service maps them to HTTP in one place."""
+
+from __future__ import annotations
+
+
+class RegistryError(Exception):
+    """Base class for everything the registry refuses."""
+
+
+class VersionNotFound(RegistryError):
+    """The version (or the alias it came from) does not exist."""
+
+
+class InvalidVersion(RegistryError):
+    """A version id that is not a positive integer; no path is ever built from it."""
+
+
+class CorruptVersion(RegistryError):
+    """A version folder is incomplete, ambiguous, or fails its checksums."""
+
+
+class AliasError(RegistryError):
+    """An alias is unknown, or a rollback has nothing to go back to."""

@@ -1,0 +1,315 @@
+"""Reading and writing the registry layout described in ``registry.layout``.
+
+Publishing is atomic: a version is built in a staging folder beside the
+versions and renamed into place under an exclusive lock, so a reader sees a
+complete folder or none, and two concurrent publishers get two numbers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from registry import layout
+from registry.errors import AliasError, CorruptVersion, InvalidVersion, VersionNotFound
+
+_VERSION_RE = re.compile(r"^[1-9][0-9]{0,8}$")
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def parse_version(value: int | str) -> int:
+    """Accept only positive integers (as int or decimal string); never a path."""
+    if isinstance(value, bool):
+        raise InvalidVersion(f"version must be a positive integer, got {value!r}")
+    if isinstance(value, int):
+        if value < 1:
+            raise InvalidVersion(f"version must be a positive integer, got {value}")
+        return value
+    if isinstance(value, str) and _VERSION_RE.match(value):
+        return int(value)
+    raise InvalidVersion(f"version must be a positive integer, got {str(value)[:40]!r}")
+
+
+def _checksums(folder: Path) -> dict[str, str]:
+    sums: dict[str, str] = {}
+    for path in sorted(folder.rglob("*")):
+        rel = path.relative_to(folder).as_posix()
+        if path.is_symlink():
+            raise CorruptVersion(f"{rel} is a symbolic link; versions hold plain files only")
+        if path.is_file() and rel != layout.METADATA_FILE:
+            sums[rel] = file_sha256(path)
+    return sums
+
+
+def _write_json_atomic(path: Path, payload: Any) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump(payload, handle, indent=2, sort_keys=True)
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    version: int
+    created: str
+    model: str
+    test_accuracy: float | None
+    aliases: list[str] = field(default_factory=list)
+
+
+class Registry:
+    """One model's versions and aliases under ``<root>/mnist``."""
+
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(root)
+        self.model_dir = self.root / layout.MODEL_NAME
+
+    # ---- reading -------------------------------------------------------
+    def versions(self) -> list[int]:
+        if not self.model_dir.is_dir():
+            return []
+        found = [
+            int(p.name)
+            for p in self.model_dir.iterdir()
+            if p.is_dir() and not p.is_symlink() and _VERSION_RE.match(p.name)
+        ]
+        return sorted(found)
+
+    def latest(self) -> int | None:
+        versions = self.versions()
+        return versions[-1] if versions else None
+
+    def version_dir(self, version: int | str) -> Path:
+        number = parse_version(version)
+        path = self.model_dir / str(number)
+        if not path.is_dir():
+            raise VersionNotFound(f"model version {number} does not exist")
+        return path
+
+    def metadata(self, version: int | str) -> dict[str, Any]:
+        path = self.version_dir(version) / layout.METADATA_FILE
+        try:
+            meta = json.loads(path.read_text())
+        except FileNotFoundError as exc:
+            raise CorruptVersion(f"version {version} has no {layout.METADATA_FILE}") from exc
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise CorruptVersion(f"version {version}: {layout.METADATA_FILE} is not valid JSON") from exc
+        if not isinstance(meta, dict) or meta.get("version") != parse_version(version):
+            raise CorruptVersion(f"version {version}: metadata does not describe this version")
+        return meta
+
+    def verify(self, version: int | str) -> dict[str, Any]:
+        """Return the metadata after checking every file against its sha256.
+
+        A version with a missing, changed or unlisted file is refused: an
+        ambiguous folder is never guessed at.
+        """
+        folder = self.version_dir(version)
+        meta = self.metadata(version)
+        expected = meta.get("files")
+        if not isinstance(expected, dict) or not expected:
+            raise CorruptVersion(f"version {version}: metadata lists no file checksums")
+        actual = _checksums(folder)
+        missing = sorted(set(expected) - set(actual))
+        unlisted = sorted(set(actual) - set(expected))
+        changed = sorted(name for name in expected if name in actual and actual[name] != expected[name])
+        if missing or unlisted or changed:
+            parts = []
+            if missing:
+                parts.append(f"missing {missing[:3]}")
+            if changed:
+                parts.append(f"checksum mismatch {changed[:3]}")
+            if unlisted:
+                parts.append(f"unlisted {unlisted[:3]}")
+            raise CorruptVersion(f"version {version} failed verification: {'; '.join(parts)}")
+        return meta
+
+    def read_json_file(self, version: int | str, name: str) -> Any:
+        """Read a JSON artifact (e.g. guards.json) of a version."""
+        path = self.version_dir(version) / name
+        try:
+            return json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise CorruptVersion(f"version {version}: cannot read {name}") from exc
+
+    def _alias_state(self) -> dict[str, Any]:
+        path = self.model_dir / layout.ALIASES_FILE
+        if not path.exists():
+            return {"aliases": {}, "history": []}
+        try:
+            state = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise AliasError(f"{path} is not valid JSON; fix or delete it") from exc
+        state.setdefault("aliases", {})
+        state.setdefault("history", [])
+        return state
+
+    def aliases(self) -> dict[str, int]:
+        return {k: int(v) for k, v in self._alias_state()["aliases"].items()}
+
+    def history(self) -> list[dict[str, Any]]:
+        return list(self._alias_state()["history"])
+
+    def resolve(self, ref: int | str | None = None) -> int:
+        """A version number from an alias, a number, or None (production, else newest)."""
+        if ref is None:
+            production = self.aliases().get(layout.PRODUCTION)
+            if production is not None and (self.model_dir / str(production)).is_dir():
+                return production
+            latest = self.latest()
+            if latest is None:
+                raise VersionNotFound(f"no model version in {self.model_dir}; run `make train`")
+            return latest
+        if isinstance(ref, str) and ref in layout.KNOWN_ALIASES:
+            target = self.aliases().get(ref)
+            if target is None:
+                raise VersionNotFound(f"alias {ref!r} is not set")
+            return target
+        number = parse_version(ref)
+        self.version_dir(number)
+        return number
+
+    def describe(self) -> list[VersionInfo]:
+        by_version: dict[int, list[str]] = {}
+        for alias, version in self.aliases().items():
+            by_version.setdefault(version, []).append(alias)
+        rows = []
+        for version in self.versions():
+            try:
+                meta = self.metadata(version)
+            except CorruptVersion:
+                meta = {}
+            rows.append(
+                VersionInfo(
+                    version=version,
+                    created=str(meta.get("created", "?")),
+                    model=str(meta.get("training_config", {}).get("model", "?")),
+                    test_accuracy=meta.get("metrics", {}).get("test_accuracy"),
+                    aliases=sorted(by_version.get(version, [])),
+                )
+            )
+        return rows
+
+    def change_token(self) -> tuple[int, int]:
+        """Cheap fingerprint of aliases.json for pollers (mtime and size)."""
+        try:
+            st = (self.model_dir / layout.ALIASES_FILE).stat()
+        except FileNotFoundError:
+            return (0, 0)
+        return (st.st_mtime_ns, st.st_size)
+
+    # ---- writing -------------------------------------------------------
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        self.model_dir.mkdir(parents=True, exist_ok=True)
+        with (self.model_dir / layout.LOCK_FILE).open("a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def new_staging_dir(self) -> Path:
+        """A private folder on the registry's filesystem, so publishing is one rename."""
+        self.model_dir.mkdir(parents=True, exist_ok=True)
+        path = self.model_dir / f"{layout.STAGING_PREFIX}{uuid.uuid4().hex}"
+        path.mkdir()
+        return path
+
+    def publish(self, staging: Path, metadata: dict[str, Any]) -> int:
+        """Checksum the staging folder, number it and rename it into place."""
+        staging = Path(staging)
+        if staging.parent.resolve() != self.model_dir.resolve():
+            raise CorruptVersion("staging folder must come from Registry.new_staging_dir()")
+        files = _checksums(staging)
+        if layout.ONNX_FILE not in files:
+            raise CorruptVersion(f"refusing to publish a version without {layout.ONNX_FILE}")
+        with self._locked():
+            version = (self.latest() or 0) + 1
+            meta = dict(metadata, version=version, files=files)
+            meta.setdefault("schema_version", layout.METADATA_SCHEMA_VERSION)
+            meta.setdefault("name", layout.MODEL_NAME)
+            _write_json_atomic(staging / layout.METADATA_FILE, meta)
+            os.rename(staging, self.model_dir / str(version))
+        return version
+
+    def discard(self, staging: Path) -> None:
+        shutil.rmtree(staging, ignore_errors=True)
+
+    def promote(self, version: int | str, alias: str = layout.PRODUCTION, reason: str = "") -> None:
+        if alias not in layout.KNOWN_ALIASES:
+            raise AliasError(f"unknown alias {alias!r}; use one of {list(layout.KNOWN_ALIASES)}")
+        number = parse_version(version)
+        self.verify(number)
+        with self._locked():
+            state = self._alias_state()
+            state["aliases"][alias] = number
+            state["history"].append(
+                {
+                    "alias": alias,
+                    "version": number,
+                    "at": datetime.now(UTC).isoformat(timespec="seconds"),
+                    "reason": reason,
+                }
+            )
+            _write_json_atomic(self.model_dir / layout.ALIASES_FILE, state)
+
+    def rollback(self, alias: str = layout.PRODUCTION) -> int:
+        """Point the alias back at the version it had before its current one."""
+        with self._locked():
+            state = self._alias_state()
+            current = state["aliases"].get(alias)
+            if current is None:
+                raise AliasError(f"alias {alias!r} is not set; nothing to roll back")
+            # Replay the history as a stack: a promotion pushes, a rollback pops.
+            stack: list[int] = []
+            for entry in state["history"]:
+                if entry.get("alias") != alias:
+                    continue
+                if entry.get("rollback") and stack:
+                    stack.pop()
+                else:
+                    stack.append(int(entry["version"]))
+            previous = [v for v in stack[:-1] if v != current and (self.model_dir / str(v)).is_dir()]
+            if not previous:
+                raise AliasError(f"alias {alias!r} has no earlier version to roll back to")
+            target = int(previous[-1])
+            state["aliases"][alias] = target
+            state["history"].append(
+                {
+                    "alias": alias,
+                    "version": target,
+                    "at": datetime.now(UTC).isoformat(timespec="seconds"),
+                    "reason": f"rollback from {current}",
+                    "rollback": True,
+                }
+            )
+            _write_json_atomic(self.model_dir / layout.ALIASES_FILE, state)
+        return target

@@ -1,0 +1,83 @@
+"""Every metric the service exports: fixed names, labels and buckets.
+
+Labels never carry request data. With several uvicorn workers the
+``PROMETHEUS_MULTIPROC_DIR`` environment variable must be set before this
+module is imported (``service.__main__`` does it); ``/metrics`` then adds up
+all workers through ``prometheus_client.multiprocess``.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
+from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE
+
+# Sub-millisecond resolution at the low end: one batched inference is ~0.1 ms.
+LATENCY_BUCKETS = (
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+)  # fmt: skip
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+CONFIDENCE_BUCKETS = ("0.5", "0.9", "0.99", "1")  # label values for the upper edge of a confidence band
+
+REQUESTS = Counter("mnist_requests_total", "HTTP requests by endpoint and status.", ["endpoint", "method", "status"])
+REQUEST_DURATION = Histogram(
+    "mnist_request_duration_seconds", "End-to-end request time.", ["endpoint", "model_version"], buckets=LATENCY_BUCKETS
+)
+QUEUE_WAIT = Histogram(
+    "mnist_queue_wait_seconds", "Time an image waited in the batch queue.", ["model_version"], buckets=LATENCY_BUCKETS
+)
+INFERENCE_DURATION = Histogram(
+    "mnist_inference_duration_seconds",
+    "Time of one batched model call.",
+    ["model_version", "backend", "device"],
+    buckets=LATENCY_BUCKETS,
+)
+BATCH_SIZE = Histogram("mnist_batch_size", "Images per model call.", ["model_version"], buckets=BATCH_BUCKETS)
+QUEUE_DEPTH = Gauge("mnist_queue_depth", "Images waiting for the model.", multiprocess_mode="livesum")
+IN_FLIGHT = Gauge("mnist_requests_in_flight", "Requests being handled.", multiprocess_mode="livesum")
+REJECTED = Counter("mnist_rejected_inputs_total", "Inputs refused, by error code.", ["reason"])
+PREDICTIONS = Counter(
+    "mnist_predictions_total", "Answered predictions by digit and confidence band.", ["digit", "confidence", "model_version"]
+)
+MODEL_INFO = Gauge(
+    "mnist_model_info",
+    "1 for the model version being served.",
+    ["model_version", "backend", "device"],
+    multiprocess_mode="liveall",
+)
+MODEL_LOAD_FAILURES = Counter("mnist_model_load_failures_total", "Model versions refused at load.", ["reason"])
+MODEL_LOADS = Counter("mnist_model_loads_total", "Model versions loaded and swapped in.", ["model_version"])
+
+ALL_METRIC_NAMES = (
+    "mnist_requests_total",
+    "mnist_request_duration_seconds",
+    "mnist_queue_wait_seconds",
+    "mnist_inference_duration_seconds",
+    "mnist_batch_size",
+    "mnist_queue_depth",
+    "mnist_requests_in_flight",
+    "mnist_rejected_inputs_total",
+    "mnist_predictions_total",
+    "mnist_model_info",
+    "mnist_model_load_failures_total",
+    "mnist_model_loads_total",
+)
+
+
+def confidence_band(confidence: float) -> str:
+    for edge in CONFIDENCE_BUCKETS:
+        if confidence <= float(edge):
+            return edge
+    return CONFIDENCE_BUCKETS[-1]
+
+
+def render() -> tuple[bytes, str]:
+    """The exposition text, summed over workers in multiprocess mode."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE
+    from prometheus_client import REGISTRY
+
+    return generate_latest(REGISTRY), CONTENT_TYPE
