@@ -1,0 +1,76 @@
+"""The one settings object of the service: environment variables with the ``MNIST_`` prefix.
+
+Validated at start; a bad value stops the process with a message that names
+the variable and says how to fix it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MNIST_", extra="ignore", frozen=True)
+
+    # where and what to serve
+    model_dir: Path = Field(Path("models"), description="Registry root (holds mnist/<version>/).")
+    model_ref: str = Field("production", description="Alias or version number to serve at start.")
+    backend: Literal["onnx", "savedmodel"] = Field("onnx", description="Runtime; savedmodel imports TensorFlow.")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto takes CUDA when onnxruntime-gpu sees a GPU.")
+    intra_op_threads: int = Field(1, ge=0, le=256, description="Threads inside one model call (0 = runtime default).")
+    inter_op_threads: int = Field(1, ge=0, le=256, description="Threads across graph branches (0 = runtime default).")
+
+    # HTTP server
+    host: str = Field("127.0.0.1", description="Bind address.")
+    port: int = Field(8000, ge=1, le=65535, description="Bind port.")
+    workers: int = Field(1, ge=1, le=64, description="uvicorn worker processes.")
+    log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level (JSON logs).")
+    timeout_keep_alive_s: int = Field(5, ge=1, le=300, description="Idle keep-alive connection timeout.")
+
+    # dynamic batching
+    batching: bool = Field(True, description="Gather concurrent requests into one model call.")
+    max_batch_size: int = Field(64, ge=1, le=4096, description="Most images in one model call.")
+    max_batch_delay_ms: float = Field(2.0, ge=0, le=1000, description="Longest wait to fill a batch.")
+    max_queue_size: int = Field(1024, ge=1, le=1_000_000, description="Images waiting; beyond it 503 + Retry-After.")
+    request_timeout_s: float = Field(5.0, gt=0, le=300, description="Deadline for one request's inference; then 504.")
+
+    # hot swap
+    poll_interval_s: float = Field(2.0, ge=0, le=3600, description="Registry poll period; 0 turns watching off.")
+
+    # input limits
+    max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, le=256 * 1024 * 1024, description="Request body cap.")
+    max_batch_images: int = Field(256, ge=1, le=10_000, description="Most images in one /predict/batch request.")
+    max_image_side: int = Field(4096, ge=28, le=20_000, description="Largest image width or height in pixels.")
+    max_image_pixels: int = Field(4_000_000, ge=784, le=89_000_000, description="Largest width x height.")
+    decode_timeout_s: float = Field(2.0, gt=0, le=60, description="Time budget for decoding one image.")
+
+    # output and protection
+    return_probabilities: bool = Field(True, description="False returns only the digit and a rounded confidence.")
+    guards: bool = Field(True, description="Refuse non-digits and suspected adversarial inputs.")
+    admin_token: SecretStr | None = Field(None, description="Enables /admin/* with Authorization: Bearer <token>.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        if self.max_image_pixels > self.max_image_side**2:
+            raise ValueError("MNIST_MAX_IMAGE_PIXELS must not exceed MNIST_MAX_IMAGE_SIDE squared")
+        if self.admin_token is not None and len(self.admin_token.get_secret_value()) < 16:
+            raise ValueError("MNIST_ADMIN_TOKEN must be at least 16 characters (or unset to disable /admin)")
+        return self
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    """One line per bad variable: which MNIST_ variable, what was wrong, how to fix it."""
+    lines = []
+    for item in error.errors():
+        loc = item.get("loc") or ()
+        name = f"MNIST_{str(loc[0]).upper()}" if loc else "settings"
+        lines.append(f"{name}: {item.get('msg')} (got {str(item.get('input'))[:60]!r})")
+    return "invalid configuration:\n  " + "\n  ".join(lines)
+
+
+def load_settings() -> Settings:
+    return Settings()
