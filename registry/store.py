@@ -16,7 +16,7 @@ import re
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -243,16 +243,27 @@ class Registry:
         path.mkdir()
         return path
 
-    def publish(self, staging: Path, metadata: dict[str, Any]) -> int:
-        """Checksum the staging folder, number it and rename it into place."""
+    def publish(
+        self,
+        staging: Path,
+        metadata: dict[str, Any],
+        finalize: Callable[[int, Path], None] | None = None,
+    ) -> int:
+        """Number the staging folder, checksum it and rename it into place.
+
+        ``finalize(version, folder)`` may write files that need the number
+        (the model card) before the checksums are taken.
+        """
         staging = Path(staging)
         if staging.parent.resolve() != self.model_dir.resolve():
             raise CorruptVersion("staging folder must come from Registry.new_staging_dir()")
-        files = _checksums(staging)
-        if layout.ONNX_FILE not in files:
-            raise CorruptVersion(f"refusing to publish a version without {layout.ONNX_FILE}")
         with self._locked():
             version = (self.latest() or 0) + 1
+            if finalize is not None:
+                finalize(version, staging)
+            files = _checksums(staging)
+            if layout.ONNX_FILE not in files:
+                raise CorruptVersion(f"refusing to publish a version without {layout.ONNX_FILE}")
             meta = dict(metadata, version=version, files=files)
             meta.setdefault("schema_version", layout.METADATA_SCHEMA_VERSION)
             meta.setdefault("name", layout.MODEL_NAME)

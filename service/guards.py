@@ -32,7 +32,7 @@ def reduce_bit_depth(images: np.ndarray, bits: int) -> np.ndarray:
 
 def median_filter(images: np.ndarray, size: int) -> np.ndarray:
     """Median over a size x size window on [N, H, W, 1] images (edge-padded)."""
-    n, h, w, c = images.shape
+    _, h, w, _ = images.shape
     pad_before = (size - 1) // 2
     pad_after = size - 1 - pad_before
     padded = np.pad(images, ((0, 0), (pad_before, pad_after), (pad_before, pad_after), (0, 0)), mode="edge")

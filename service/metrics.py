@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import os
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 
 # Sub-millisecond resolution at the low end: one batched inference is ~0.1 ms.
 LATENCY_BUCKETS = (
@@ -38,7 +38,9 @@ QUEUE_DEPTH = Gauge("mnist_queue_depth", "Images waiting for the model.", multip
 IN_FLIGHT = Gauge("mnist_requests_in_flight", "Requests being handled.", multiprocess_mode="livesum")
 REJECTED = Counter("mnist_rejected_inputs_total", "Inputs refused, by error code.", ["reason"])
 PREDICTIONS = Counter(
-    "mnist_predictions_total", "Answered predictions by digit and confidence band.", ["digit", "confidence", "model_version"]
+    "mnist_predictions_total",
+    "Answered predictions by digit and confidence band.",
+    ["digit", "confidence", "model_version"],
 )
 MODEL_INFO = Gauge(
     "mnist_model_info",

