@@ -5,8 +5,10 @@ digits and writes them to ``guards.json``) and the service (which applies
 them). Two detectors:
 
 * out-of-distribution: Mahalanobis distance of the penultimate features to
-  the nearest class mean (Lee et al., 2018), plus a floor on the top
-  probability, since softmax confidence alone stays high on many non-digits;
+  the nearest class mean (Lee et al., 2018), the reconstruction error of the
+  input under a PCA of training digits (catches noise and textures the
+  features map close to a digit), and a floor on the top probability, since
+  softmax confidence alone stays high on many non-digits;
 * adversarial: feature squeezing (Xu et al., 2018) - the largest L1 distance
   between the prediction on the input and on a 1-bit and a 2x2-median copy.
 """
@@ -47,6 +49,13 @@ def mahalanobis_scores(features: np.ndarray, means: np.ndarray, precision: np.nd
     return dists.min(axis=1)
 
 
+def reconstruction_errors(images: np.ndarray, mean: np.ndarray, components: np.ndarray) -> np.ndarray:
+    """Squared distance of each flattened image to the PCA subspace of training digits."""
+    centred = images.reshape(len(images), -1) - mean
+    projected = (centred @ components.T) @ components
+    return ((centred - projected) ** 2).sum(axis=1)
+
+
 def squeeze_scores(probs: np.ndarray, probs_bits: np.ndarray, probs_median: np.ndarray) -> np.ndarray:
     l1_bits = np.abs(probs - probs_bits).sum(axis=1)
     l1_median = np.abs(probs - probs_median).sum(axis=1)
@@ -57,6 +66,7 @@ def squeeze_scores(probs: np.ndarray, probs_bits: np.ndarray, probs_median: np.n
 class Verdict:
     refusal: str | None  # None, NOT_A_DIGIT or SUSPECTED_ADVERSARIAL
     ood_score: float
+    reconstruction_error: float
     squeeze_score: float
 
 
@@ -69,6 +79,9 @@ class Guards:
         self.means = np.asarray(ood["class_means"], dtype=np.float32)
         self.precision = np.asarray(ood["precision"], dtype=np.float32)
         self.ood_threshold = float(ood["threshold"])
+        self.pca_mean = np.asarray(ood["pca_mean"], dtype=np.float32)
+        self.pca_components = np.asarray(ood["pca_components"], dtype=np.float32)
+        self.pca_threshold = float(ood["pca_threshold"])
         self.min_confidence = float(ood["min_confidence"])
         self.bits = int(adv["bit_depth"])
         self.median_size = int(adv["median_size"])
@@ -82,19 +95,23 @@ class Guards:
             [images, reduce_bit_depth(images, self.bits), median_filter(images, self.median_size)], axis=0
         )
 
-    def judge(self, probs: np.ndarray, features: np.ndarray) -> tuple[np.ndarray, list[Verdict]]:
-        """Split the model's [3N, ...] outputs; return the inputs' probabilities and verdicts."""
-        n = probs.shape[0] // VIEWS
+    def judge(
+        self, images: np.ndarray, probs: np.ndarray, features: np.ndarray
+    ) -> tuple[np.ndarray, list[Verdict]]:
+        """Given the N inputs and the model's [3N, ...] outputs on ``expand(images)``,
+        return the inputs' probabilities and one verdict per input."""
+        n = len(images)
         p, p_bits, p_median = probs[:n], probs[n : 2 * n], probs[2 * n :]
         ood = mahalanobis_scores(features[:n], self.means, self.precision)
+        recon = reconstruction_errors(images, self.pca_mean, self.pca_components)
         squeeze = squeeze_scores(p, p_bits, p_median)
         confidence = p.max(axis=1)
         verdicts = []
         for i in range(n):
             refusal = None
-            if ood[i] > self.ood_threshold or confidence[i] < self.min_confidence:
+            if ood[i] > self.ood_threshold or recon[i] > self.pca_threshold or confidence[i] < self.min_confidence:
                 refusal = NOT_A_DIGIT
             elif squeeze[i] > self.squeeze_threshold:
                 refusal = SUSPECTED_ADVERSARIAL
-            verdicts.append(Verdict(refusal, float(ood[i]), float(squeeze[i])))
+            verdicts.append(Verdict(refusal, float(ood[i]), float(recon[i]), float(squeeze[i])))
         return p, verdicts

@@ -8,10 +8,16 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,3 +43,103 @@ def registry_copy(tiny_registry: Path, tmp_path: Path) -> Path:
     target = tmp_path / "registry"
     shutil.copytree(tiny_registry, target)
     return target
+
+
+# ---- a real service process (integration tier) ------------------------------------------
+
+
+@dataclass
+class ServerHandle:
+    """A running ``python -m service``: where it listens, the process, the environment it got."""
+
+    base_url: str
+    process: subprocess.Popen[bytes]
+    env: dict[str, str]
+    log_path: Path
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_for(handle: ServerHandle, path: str, deadline: float) -> bool:
+    while time.monotonic() < deadline:
+        if handle.process.poll() is not None:
+            return False
+        try:
+            if httpx.get(handle.base_url + path, timeout=1.0).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    return False
+
+
+def stop_server(handle: ServerHandle) -> None:
+    if handle.process.poll() is None:
+        handle.process.terminate()
+        try:
+            handle.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            handle.process.kill()
+            handle.process.wait(timeout=5)
+
+
+def launch_server(
+    log_dir: Path,
+    env: dict[str, str] | None = None,
+    *,
+    registry: Path | None = None,
+    wait_ready: bool = True,
+    timeout: float = 60.0,
+    args: tuple[str, ...] = (),
+) -> ServerHandle:
+    """Start the service on a free loopback port and wait for live (and ready unless told not to)."""
+    port = free_port()
+    # A clean MNIST_ environment: the developer's own variables must not change what a test sees.
+    base = {k: v for k, v in os.environ.items() if not k.startswith("MNIST_") and k != "PROMETHEUS_MULTIPROC_DIR"}
+    full_env = {**base, "MNIST_HOST": "127.0.0.1", "MNIST_PORT": str(port), "MNIST_LOG_LEVEL": "info"}
+    if registry is not None:
+        full_env["MNIST_MODEL_DIR"] = str(registry)
+    full_env.update(env or {})
+    log_path = log_dir / f"service-{port}.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "service", *args], cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT
+        )
+    handle = ServerHandle(f"http://127.0.0.1:{port}", process, full_env, log_path)
+    deadline = time.monotonic() + timeout
+    ok = _wait_for(handle, "/health/live", deadline)
+    ok = ok and (not wait_ready or _wait_for(handle, "/health/ready", deadline))
+    if not ok:
+        stop_server(handle)
+        pytest.fail(f"service did not become {'ready' if wait_ready else 'live'}; log tail:\n{handle.logs()[-3000:]}")
+    return handle
+
+
+@pytest.fixture()
+def start_server(tmp_path: Path) -> Iterator[Callable[..., ServerHandle]]:
+    """Factory: ``start_server(env={...}, registry=path, wait_ready=True)``; every server stops at teardown."""
+    handles: list[ServerHandle] = []
+
+    def start(env: dict[str, str] | None = None, **kwargs: Any) -> ServerHandle:
+        handle = launch_server(tmp_path, env, **kwargs)
+        handles.append(handle)
+        return handle
+
+    yield start
+    for handle in handles:
+        stop_server(handle)
+
+
+@pytest.fixture(scope="session")
+def served(tiny_registry: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerHandle]:
+    """One ready service on the tiny registry, shared by read-only tests of the session."""
+    handle = launch_server(tmp_path_factory.mktemp("served"), registry=tiny_registry)
+    yield handle
+    stop_server(handle)

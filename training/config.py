@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from training.models import BUILDERS
+MODELS = ("cnn", "mlp")  # training.models imports TensorFlow; keep --help fast
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,7 @@ class TrainConfig:
     parity_samples: int = 1000
     accuracy_floor: float = 0.97
     target_false_rejection: float = 0.01
+    ood_data: str | None = "/usr/share/datasets/fashion-mnist"
     promote: bool = True
     download_timeout: float = 15.0
     quick: bool = False
@@ -65,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--registry", default=d.registry, help="registry root; versions go to <registry>/mnist/<N>/")
     p.add_argument("--data", default=d.data, help="folder with mnist.npz or the four MNIST IDX files")
-    p.add_argument("--model", choices=sorted(BUILDERS), default=d.model, help="network to train")
+    p.add_argument("--model", choices=MODELS, default=d.model, help="network to train")
     p.add_argument("--epochs", type=_positive_int, default=d.epochs, help="training epochs")
     p.add_argument("--batch-size", type=_positive_int, default=d.batch_size, help="training batch size")
     p.add_argument("--learning-rate", type=float, default=d.learning_rate, help="Adam learning rate (cosine decay)")
@@ -89,6 +90,11 @@ def build_parser() -> argparse.ArgumentParser:
         type=_fraction,
         default=d.target_false_rejection,
         help="share of held-out digits the guards may refuse when calibrated",
+    )
+    p.add_argument(
+        "--ood-data",
+        default=d.ood_data,
+        help="folder of non-digit IDX images (Fashion-MNIST) for the not_a_digit refusal rate; skipped if absent",
     )
     p.add_argument("--no-promote", dest="promote", action="store_false", help="register without promoting")
     p.add_argument("--download-timeout", type=float, default=d.download_timeout, help="seconds before going offline")

@@ -55,7 +55,7 @@ class Splits:
         return digest.hexdigest()
 
 
-def _read_idx(path: Path) -> np.ndarray:
+def read_idx(path: Path) -> np.ndarray:
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rb") as handle:
         data = handle.read()
@@ -85,7 +85,7 @@ def load_from_path(folder: Path) -> dict[str, np.ndarray]:
     if npz.exists():
         with np.load(npz, allow_pickle=False) as data:
             return {key: data[key] for key in IDX_NAMES}
-    return {key: _read_idx(_find_idx(folder, stem)) for key, stem in IDX_NAMES.items()}
+    return {key: read_idx(_find_idx(folder, stem)) for key, stem in IDX_NAMES.items()}
 
 
 def download_mnist(url: str, target: Path, timeout_s: float) -> bool:

@@ -13,12 +13,20 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from service.guards import Guards, mahalanobis_scores, median_filter, reduce_bit_depth, squeeze_scores
+from service.guards import (
+    Guards,
+    mahalanobis_scores,
+    median_filter,
+    reconstruction_errors,
+    reduce_bit_depth,
+    squeeze_scores,
+)
 from training.attacks import fgsm_numpy
 
 FGSM_EPSILONS = (0.05, 0.1, 0.2)
 BIT_DEPTH = 1
 MEDIAN_SIZE = 2
+PCA_COMPONENTS = 40
 
 
 def predict(model: keras.Model, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -74,9 +82,16 @@ def calibrate_guards(
     cov = centred.T @ centred / len(feats) + 1e-3 * np.eye(feats.shape[1])
     precision = np.linalg.inv(cov)
 
-    share = target_false_rejection / 3.0
+    flat = x_train.reshape(len(x_train), -1)
+    pca_mean = flat.mean(axis=0)
+    _, _, vt = np.linalg.svd(flat - pca_mean, full_matrices=False)
+    components = vt[:PCA_COMPONENTS]
+
+    # Four signals share the budget: Mahalanobis, PCA error, confidence, squeezing.
+    share = target_false_rejection / 4.0
     probs_val, feats_val = predict(model, x_val)
     ood_val = mahalanobis_scores(feats_val, means, precision)
+    recon_val = reconstruction_errors(x_val, pca_mean, components)
     views = np.concatenate([reduce_bit_depth(x_val, BIT_DEPTH), median_filter(x_val, MEDIAN_SIZE)])
     probs_views, _ = predict(model, views)
     n = len(x_val)
@@ -87,6 +102,9 @@ def calibrate_guards(
             "class_means": means.tolist(),
             "precision": precision.tolist(),
             "threshold": float(np.quantile(ood_val, 1.0 - share)),
+            "pca_mean": pca_mean.tolist(),
+            "pca_components": components.tolist(),
+            "pca_threshold": float(np.quantile(recon_val, 1.0 - share)),
             "min_confidence": float(min(0.5, np.quantile(probs_val.max(axis=1), share))),
         },
         "adversarial": {
@@ -107,7 +125,7 @@ def calibrate_guards(
 
 def refusals(guards: Guards, model: keras.Model, x: np.ndarray) -> list[str | None]:
     probs, feats = predict(model, guards.expand(x))
-    _, verdicts = guards.judge(probs, feats)
+    _, verdicts = guards.judge(x, probs, feats)
     return [v.refusal for v in verdicts]
 
 

@@ -55,6 +55,7 @@ def render(meta: dict[str, Any], version: int | str) -> str:
         f"- Real test digits refused: {_pct(g.get('test_digits_refused'))} "
         f"(target {_pct(meta['guards_calibration']['target_false_rejection'])})",
         f"- Random-noise images refused: {_pct(g.get('noise_refused'))}",
+        f"- Clothing images (Fashion-MNIST test, 1,000) refused: {_pct(g.get('fashion_refused'))}",
         "- Blank canvases: refused before the model (`no_digit`)",
         "",
         "## Speed (onnxruntime, CPU, one thread)",

@@ -26,13 +26,13 @@ def build_mlp() -> keras.Model:
 def build_cnn() -> keras.Model:
     """~31k parameters; two convolutions keep batched CPU inference near 50 us per image."""
     inputs = _input()
-    x = layers.Conv2D(16, 3, activation="relu")(inputs)
+    x = layers.Conv2D(32, 3, activation="relu")(inputs)
     x = layers.MaxPooling2D()(x)
-    x = layers.Conv2D(32, 3, activation="relu")(x)
+    x = layers.Conv2D(64, 3, activation="relu")(x)
     x = layers.MaxPooling2D()(x)
     x = layers.Flatten()(x)
-    x = layers.Dropout(0.3)(x)
-    features = layers.Dense(32, activation="relu", name=layout.OUTPUT_FEATURES)(x)
+    x = layers.Dropout(0.4)(x)
+    features = layers.Dense(64, activation="relu", name=layout.OUTPUT_FEATURES)(x)
     probs = layers.Dense(layout.NUM_CLASSES, activation="softmax", name=layout.OUTPUT_PROBABILITIES)(
         layers.Dropout(0.1)(features)
     )

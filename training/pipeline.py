@@ -17,7 +17,7 @@ from registry import Registry, layout
 from service.guards import Guards
 from training import evaluate, export, model_card, promotion
 from training.config import TrainConfig
-from training.data import Splits, load_splits
+from training.data import DataError, Splits, load_splits, read_idx
 from training.train import as_model_input, fit
 
 
@@ -45,6 +45,18 @@ def _held_out(splits: Splits, n: int) -> tuple[np.ndarray, np.ndarray]:
     x = np.concatenate([splits.x_test, splits.x_val])[:n]
     y = np.concatenate([splits.y_test, splits.y_val])[:n]
     return as_model_input(x), y
+
+
+def _fashion_refusal(config: TrainConfig, guards: Guards, model: object) -> float | None:
+    """Share of clothing images refused, when a Fashion-MNIST copy is at hand (Debian: dataset-fashion-mnist)."""
+    folder = Path(config.ood_data) if config.ood_data else None
+    if folder is None or not folder.is_dir():
+        return None
+    try:
+        images = read_idx(next(folder.glob("t10k-images-idx3-ubyte*")))[:1000]
+    except (StopIteration, OSError, DataError):
+        return None
+    return evaluate.refusal_rate(guards, model, as_model_input(images))
 
 
 def run(config: TrainConfig) -> dict[str, Any]:
@@ -80,6 +92,7 @@ def run(config: TrainConfig) -> dict[str, Any]:
     rng = np.random.default_rng(config.seed)
     noise = rng.uniform(0, 1, size=(200, 28, 28, 1)).astype(np.float32)
     metrics["guards"] = {
+        "fashion_refused": _fashion_refusal(config, guards, model),
         "test_digits_refused": evaluate.refusal_rate(guards, model, x_test),
         "noise_refused": evaluate.refusal_rate(guards, model, noise),
         "fgsm_refused": {
@@ -167,6 +180,14 @@ def run(config: TrainConfig) -> dict[str, Any]:
     }
 
 
+def _refusal_line(g: dict[str, Any]) -> str:
+    fashion = "n/a" if g.get("fashion_refused") is None else f"{100 * g['fashion_refused']:.1f} %"
+    return (
+        f"{100 * g['test_digits_refused']:.2f} % of test digits; non-digits: noise "
+        f"{100 * g['noise_refused']:.1f} %, clothing {fashion}"
+    )
+
+
 def print_summary(result: dict[str, Any]) -> None:
     m = result["metrics"]
     rows = [
@@ -175,10 +196,7 @@ def print_summary(result: dict[str, Any]) -> None:
         ("total time", f"{result['total_seconds']:.1f} s"),
         ("test accuracy", f"{100 * m['test_accuracy']:.2f} %  (ECE {m['ece']:.4f})"),
         ("FGSM accuracy", ", ".join(f"eps {k}: {100 * v:.1f} %" for k, v in m["fgsm"].items())),
-        (
-            "digits refused",
-            f"{100 * m['guards']['test_digits_refused']:.2f} %  (noise {100 * m['guards']['noise_refused']:.1f} %)",
-        ),
+        ("refused by guards", _refusal_line(m["guards"])),
         (
             "ONNX CPU µs/image",
             f"batch 1: {m['latency_us_per_image']['batch_1']}, batch 64: {m['latency_us_per_image']['batch_64']}",

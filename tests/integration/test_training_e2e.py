@@ -1,0 +1,81 @@
+"""A real (tiny) training run through the CLI: what `make train` leaves behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from registry import Registry, layout
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_quick_training_leaves_a_complete_verified_promoted_version(tiny_registry: Path) -> None:
+    registry = Registry(tiny_registry)
+    version = registry.resolve()
+    assert registry.aliases()[layout.PRODUCTION] == version
+    meta = registry.verify(version)  # every sha256 matches, nothing unlisted
+    folder = registry.version_dir(version)
+    for name in (layout.ONNX_FILE, layout.KERAS_FILE, layout.GUARDS_FILE, layout.MODEL_CARD_FILE):
+        assert (folder / name).is_file()
+    assert (folder / layout.SAVEDMODEL_DIR / "saved_model.pb").is_file()
+    assert {"confusion_matrix.png", "training_curves.png"} <= set(meta["files"])
+    assert meta["data"]["source"] and len(meta["data"]["sha256"]) == 64
+    assert meta["training_config"]["quick"] is True
+    assert meta["input"]["name"] == "image" and meta["preprocessing"]["pixel_scale"] == pytest.approx(1 / 255)
+    metrics = meta["metrics"]
+    assert 0.0 <= metrics["test_accuracy"] <= 1.0 and len(metrics["per_class_accuracy"]) == 10
+    assert set(metrics["fgsm"]) == {"0.05", "0.1", "0.2"}
+    assert metrics["parity"]["argmax_mismatches"] == 0 and metrics["parity"]["max_abs_diff_onnx"] <= 1e-4
+    assert metrics["latency_us_per_image"]["batch_64"] > 0
+    card = (folder / layout.MODEL_CARD_FILE).read_text()
+    assert f"version {version}" in card and "FGSM" in card and "confusion_matrix.png" in card
+    guards = json.loads((folder / layout.GUARDS_FILE).read_text())
+    assert guards["ood"]["threshold"] > 0 and guards["adversarial"]["threshold"] > 0
+
+
+def test_the_onnx_artifact_has_the_documented_signature(tiny_registry: Path) -> None:
+    registry = Registry(tiny_registry)
+    session = ort.InferenceSession(str(registry.version_dir(registry.resolve()) / layout.ONNX_FILE))
+    assert [i.name for i in session.get_inputs()] == ["image"]
+    assert {o.name for o in session.get_outputs()} == {"probabilities", "features"}
+    probs, _ = session.run(["probabilities", "features"], {"image": np.zeros((3, 28, 28, 1), np.float32)})
+    assert probs.shape == (3, 10) and np.allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_two_concurrent_trainings_publish_two_distinct_complete_versions(registry_copy: Path) -> None:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    cmd = [sys.executable, "-m", "training", "--registry", str(registry_copy), "--quick", "--epochs", "1"]
+    runs = [
+        subprocess.Popen([*cmd, "--seed", str(seed)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL) for seed in (1, 2)
+    ]
+    assert [p.wait(timeout=600) for p in runs] == [0, 0]
+    registry = Registry(registry_copy)
+    new = registry.versions()[-2:]
+    assert len(set(new)) == 2 and len(registry.versions()) == 3
+    for version in new:
+        registry.verify(version)
+    assert not [p for p in registry.model_dir.iterdir() if p.name.startswith(layout.STAGING_PREFIX)]
+
+
+def test_a_worse_model_is_registered_but_not_promoted(registry_copy: Path) -> None:
+    registry = Registry(registry_copy)
+    before = registry.aliases()[layout.PRODUCTION]
+    out = subprocess.run(
+        [sys.executable, "-m", "training", "--registry", str(registry_copy), "--quick", "--model", "mlp",
+         "--epochs", "1", "--limit", "100"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "not promoted" in out.stdout
+    assert registry.aliases()[layout.PRODUCTION] == before
+    assert registry.latest() == before + 1
+    assert registry.metadata(before + 1)["promotion"]["promoted"] is False

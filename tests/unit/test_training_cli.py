@@ -1,0 +1,70 @@
+"""The training CLI: documented flags, one-line errors with exit code 2, the promotion gate."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from registry import Registry
+from training import promotion
+from training.config import parse_config
+
+pytestmark = pytest.mark.unit
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "training", *args], capture_output=True, text=True, cwd=ROOT, timeout=60
+    )
+
+
+def test_help_documents_every_flag() -> None:
+    out = _cli("--help")
+    assert out.returncode == 0
+    for flag in ("--model", "--epochs", "--data", "--adversarial", "--accuracy-floor", "--registry", "--quick"):
+        assert flag in out.stdout
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["--epochs", "0"], ["--model", "resnet"], ["--data", "/no/such/folder"], ["--accuracy-floor", "2"], ["--bogus"]],
+)
+def test_bad_flags_give_one_line_and_exit_2(args: list[str]) -> None:
+    out = _cli(*args)
+    assert out.returncode == 2
+    assert "Traceback" not in out.stderr
+    assert "error:" in out.stderr
+
+
+def test_quick_mode_is_small_and_has_no_floor() -> None:
+    config = parse_config(["--quick"])
+    assert config.epochs <= 10 and config.limit is not None and config.accuracy_floor == 0.0
+
+
+def test_registry_cli_lists_and_reports_errors(tmp_path: Path) -> None:
+    out = _cli("registry", "--registry", str(tmp_path), "list")
+    assert out.returncode == 0 and "no versions" in out.stdout
+    out = _cli("registry", "--registry", str(tmp_path), "rollback")
+    assert out.returncode == 1 and "nothing to roll back" in out.stdout
+    out = _cli("registry", "--registry", str(tmp_path), "promote", "../3")
+    assert out.returncode == 1 and "positive integer" in out.stdout
+
+
+def test_gate_refuses_below_the_floor(tmp_path: Path) -> None:
+    decision = promotion.decide(Registry(tmp_path), 0.90, 0.97, np.zeros((1, 28, 28)), np.zeros(1))
+    assert not decision.promote and "below the floor" in decision.reason
+
+
+def test_gate_compares_with_production_on_the_same_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    registry = Registry(tmp_path)
+    monkeypatch.setattr(Registry, "aliases", lambda self: {"production": 4})
+    monkeypatch.setattr(promotion, "champion_accuracy", lambda *a: 0.985)
+    x, y = np.zeros((1, 28, 28)), np.zeros(1)
+    worse = promotion.decide(registry, 0.95, 0.9, x, y)
+    assert not worse.promote and "v4" in worse.reason
+    assert promotion.decide(registry, 0.99, 0.9, x, y).promote
