@@ -1,0 +1,144 @@
+# syntax=docker/dockerfile:1.7
+#
+# mnist-serving images. Targets (docker build --target <name> .):
+#
+#   serve   (default)  onnxruntime + FastAPI only, no TensorFlow; models mounted at run time:
+#                        docker build -t mnist-serving .
+#                        docker run -p 8000:8000 -v "$PWD/models:/models:ro" mnist-serving
+#   baked              serve + a registry copied in at build time (one self-contained image):
+#                        docker build --target baked --build-context models=./models -t mnist-serving:baked .
+#                      (the `models` stage below is replaced by the named context, so the main
+#                      context can keep ignoring models/; without it the image has an empty registry)
+#   gpu                onnxruntime-gpu on a CUDA runtime base, MNIST_DEVICE=cuda:
+#                        docker build --target gpu -t mnist-serving:gpu .
+#                        docker run --gpus all -p 8000:8000 -v "$PWD/models:/models:ro" mnist-serving:gpu
+#   train              TensorFlow + the training CLI; writes a new version into the mounted registry:
+#                        docker build --target train -t mnist-serving:train .
+#                        docker run -v "$PWD/models:/models" mnist-serving:train --registry /models
+#
+# Every pip install goes through constraints.txt so images get the versions CI tested.
+
+ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm
+ARG CUDA_IMAGE=nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04
+# The GPU wheel is not in constraints.txt (CI has no GPU); keep it at the CPU onnxruntime pin.
+ARG ONNXRUNTIME_GPU_VERSION=1.32.0
+ARG APP_UID=10001
+
+# ---- shared base: no pip cache, no .pyc, logs straight to stdout -------------------------
+FROM ${PYTHON_IMAGE} AS python-base
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+# ---- build the serving virtualenv (only the `serve` extra: no TensorFlow) -----------------
+FROM python-base AS build-serve
+WORKDIR /src
+RUN python -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+COPY pyproject.toml constraints.txt README.md ./
+COPY registry/ registry/
+COPY service/ service/
+COPY training/ training/
+RUN pip install -c constraints.txt ".[serve]"
+
+# ---- build the training virtualenv (TensorFlow, tf2onnx, ...) -----------------------------
+FROM python-base AS build-train
+WORKDIR /src
+RUN python -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+COPY pyproject.toml constraints.txt README.md ./
+COPY registry/ registry/
+COPY service/ service/
+COPY training/ training/
+RUN pip install -c constraints.txt ".[train]"
+
+# ---- serve: the default runtime image --------------------------------------------------------
+FROM python-base AS serve
+ARG APP_UID
+RUN useradd --system --uid "${APP_UID}" --user-group --no-create-home --shell /usr/sbin/nologin app \
+    && mkdir -p /models \
+    && chown "${APP_UID}:${APP_UID}" /models
+COPY --from=build-serve /opt/venv /opt/venv
+# MNIST_HOST/PORT are the service defaults made explicit for the HEALTHCHECK; the registry is
+# expected at /models (a read-only mount in production, see deploy/README.md).
+ENV PATH=/opt/venv/bin:$PATH \
+    MNIST_MODEL_DIR=/models \
+    MNIST_PORT=8000
+WORKDIR /home/app
+USER ${APP_UID}:${APP_UID}
+EXPOSE 8000
+# Liveness only: readiness (model loaded + warm-up) belongs to the orchestrator's readiness probe,
+# otherwise an empty registry would make Docker restart a process that is merely waiting for a model.
+# slim has no curl; urlopen raises on a refused connection or a non-2xx answer, so the exit code is enough.
+HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('MNIST_PORT', '8000') + '/health/live', timeout=2)"]
+CMD ["python", "-m", "service", "--host", "0.0.0.0"]
+
+# ---- models: the registry to bake in (replace with --build-context models=./models) --------
+FROM scratch AS models
+COPY models/README.md /README.md
+
+# ---- baked: serve + a registry inside the image -----------------------------------------------
+FROM serve AS baked
+ARG APP_UID
+COPY --from=models --chown=${APP_UID}:${APP_UID} / /models/
+
+# ---- gpu: onnxruntime-gpu on the CUDA runtime ---------------------------------------------------
+FROM ${CUDA_IMAGE} AS gpu
+ARG APP_UID
+ARG ONNXRUNTIME_GPU_VERSION
+ENV DEBIAN_FRONTEND=noninteractive \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+# The CUDA image tag already pins the distribution snapshot; pinning apt versions on top breaks the
+# build each time Ubuntu publishes a security update, so DL3008 is ignored for this one line.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends python3 python3-venv \
+    && rm -rf /var/lib/apt/lists/* \
+    && useradd --system --uid "${APP_UID}" --user-group --no-create-home --shell /usr/sbin/nologin app \
+    && mkdir -p /models \
+    && chown "${APP_UID}:${APP_UID}" /models \
+    && python3 -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+WORKDIR /src
+COPY pyproject.toml constraints.txt README.md ./
+COPY registry/ registry/
+COPY service/ service/
+COPY training/ training/
+# `.[serve]` pulls the CPU onnxruntime; both wheels own the same `onnxruntime` package folder,
+# so the CPU one is removed before the GPU one goes in (installing over it corrupts the folder).
+RUN pip install -c constraints.txt ".[serve]" \
+    && pip uninstall -y onnxruntime \
+    && pip install --no-deps "onnxruntime-gpu==${ONNXRUNTIME_GPU_VERSION}" \
+    && rm -rf /src
+ENV MNIST_MODEL_DIR=/models \
+    MNIST_PORT=8000 \
+    MNIST_DEVICE=cuda
+WORKDIR /home/app
+USER ${APP_UID}:${APP_UID}
+EXPOSE 8000
+HEALTHCHECK --interval=15s --timeout=3s --start-period=30s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('MNIST_PORT', '8000') + '/health/live', timeout=2)"]
+CMD ["python", "-m", "service", "--host", "0.0.0.0"]
+
+# ---- train: TensorFlow + the training CLI, publishing into /models -------------------------------
+FROM python-base AS train
+ARG APP_UID
+RUN useradd --system --uid "${APP_UID}" --user-group --create-home --shell /usr/sbin/nologin app \
+    && mkdir -p /models \
+    && chown "${APP_UID}:${APP_UID}" /models
+COPY --from=build-train /opt/venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH \
+    MNIST_MODEL_DIR=/models \
+    TF_CPP_MIN_LOG_LEVEL=2
+WORKDIR /home/app
+USER ${APP_UID}:${APP_UID}
+ENTRYPOINT ["python", "-m", "training"]
+CMD ["--registry", "/models"]
+
+# ---- default target: `docker build .` gives the serving image ------------------------------------
+FROM serve AS runtime

@@ -1,0 +1,172 @@
+"""Helpers for the deployment and observability tests.
+
+Reading the PromQL expressions of the dashboard and the alert rules, pulling
+metric names out of them, and starting the real service as a subprocess with
+an exact environment (the Kubernetes test needs env, user and read-only
+registry under its own control, so it cannot share a generic fixture).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+DASHBOARD = ROOT / "deploy" / "grafana" / "dashboard.json"
+RULES = ROOT / "deploy" / "prometheus" / "mnist-alerts.yml"
+
+# Series Prometheus itself creates: never exported by the service, legitimately queried.
+PROMETHEUS_SYNTHETIC = frozenset({"up", "ALERTS", "ALERTS_FOR_STATE"})
+_KEYWORDS = frozenset(
+    {"by", "without", "on", "ignoring", "group_left", "group_right", "bool", "and", "or", "unless", "offset"}
+    | {"inf", "nan", "le"}
+)
+_HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
+
+
+def dashboard_expressions(path: Path = DASHBOARD) -> list[str]:
+    dashboard = json.loads(path.read_text())
+    exprs = []
+    for panel in dashboard.get("panels", []):
+        for target in panel.get("targets", []):
+            if target.get("expr"):
+                exprs.append(target["expr"])
+    return exprs
+
+
+def rule_expressions(path: Path = RULES) -> tuple[list[str], set[str]]:
+    """Every rule expression, and the names of the recording rules (valid series names too)."""
+    groups = yaml.safe_load(path.read_text())["groups"]
+    exprs, recorded = [], set()
+    for group in groups:
+        for rule in group["rules"]:
+            exprs.append(rule["expr"])
+            if "record" in rule:
+                recorded.add(rule["record"])
+    return exprs, recorded
+
+
+def metric_names(expr: str) -> set[str]:
+    """Series names an expression selects: a small PromQL scanner, enough for our own files.
+
+    Strings, label matchers, ranges and grouping clauses are removed first; what is left that
+    looks like an identifier and is not a function call or keyword is a metric name.
+    """
+    text = re.sub(r'"(?:\\.|[^"\\])*"', '""', expr)
+    text = re.sub(r"\{[^}]*\}", " ", text)
+    text = re.sub(r"\[[^\]]*\]", " ", text)
+    text = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", text)
+    names = set()
+    for match in re.finditer(r"(?<![\w$.])([a-zA-Z_:][a-zA-Z0-9_:]*)(\s*\()?", text):
+        name, call = match.group(1), match.group(2)
+        if call or name in _KEYWORDS:
+            continue
+        names.add(name)
+    return names
+
+
+def base_name(name: str) -> str:
+    for suffix in _HISTOGRAM_SUFFIXES:
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def exported_names(exposition: str) -> set[str]:
+    """Metric family names and sample names in a /metrics text (counters with and without _total)."""
+    names = set()
+    for line in exposition.splitlines():
+        if line.startswith("# TYPE "):
+            _, _, family, kind = line.split(maxsplit=3)
+            names.add(family)
+            if kind == "counter" and not family.endswith("_total"):
+                names.add(family + "_total")
+        elif line and not line.startswith("#"):
+            names.add(re.split(r"[{\s]", line, maxsplit=1)[0])
+    return names
+
+
+def unknown_names(exprs: list[str], exported: set[str], recorded: set[str]) -> dict[str, set[str]]:
+    """Per expression, the names that are neither exported, recorded, nor Prometheus' own."""
+    problems: dict[str, set[str]] = {}
+    for expr in exprs:
+        bad = {
+            n
+            for n in metric_names(expr)
+            if n not in PROMETHEUS_SYNTHETIC
+            and n not in recorded
+            and n not in exported
+            and base_name(n) not in exported
+        }
+        if bad:
+            problems[expr] = bad
+    return problems
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def http_get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def wait_for(url: str, status: int, deadline_s: float, proc: subprocess.Popen | None = None) -> tuple[int, bytes]:
+    """Poll ``url`` until it answers ``status``; the last answer (or 0) when time runs out."""
+    last: tuple[int, bytes] = (0, b"")
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        if proc is not None and proc.poll() is not None:
+            break
+        with contextlib.suppress(OSError):
+            last = http_get(url, timeout=2)
+            if last[0] == status:
+                return last
+        time.sleep(0.2)
+    return last
+
+
+def service_log(proc: subprocess.Popen) -> str:
+    """The tail of what a ``service_process`` printed so far, for assertion messages."""
+    path = getattr(proc, "log_path", None)
+    return Path(path).read_text(errors="replace")[-4000:] if path else ""
+
+
+@contextlib.contextmanager
+def service_process(
+    env: dict[str, str], args: list[str] | None = None, prefix: list[str] | None = None, cwd: Path = ROOT
+) -> Iterator[subprocess.Popen]:
+    """``python -m service`` with exactly ``env``; output goes to a log file read by ``service_log``."""
+    log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"mnist-service-{os.getpid()}-{time.time_ns()}.log"
+    cmd = [*(prefix or []), sys.executable, "-m", "service", *(args or [])]
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
+    proc.log_path = str(log_path)  # type: ignore[attr-defined]
+    try:
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+        log_path.unlink(missing_ok=True)
