@@ -1,0 +1,143 @@
+"""Verify, load and warm up one model version; the manager swaps these whole.
+
+Everything the service needs to know about a version (input name and shape,
+scaling, output names, labels, guard thresholds) comes from its
+``metadata.json`` and ``guards.json``; nothing here is specific to a model.
+Loading is blocking (checksums, session build) and runs off the event loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+from registry import CorruptVersion, Registry, RegistryError, layout
+from service.backends import Backend, load_backend
+from service.batcher import Runner
+from service.errors import DeviceUnavailable, ModelLoadError
+from service.guards import Guards
+from service.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class VersionRefused(ModelLoadError):
+    """A version failed a load stage; ``reason`` is a fixed metric label, never request data."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(eq=False)
+class LoadedModel:
+    version: int
+    metadata: dict[str, Any]
+    backend: Backend
+    guards: Guards | None
+    runner: Runner
+    pixel_scale: float
+    input_shape: tuple[int, ...]  # one image, e.g. (28, 28, 1)
+    labels: list[int]
+    loaded_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+    inflight: int = 0  # predict() calls holding this model; the manager closes it only at zero
+
+
+def _facts(version: int, meta: dict[str, Any]) -> tuple[float, tuple[int, ...], list[int]]:
+    try:
+        scale = float(meta["preprocessing"]["pixel_scale"])
+        shape = tuple(int(d) for d in meta["input"]["shape"][1:])
+        labels = [int(label) for label in meta["labels"]]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise VersionRefused(
+            "metadata", f"version {version}: metadata.json lacks {exc!s} (see models/README.md)"
+        ) from exc
+    if not math.isfinite(scale) or scale <= 0 or not shape or not labels:
+        raise VersionRefused("metadata", f"version {version}: metadata.json has an unusable input spec or labels")
+    return scale, shape, labels
+
+
+def load_version(registry: Registry, version: int, settings: Settings) -> LoadedModel:
+    """Checksum every file, load the backend and guards, and warm up; raise VersionRefused on any failure.
+
+    DeviceUnavailable passes through unchanged: it is a configuration error, not a bad version.
+    """
+    began = time.perf_counter()
+    try:
+        meta = registry.verify(version)
+        folder = registry.version_dir(version)
+    except CorruptVersion as exc:
+        raise VersionRefused("verification", str(exc)) from exc
+    except RegistryError as exc:
+        raise VersionRefused("not_found", str(exc)) from exc
+    except OSError as exc:
+        raise VersionRefused("io", f"version {version}: cannot read its files: {exc!s}") from exc
+    scale, shape, labels = _facts(version, meta)
+
+    guards = None
+    if settings.guards:
+        try:
+            guards = Guards(registry.read_json_file(version, layout.GUARDS_FILE))
+        except (RegistryError, KeyError, TypeError, ValueError) as exc:
+            raise VersionRefused("guards", f"version {version}: unusable {layout.GUARDS_FILE}: {exc!s}") from exc
+
+    try:
+        backend = load_backend(
+            settings.backend,
+            folder,
+            meta,
+            device=settings.device,
+            intra_op_threads=settings.intra_op_threads,
+            inter_op_threads=settings.inter_op_threads,
+        )
+    except (DeviceUnavailable, VersionRefused):
+        raise
+    except ModelLoadError as exc:
+        raise VersionRefused("load", f"version {version}: {exc.message}") from exc
+    except Exception as exc:  # a runtime's own error types; the message says which
+        raise VersionRefused("load", f"version {version}: {type(exc).__name__}: {str(exc)[:300]}") from exc
+
+    runner = Runner(backend.run, str(version), backend.name, backend.device)
+    model = LoadedModel(version, meta, backend, guards, runner, scale, shape, labels)
+    try:
+        warm_up(model, settings.max_batch_size)
+    except Exception as exc:
+        backend.close()
+        raise VersionRefused("warmup", f"version {version}: warm-up inference failed: {str(exc)[:300]}") from exc
+    log.info(
+        "model version loaded",
+        extra={
+            "model_version": version,
+            "backend": backend.name,
+            "device": backend.device,
+            "seconds": round(time.perf_counter() - began, 3),
+        },
+    )
+    return model
+
+
+def warm_up(model: LoadedModel, max_batch_size: int) -> None:
+    """Run the shapes serving will use, and check the outputs fit the metadata and guards."""
+    rng = np.random.default_rng(0)
+    sizes = sorted({1, min(3, max_batch_size), max_batch_size})
+    for n in sizes:
+        images = rng.random((n, *model.input_shape), dtype=np.float32)
+        probs, features = model.backend.run(images)
+        if probs.shape != (n, len(model.labels)) or features.ndim != 2 or features.shape[0] != n:
+            raise ValueError(
+                f"outputs {probs.shape}/{features.shape} do not fit {n} images and {len(model.labels)} labels"
+            )
+        if not (np.isfinite(probs).all() and np.isfinite(features).all()):
+            raise ValueError("the model returned non-finite values")
+        if not np.allclose(probs.sum(axis=1), 1.0, atol=1e-3):
+            raise ValueError("probabilities do not sum to 1; is the output a softmax?")
+        if model.guards is not None:
+            if model.guards.means.shape != (len(model.labels), features.shape[1]):
+                raise ValueError(f"guards class_means {model.guards.means.shape} do not fit features {features.shape}")
+            model.guards.judge(images[:1], *model.backend.run(model.guards.expand(images[:1])))

@@ -1,0 +1,302 @@
+"""The served model: start, predict, watch the registry, hot swap, report.
+
+A new version is loaded beside the old one, verified and warmed up, then swapped
+in with one reference assignment; the old one is closed once the requests that
+hold it have finished. A version that fails any step is refused and the old one
+keeps serving. No HTTP here: ``service/api`` calls this interface.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+from registry import Registry, RegistryError, layout
+from service import metrics
+from service.batcher import Batcher
+from service.errors import (
+    DeviceUnavailable,
+    InvalidInput,
+    ModelLoadError,
+    ModelNotReady,
+    NotADigit,
+    ServiceError,
+    SuspectedAdversarial,
+)
+from service.guards import NOT_A_DIGIT
+from service.loaded_model import LoadedModel, VersionRefused, load_version
+from service.settings import Settings
+
+log = logging.getLogger(__name__)
+
+_KEY_METRICS = ("test_accuracy", "ece", "fgsm", "latency_us_per_image", "guards")
+
+
+@dataclass(frozen=True)
+class Prediction:
+    digit: int
+    confidence: float
+    probabilities: list[float]
+    model_version: int
+
+
+class ModelManager:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.registry = Registry(settings.model_dir)
+        self._batcher = Batcher(
+            max_batch_size=settings.max_batch_size,
+            max_batch_delay_ms=settings.max_batch_delay_ms,
+            max_queue_size=settings.max_queue_size,
+            batching=settings.batching,
+        )
+        self._current: LoadedModel | None = None
+        self._lock = asyncio.Lock()  # one load at a time (watcher and admin reload)
+        self._watcher: asyncio.Task[None] | None = None
+        self._retiring: set[asyncio.Task[None]] = set()
+        self._fingerprint: tuple[Any, ...] | None = None
+        self._stopping = False
+        self._reason: str | None = "starting: no model version loaded yet"
+        self.last_load_error: dict[str, Any] | None = None
+
+    # ---- lifecycle -------------------------------------------------------------
+    @property
+    def ready(self) -> bool:
+        return self._current is not None and self._batcher.running and not self._stopping
+
+    @property
+    def not_ready_reason(self) -> str | None:
+        if self.ready:
+            return None
+        if self._stopping:
+            return "shutting down"
+        return self._reason or "the batcher is not running"
+
+    async def start(self) -> None:
+        """Load the configured version and start batching and watching.
+
+        Raises only on configuration errors (DeviceUnavailable). A missing or refused version
+        leaves the manager not ready, and the watcher retries whenever the registry changes.
+        """
+        self._stopping = False
+        await self._batcher.start()
+        self._fingerprint = await asyncio.to_thread(self._registry_fingerprint)
+        try:
+            await self._load_and_swap(None)
+        except DeviceUnavailable:
+            await self._batcher.stop()
+            raise
+        except (ModelLoadError, RegistryError):
+            pass  # recorded in last_load_error and not_ready_reason
+        if self.settings.poll_interval_s > 0:
+            self._watcher = asyncio.create_task(self._watch(), name="mnist-registry-watcher")
+
+    async def stop(self) -> None:
+        self._stopping = True
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
+            self._watcher = None
+        await self._batcher.stop()
+        for task in list(self._retiring):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        current, self._current = self._current, None
+        if current is not None:
+            current.backend.close()
+            metrics.MODEL_INFO.labels(*self._info_labels(current)).set(0)
+
+    # ---- inference -------------------------------------------------------------
+    async def predict(self, images: np.ndarray) -> list[Prediction | ServiceError]:
+        """One answer per image ([N, 28, 28] float32, 0..255 MNIST convention), in order.
+
+        Guard refusals come back as NotADigit / SuspectedAdversarial items; QueueFull,
+        DeadlineExceeded, ModelNotReady and InferenceError are raised for the whole call.
+        """
+        model = self._current
+        if model is None or not self.ready:
+            raise ModelNotReady(self.not_ready_reason or "no model version loaded")
+        images = np.asarray(images, dtype=np.float32)
+        n = int(images.shape[0]) if images.ndim else 0
+        if n == 0 or images[0].size != int(np.prod(model.input_shape)):
+            raise InvalidInput(
+                f"expected one or more images of {model.input_shape[:2]} pixels, got shape {images.shape}"
+            )
+        deadline = time.monotonic() + self.settings.request_timeout_s
+        model.inflight += 1
+        try:
+            scaled = images.reshape(n, *model.input_shape) * np.float32(model.pixel_scale)
+            guards = model.guards if self.settings.guards else None
+            # One submission for the inputs and their squeezed copies: they always share a batch and a model.
+            batch = guards.expand(scaled) if guards is not None else scaled
+            probs, features = await self._batcher.submit(batch, deadline, model.runner)
+        finally:
+            model.inflight -= 1
+        verdicts = None
+        if guards is not None:
+            probs, verdicts = guards.judge(scaled, probs, features)
+        answers: list[Prediction | ServiceError] = []
+        for i in range(n):
+            if verdicts is not None and verdicts[i].refusal is not None:
+                refused = verdicts[i].refusal == NOT_A_DIGIT
+                answers.append(
+                    NotADigit(f"image {i} does not look like a handwritten digit")
+                    if refused
+                    else SuspectedAdversarial(f"image {i} looks altered to mislead the model")
+                )
+                continue
+            row = probs[i]
+            best = int(np.argmax(row))
+            answers.append(Prediction(model.labels[best], float(row[best]), [float(p) for p in row], model.version))
+        return answers
+
+    # ---- loading and hot swap ----------------------------------------------------
+    async def reload(self, ref: str | int | None = None) -> int:
+        """Serve ``ref`` (alias or number; None = production, else the newest) now; the version served.
+
+        A version already being served is kept as is. Raises ModelLoadError when the version is refused
+        (the old one keeps serving) and DeviceUnavailable when the configured device cannot be used.
+        """
+        return await self._load_and_swap(layout.PRODUCTION if ref is None else ref)
+
+    async def poll_once(self) -> int | None:
+        """Swap to the watched alias's version if the registry changed; the version swapped in, else None."""
+        fingerprint = await asyncio.to_thread(self._registry_fingerprint)
+        if fingerprint == self._fingerprint:
+            return None
+        self._fingerprint = fingerprint
+        pinned = self._parse_ref(self.settings.model_ref)
+        if isinstance(pinned, int) and self.ready:
+            return None
+        try:
+            return await self._load_and_swap(None)
+        except (ModelLoadError, RegistryError, DeviceUnavailable):
+            return None  # recorded and logged; the old version keeps serving
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.poll_interval_s)
+            try:
+                await self.poll_once()
+            except Exception:
+                log.exception("registry watcher error; will retry")
+
+    async def _load_and_swap(self, ref: str | int | None) -> int:
+        async with self._lock:
+            version: int | None = None
+            try:
+                version = await asyncio.to_thread(self._resolve, ref)
+                current = self._current
+                if current is not None and current.version == version:
+                    return version
+                new = await asyncio.to_thread(load_version, self.registry, version, self.settings)
+            except (ModelLoadError, RegistryError, DeviceUnavailable) as exc:
+                self._record_failure(version, exc)
+                if isinstance(exc, RegistryError):
+                    raise VersionRefused("not_found", str(exc)) from exc
+                raise
+            old, self._current = self._current, new  # the swap: new requests take `new` from here on
+            self._reason = None
+            metrics.MODEL_LOADS.labels(str(new.version)).inc()
+            if old is not None:
+                metrics.MODEL_INFO.labels(*self._info_labels(old)).set(0)
+                task = asyncio.create_task(self._retire(old), name=f"mnist-retire-{old.version}")
+                self._retiring.add(task)
+                task.add_done_callback(self._retiring.discard)
+            metrics.MODEL_INFO.labels(*self._info_labels(new)).set(1)
+            log.info(
+                "serving model version",
+                extra={"model_version": new.version, "previous": old.version if old else None},
+            )
+            return new.version
+
+    async def _retire(self, old: LoadedModel) -> None:
+        # Requests that took the old model before the swap finish on it; the deadline bounds the wait.
+        give_up = time.monotonic() + self.settings.request_timeout_s + 1.0
+        while old.inflight > 0 and time.monotonic() < give_up:
+            await asyncio.sleep(0.01)
+        try:
+            # Closing on the model thread orders it after any batch still running on the old model.
+            await self._batcher.call_on_model_thread(old.backend.close)
+        finally:
+            # Cancelled by stop(), which has already drained the model thread; close() is idempotent.
+            old.backend.close()
+
+    def _record_failure(self, version: int | None, exc: Exception) -> None:
+        if isinstance(exc, VersionRefused):
+            reason = exc.reason
+        elif isinstance(exc, RegistryError):
+            reason = "not_found"
+        else:
+            reason = "device" if isinstance(exc, DeviceUnavailable) else "load"
+        message = exc.message if isinstance(exc, ServiceError) else str(exc)
+        self.last_load_error = {
+            "version": version,
+            "reason": reason,
+            "message": message,
+            "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        if self._current is None:
+            self._reason = f"no model version loaded: {message}"
+        metrics.MODEL_LOAD_FAILURES.labels(reason).inc()
+        log.error("model version refused", extra={"model_version": version, "reason": reason, "detail": message})
+
+    @staticmethod
+    def _parse_ref(ref: str | int | None) -> str | int | None:
+        if isinstance(ref, str) and ref.strip().isdigit():
+            return int(ref.strip())
+        return ref
+
+    def _resolve(self, ref: str | int | None) -> int:
+        target = self._parse_ref(self.settings.model_ref if ref is None else ref)
+        # "production" falls back to the newest version when the alias is unset (Registry.resolve(None)).
+        return self.registry.resolve(None if target == layout.PRODUCTION else target)
+
+    def _registry_fingerprint(self) -> tuple[Any, ...]:
+        return (self.registry.change_token(), tuple(self.registry.versions()))
+
+    @staticmethod
+    def _info_labels(model: LoadedModel) -> tuple[str, str, str]:
+        return str(model.version), model.backend.name, model.backend.device
+
+    # ---- reporting ---------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        model = self._current
+        try:
+            versions: list[dict[str, Any]] | str = [asdict(v) for v in self.registry.describe()]
+            aliases: dict[str, int] | str = self.registry.aliases()
+        except (RegistryError, OSError) as exc:
+            versions = aliases = f"registry unreadable: {exc!s}"[:300]
+        meta_metrics = model.metadata.get("metrics", {}) if model else {}
+        return {
+            "ready": self.ready,
+            "not_ready_reason": self.not_ready_reason,
+            "model_ref": self.settings.model_ref,
+            "model_version": model.version if model else None,
+            "backend": model.backend.name if model else self.settings.backend,
+            "device": model.backend.device if model else None,
+            "requested_device": self.settings.device,
+            "providers": list(model.backend.providers) if model else [],
+            "loaded_at": model.loaded_at if model else None,
+            "last_load_error": self.last_load_error,
+            "guards": self.settings.guards,
+            "batching": {
+                "enabled": self.settings.batching,
+                "max_batch_size": self.settings.max_batch_size,
+                "max_batch_delay_ms": self.settings.max_batch_delay_ms,
+                "max_queue_size": self.settings.max_queue_size,
+                "queue_depth": self._batcher.depth,
+            },
+            "versions": versions,
+            "aliases": aliases,
+            "metrics": {k: meta_metrics[k] for k in _KEY_METRICS if k in meta_metrics},
+        }

@@ -1,0 +1,206 @@
+"""ModelManager on a real tiny model: serve, hot swap under load, refuse a corrupt version, runtimes agree."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from registry import Registry, layout
+from service import metrics
+from service.errors import ModelLoadError, ModelNotReady, NotADigit, ServiceError, SuspectedAdversarial
+from service.model_manager import ModelManager, Prediction
+from service.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+
+def settings_for(root: Path, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {"model_dir": root, "poll_interval_s": 0, "max_batch_size": 16, "max_batch_delay_ms": 2.0}
+    return Settings(**{**values, **overrides})
+
+
+def digits(n: int, seed: int = 0) -> np.ndarray:
+    """Crude bright strokes on black, 0..255: enough to exercise the pipeline, not to be classified well."""
+    rng = np.random.default_rng(seed)
+    images = np.zeros((n, 28, 28), dtype=np.float32)
+    for i in range(n):
+        col = int(rng.integers(9, 19))
+        images[i, 5:23, col : col + 3] = 255.0
+    return images
+
+
+def publish_copy(root: Path, source: int) -> int:
+    """Publish a byte-identical copy of ``source`` as a new version, through the registry API only."""
+    registry = Registry(root)
+    src = registry.version_dir(source)
+    staging = registry.new_staging_dir()
+    for path in src.iterdir():
+        if path.name == layout.METADATA_FILE:
+            continue
+        target = staging / path.name
+        shutil.copytree(path, target) if path.is_dir() else shutil.copy2(path, target)
+    meta = json.loads((src / layout.METADATA_FILE).read_text())
+    meta.pop("files", None)
+    meta.pop("version", None)
+    return registry.publish(staging, meta)
+
+
+def serving(root: Path) -> int:
+    return Registry(root).resolve(None)
+
+
+def test_serves_production_and_predicts(registry_copy: Path):
+    async def scenario() -> None:
+        manager = ModelManager(settings_for(registry_copy, guards=False))
+        assert not manager.ready
+        await manager.start()
+        try:
+            assert manager.ready and manager.not_ready_reason is None
+            answers = await manager.predict(digits(5))
+            assert len(answers) == 5
+            for answer in answers:
+                assert isinstance(answer, Prediction)
+                assert answer.model_version == serving(registry_copy)
+                assert 0 <= answer.digit <= 9 and abs(sum(answer.probabilities) - 1) < 1e-3
+                assert answer.confidence == max(answer.probabilities)
+            status = manager.status()
+            assert status["model_version"] == serving(registry_copy)
+            assert status["device"] == "cpu" and "CPUExecutionProvider" in status["providers"]
+            assert status["versions"] and status["last_load_error"] is None
+        finally:
+            await manager.stop()
+        assert not manager.ready
+        with pytest.raises(ModelNotReady):
+            await manager.predict(digits(1))
+
+    asyncio.run(scenario())
+
+
+def test_guards_answer_each_image(registry_copy: Path):
+    async def scenario() -> list[Prediction | ServiceError]:
+        manager = ModelManager(settings_for(registry_copy, guards=True))
+        await manager.start()
+        try:
+            noise = np.random.default_rng(3).random((2, 28, 28), dtype=np.float32) * 255
+            return await manager.predict(np.concatenate([digits(3), noise]))
+        finally:
+            await manager.stop()
+
+    answers = asyncio.run(scenario())
+    assert len(answers) == 5
+    assert all(isinstance(a, Prediction | NotADigit | SuspectedAdversarial) for a in answers)
+
+
+def test_hot_swap_under_concurrent_predictions(registry_copy: Path):
+    first = serving(registry_copy)
+    second = publish_copy(registry_copy, first)
+    loads_before = metrics.MODEL_LOADS.labels(str(second))._value.get()
+
+    async def scenario() -> tuple[list[int], list[BaseException]]:
+        manager = ModelManager(settings_for(registry_copy, poll_interval_s=0.05))
+        await manager.start()
+        seen: list[int] = []
+        errors: list[BaseException] = []
+        swapped = asyncio.Event()
+
+        async def client(seed: int) -> None:
+            images = digits(2, seed)
+            # Keep predicting for a while after the swap so both versions answer.
+            stop_at = None
+            while stop_at is None or time.monotonic() < stop_at:
+                try:
+                    for answer in await manager.predict(images):
+                        if isinstance(answer, Prediction):
+                            seen.append(answer.model_version)
+                except Exception as exc:
+                    errors.append(exc)
+                if swapped.is_set() and stop_at is None:
+                    stop_at = time.monotonic() + 0.3
+                await asyncio.sleep(0)
+
+        clients = [asyncio.create_task(client(i)) for i in range(6)]
+        await asyncio.sleep(0.2)
+        old = manager._current
+        await asyncio.to_thread(Registry(registry_copy).promote, second, reason="test hot swap")
+        give_up = time.monotonic() + 15
+        while manager.status()["model_version"] != second and time.monotonic() < give_up:
+            await asyncio.sleep(0.02)
+        swapped.set()
+        await asyncio.wait_for(asyncio.gather(*clients), 30)
+        await asyncio.sleep(0.1)
+        assert old is not None and old.inflight == 0
+        await manager.stop()
+        return seen, errors
+
+    seen, errors = asyncio.run(scenario())
+    assert errors == [], f"{len(errors)} predictions failed during the swap: {errors[:3]}"
+    assert first in seen and second in seen
+    assert seen.index(second) > 0 and seen[-1] == second
+    assert metrics.MODEL_LOADS.labels(str(second))._value.get() == loads_before + 1
+
+
+def test_corrupt_new_version_is_refused_and_old_keeps_serving(registry_copy: Path):
+    first = serving(registry_copy)
+    registry = Registry(registry_copy)
+    failures_before = metrics.MODEL_LOAD_FAILURES.labels("verification")._value.get()
+
+    async def scenario() -> None:
+        manager = ModelManager(settings_for(registry_copy, guards=False))
+        await manager.start()
+        try:
+            assert manager.status()["model_version"] == first
+            second = publish_copy(registry_copy, first)
+            registry.promote(second, reason="about to be corrupted")
+            onnx_file = registry.version_dir(second) / layout.ONNX_FILE
+            data = bytearray(onnx_file.read_bytes())
+            data[len(data) // 2] ^= 0xFF
+            onnx_file.write_bytes(bytes(data))
+
+            assert await manager.poll_once() is None  # what the watcher runs each poll_interval_s
+            error = manager.last_load_error
+            assert error is not None and error["version"] == second and error["reason"] == "verification"
+            assert "checksum" in error["message"] and error["at"]
+            assert manager.ready and manager.status()["model_version"] == first
+            answers = await manager.predict(digits(2))
+            assert all(isinstance(a, Prediction) and a.model_version == first for a in answers)
+            assert await manager.poll_once() is None  # nothing changed: no retry storm
+            with pytest.raises(ModelLoadError):
+                await manager.reload(second)
+            assert manager.status()["model_version"] == first
+        finally:
+            await manager.stop()
+
+    asyncio.run(scenario())
+    assert metrics.MODEL_LOAD_FAILURES.labels("verification")._value.get() == failures_before + 2
+
+
+def test_onnx_and_savedmodel_agree(registry_copy: Path):
+    pytest.importorskip("tensorflow")
+    from service.backends import load_backend
+
+    registry = Registry(registry_copy)
+    version = serving(registry_copy)
+    meta = registry.verify(version)
+    folder = registry.version_dir(version)
+    scale = float(meta["preprocessing"]["pixel_scale"])
+    rng = np.random.default_rng(7)
+    images = np.concatenate([digits(8), rng.random((8, 28, 28), dtype=np.float32) * 255])
+    batch = (images * np.float32(scale)).reshape(-1, 28, 28, 1).astype(np.float32)
+    kwargs = {"device": "cpu", "intra_op_threads": 1, "inter_op_threads": 1}
+    onnx_backend = load_backend("onnx", folder, meta, **kwargs)
+    saved_backend = load_backend("savedmodel", folder, meta, **kwargs)
+    try:
+        onnx_probs, onnx_features = onnx_backend.run(batch)
+        saved_probs, saved_features = saved_backend.run(batch)
+    finally:
+        onnx_backend.close()
+        saved_backend.close()
+    assert np.max(np.abs(onnx_probs - saved_probs)) <= 1e-4
+    assert np.allclose(onnx_features, saved_features, rtol=1e-4, atol=1e-4)

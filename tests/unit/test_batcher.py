@@ -1,0 +1,172 @@
+"""The dynamic batcher with a fake model: batching, routing, back-pressure, deadlines, failures."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import numpy as np
+import pytest
+
+from service.batcher import Batcher, Runner
+from service.errors import DeadlineExceeded, InferenceError, QueueFull
+
+pytestmark = pytest.mark.unit
+
+
+class FakeModel:
+    """Echoes each image's id (pixel [0,0,0]) into both outputs; records batch sizes and the threads it ran on."""
+
+    def __init__(self, delay_s: float = 0.0, fail_when: Callable[[np.ndarray], bool] | None = None) -> None:
+        self.delay_s = delay_s
+        self.fail_when = fail_when
+        self.calls: list[int] = []
+        self.threads: set[str] = set()
+        self.active = 0
+        self.max_active = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        with self._lock:
+            self.active += 1
+            self.max_active = max(self.max_active, self.active)
+        try:
+            self.calls.append(images.shape[0])
+            self.threads.add(threading.current_thread().name)
+            time.sleep(self.delay_s)
+            if self.fail_when is not None and self.fail_when(images):
+                raise RuntimeError("boom")
+            ids = images[:, 0, 0, 0]
+            return np.repeat(ids[:, None], 10, axis=1), ids[:, None] * 2
+        finally:
+            with self._lock:
+                self.active -= 1
+
+
+def images_with_ids(*ids: float) -> np.ndarray:
+    out = np.zeros((len(ids), 28, 28, 1), dtype=np.float32)
+    out[:, 0, 0, 0] = ids
+    return out
+
+
+def runner(fn: FakeModel, version: str = "1") -> Runner:
+    return Runner(fn, version, "fake", "cpu")
+
+
+def run(make: Callable[[], Awaitable[Any]]) -> Any:
+    return asyncio.run(make())
+
+
+async def with_batcher(body: Callable[[Batcher], Awaitable[Any]], **kwargs: Any) -> Any:
+    options = {"max_batch_size": 16, "max_batch_delay_ms": 20.0, "max_queue_size": 256, "batching": True}
+    batcher = Batcher(**{**options, **kwargs})
+    await batcher.start()
+    try:
+        return await body(batcher)
+    finally:
+        await batcher.stop()
+
+
+def deadline(seconds: float = 5.0) -> float:
+    return time.monotonic() + seconds
+
+
+def test_concurrent_submissions_are_batched_and_routed_in_order():
+    model = FakeModel(delay_s=0.01)
+
+    async def body(batcher: Batcher) -> list[tuple[np.ndarray, np.ndarray]]:
+        jobs = [
+            batcher.submit(images_with_ids(i * 10, i * 10 + 1, i * 10 + 2), deadline(), runner(model))
+            for i in range(12)
+        ]
+        return await asyncio.gather(*jobs)
+
+    results = run(lambda: with_batcher(body))
+    for i, (probs, features) in enumerate(results):
+        assert probs[:, 0].tolist() == [i * 10, i * 10 + 1, i * 10 + 2]
+        assert features[:, 0].tolist() == [2 * (i * 10), 2 * (i * 10 + 1), 2 * (i * 10 + 2)]
+    assert max(model.calls) > 3, f"no batch gathered more than one request: {model.calls}"
+    assert max(model.calls) <= 16 and sum(model.calls) == 36
+    assert len(model.threads) == 1 and model.max_active == 1
+
+
+def test_batching_off_runs_each_request_alone():
+    model = FakeModel()
+
+    async def body(batcher: Batcher) -> list[Any]:
+        return await asyncio.gather(*(batcher.submit(images_with_ids(i), deadline(), runner(model)) for i in range(8)))
+
+    results = run(lambda: with_batcher(body, batching=False))
+    assert model.calls == [1] * 8
+    assert [float(p[0, 0]) for p, _ in results] == list(range(8))
+
+
+def test_full_queue_refuses_at_once():
+    model = FakeModel(delay_s=0.2)
+
+    async def body(batcher: Batcher) -> None:
+        blocker = asyncio.create_task(batcher.submit(images_with_ids(0), deadline(), runner(model)))
+        await asyncio.sleep(0.05)  # the blocker is now running; the queue is empty again
+        queued = [asyncio.create_task(batcher.submit(images_with_ids(1, 2, 3), deadline(), runner(model)))]
+        await asyncio.sleep(0)
+        began = time.monotonic()
+        with pytest.raises(QueueFull) as info:
+            await batcher.submit(images_with_ids(4, 5), deadline(), runner(model))
+        assert time.monotonic() - began < 0.05
+        assert info.value.retry_after_s >= 1
+        await asyncio.gather(blocker, *queued)
+
+    run(lambda: with_batcher(body, max_queue_size=4))
+
+
+def test_deadline_exceeded_while_waiting():
+    model = FakeModel(delay_s=0.3)
+
+    async def body(batcher: Batcher) -> None:
+        slow = asyncio.create_task(batcher.submit(images_with_ids(0), deadline(), runner(model)))
+        await asyncio.sleep(0.02)
+        began = time.monotonic()
+        with pytest.raises(DeadlineExceeded):
+            await batcher.submit(images_with_ids(1), deadline(0.05), runner(model))
+        assert time.monotonic() - began < 0.2, "the caller waited past its deadline"
+        await slow
+        await asyncio.sleep(0.05)
+        assert batcher.depth == 0
+
+    run(lambda: with_batcher(body, batching=False))
+    assert model.calls == [1], "an expired request still reached the model"
+
+
+def test_failing_model_call_fails_only_its_batch():
+    model = FakeModel(fail_when=lambda images: bool((images[:, 0, 0, 0] == 666).any()))
+
+    async def body(batcher: Batcher) -> list[Any]:
+        bad = runner(model, "bad")
+        good = runner(model, "good")
+        # Different runners never share a batch, so the poisoned one is alone in its call.
+        jobs = [batcher.submit(images_with_ids(666), deadline(), bad)]
+        jobs += [batcher.submit(images_with_ids(i), deadline(), good) for i in range(5)]
+        return await asyncio.gather(*jobs, return_exceptions=True)
+
+    results = run(lambda: with_batcher(body))
+    assert isinstance(results[0], InferenceError)
+    assert [float(r[0][0, 0]) for r in results[1:]] == [0, 1, 2, 3, 4]
+
+
+def test_oversized_submission_runs_in_max_batch_chunks():
+    model = FakeModel()
+
+    async def body(batcher: Batcher) -> tuple[np.ndarray, np.ndarray]:
+        return await batcher.submit(images_with_ids(*range(40)), deadline(), runner(model))
+
+    probs, _ = run(lambda: with_batcher(body, max_batch_size=16, max_queue_size=8))
+    assert model.calls == [16, 16, 8]
+    assert probs[:, 0].tolist() == list(range(40))
+
+
+def test_batcher_rejects_bad_configuration():
+    with pytest.raises(ValueError, match="MNIST_MAX_BATCH_SIZE"):
+        Batcher(max_batch_size=0, max_batch_delay_ms=1, max_queue_size=1)

@@ -1,0 +1,68 @@
+"""Execution-provider choice for MNIST_DEVICE, and the error that says how to fix a missing GPU."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from service.backends.devices import CPU, CUDA, check_device, device_in_use, select_providers
+from service.errors import DeviceUnavailable
+
+pytestmark = pytest.mark.unit
+
+WITH_GPU = ["TensorrtExecutionProvider", CUDA, CPU]
+CPU_ONLY = ["AzureExecutionProvider", CPU]
+
+
+def test_auto_takes_cuda_when_available():
+    assert select_providers("auto", WITH_GPU) == [CUDA, CPU]
+
+
+def test_auto_falls_back_to_cpu():
+    assert select_providers("auto", CPU_ONLY) == [CPU]
+
+
+def test_cpu_never_asks_for_cuda():
+    assert select_providers("cpu", WITH_GPU) == [CPU]
+
+
+def test_cuda_with_gpu():
+    assert select_providers("cuda", WITH_GPU) == [CUDA, CPU]
+
+
+def test_cuda_without_gpu_says_how_to_fix_it():
+    with pytest.raises(DeviceUnavailable) as info:
+        select_providers("cuda", CPU_ONLY)
+    message = info.value.message
+    assert "onnxruntime-gpu" in message and "driver" in message and "MNIST_DEVICE=cpu" in message
+    assert info.value.code == "device_unavailable"
+
+
+def test_unknown_device_is_refused():
+    with pytest.raises(ValueError):
+        select_providers("tpu", WITH_GPU)
+
+
+def test_device_in_use_reads_the_session():
+    assert device_in_use([CUDA, CPU]) == "cuda"
+    assert device_in_use([CPU]) == "cpu"
+
+
+def test_silent_cpu_fallback_is_refused_when_cuda_was_demanded():
+    with pytest.raises(DeviceUnavailable):
+        check_device("cuda", [CPU])
+    assert check_device("auto", [CPU]) == "cpu"
+
+
+def test_onnx_backend_with_cuda_on_this_machine_raises(tmp_path: Path):
+    ort = pytest.importorskip("onnxruntime")
+    if CUDA in ort.get_available_providers():
+        pytest.skip("this machine has a CUDA provider")
+    from service.backends.onnx_backend import OnnxBackend
+
+    model = tmp_path / "model.onnx"
+    model.write_bytes(b"not even read: the device is checked first")
+    metadata = {"input": {"name": "image"}, "outputs": {"probabilities": {"name": "p"}, "features": {"name": "f"}}}
+    with pytest.raises(DeviceUnavailable, match="onnxruntime-gpu"):
+        OnnxBackend(model, metadata, device="cuda")

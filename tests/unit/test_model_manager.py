@@ -1,0 +1,116 @@
+"""ModelManager and the ONNX backend without a trained model: not-ready states, refusals, device errors."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from registry import Registry, layout
+from service.backends.onnx_backend import OnnxBackend
+from service.errors import DeviceUnavailable, ModelLoadError, ModelNotReady
+from service.model_manager import ModelManager
+from service.settings import Settings
+
+pytestmark = pytest.mark.unit
+
+METADATA: dict[str, Any] = {
+    "input": {"name": "image", "shape": [None, 28, 28, 1], "dtype": "float32", "layout": "NHWC"},
+    "outputs": {"probabilities": {"name": "probabilities"}, "features": {"name": "features"}},
+    "preprocessing": {"pixel_scale": 1 / 255},
+    "labels": list(range(10)),
+}
+
+
+def publish_garbage(root: Path) -> int:
+    """A version whose checksums are right but whose model.onnx is not a model."""
+    registry = Registry(root)
+    staging = registry.new_staging_dir()
+    (staging / layout.ONNX_FILE).write_bytes(b"\x08\x07not an onnx graph")
+    return registry.publish(staging, dict(METADATA))
+
+
+def test_empty_registry_is_not_ready_and_says_why(tmp_path: Path):
+    async def scenario() -> None:
+        manager = ModelManager(Settings(model_dir=tmp_path, poll_interval_s=0))
+        await manager.start()  # must not raise: readiness reports it and the watcher retries
+        try:
+            assert not manager.ready
+            assert "no model version" in (manager.not_ready_reason or "")
+            assert manager.last_load_error is not None and manager.last_load_error["reason"] == "not_found"
+            with pytest.raises(ModelNotReady):
+                await manager.predict(np.zeros((1, 28, 28), dtype=np.float32))
+            with pytest.raises(ModelLoadError):
+                await manager.reload()
+            status = manager.status()
+            assert status["model_version"] is None and status["versions"] == []
+        finally:
+            await manager.stop()
+
+    asyncio.run(scenario())
+
+
+def test_unloadable_model_is_refused_with_a_reason(tmp_path: Path):
+    version = publish_garbage(tmp_path)
+
+    async def scenario() -> None:
+        manager = ModelManager(Settings(model_dir=tmp_path, poll_interval_s=0, guards=False, device="cpu"))
+        await manager.start()
+        try:
+            assert not manager.ready
+            error = manager.last_load_error
+            assert error is not None and error["version"] == version and error["reason"] == "load"
+        finally:
+            await manager.stop()
+
+    asyncio.run(scenario())
+
+
+def test_cuda_on_a_cpu_only_machine_stops_start(tmp_path: Path):
+    ort = pytest.importorskip("onnxruntime")
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("this machine has a CUDA provider")
+    publish_garbage(tmp_path)
+
+    async def scenario() -> None:
+        manager = ModelManager(Settings(model_dir=tmp_path, poll_interval_s=0, guards=False, device="cuda"))
+        with pytest.raises(DeviceUnavailable, match="MNIST_DEVICE=cpu"):
+            await manager.start()
+        assert not manager.ready
+
+    asyncio.run(scenario())
+
+
+def test_onnx_with_external_data_is_refused(tmp_path: Path):
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    weights = numpy_helper.from_array(np.ones((4, 4), dtype=np.float32), "w")
+    graph = helper.make_graph(
+        [
+            helper.make_node("MatMul", ["image", "w"], ["probabilities"]),
+            helper.make_node("Identity", ["image"], ["features"]),
+        ],
+        "g",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, [None, 4])],
+        [
+            helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, [None, 4]),
+            helper.make_tensor_value_info("features", TensorProto.FLOAT, [None, 4]),
+        ],
+        [weights],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    path = tmp_path / "model.onnx"
+    onnx.save_model(model, path, save_as_external_data=True, location="model.onnx.data", size_threshold=0)
+    assert (tmp_path / "model.onnx.data").exists()
+    with pytest.raises(ModelLoadError, match="external data"):
+        OnnxBackend(path, METADATA, device="cpu")
+
+    onnx.save_model(onnx.load(path), tmp_path / "inline.onnx")  # the same graph, self-contained, loads fine
+    backend = OnnxBackend(tmp_path / "inline.onnx", METADATA, device="cpu")
+    probs, features = backend.run(np.ones((2, 4), dtype=np.float32))
+    assert probs.shape == (2, 4) and features.shape == (2, 4) and backend.device == "cpu"
+    backend.close()
