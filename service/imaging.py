@@ -1,0 +1,187 @@
+"""Decode untrusted PNG/JPEG bytes into one grey plane with bright ink on a dark background.
+
+Pure function, no HTTP, no model. Every way the bytes can be wrong ends in a
+domain error from ``service.errors``; nothing else escapes. The order matters:
+format from magic bytes, size from the header, only then pixels.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from io import BytesIO
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from service.errors import ImageTooLarge, InvalidImage, MultiFrameImage, ServiceError, UnsupportedImageFormat
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+JPEG_MAGIC = b"\xff\xd8\xff"
+
+# Only for a clearer message: these are refused whatever they are.
+_KNOWN_OTHERS: tuple[tuple[bytes, str], ...] = (
+    (b"GIF87a", "GIF"),
+    (b"GIF89a", "GIF"),
+    (b"BM", "BMP"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+    (b"%PDF", "PDF"),
+    (b"%!PS", "PostScript/EPS"),
+    (b"\xc5\xd0\xd3\xc6", "EPS"),
+    (b"\x00\x00\x01\x00", "ICO"),
+    (b"8BPS", "PSD"),
+    (b"\xff\x0a", "JPEG XL"),
+    (b"\x00\x00\x00\x0cjP  ", "JPEG 2000"),
+)
+
+# A digit needs far fewer pixels than a phone photo; JPEGs larger than this are
+# decoded at 1/2, 1/4 or 1/8 scale (libjpeg does that for free), which bounds
+# both time and memory without losing anything the 20 px digit box can show.
+JPEG_DRAFT_SIDE = 1024
+
+# A grey plane with less spread than this has no ink worth deciding polarity on.
+_FLAT_RANGE = 8
+
+
+def sniff_format(data: bytes) -> str:
+    """The Pillow format name for PNG or JPEG bytes; anything else is refused by its magic bytes."""
+    if data.startswith(PNG_MAGIC):
+        return "PNG"
+    if data.startswith(JPEG_MAGIC):
+        return "JPEG"
+    if not data:
+        raise UnsupportedImageFormat("empty image: send PNG or JPEG bytes")
+    head = data[:64].lstrip()
+    name = next((label for magic, label in _KNOWN_OTHERS if data.startswith(magic)), None)
+    if name is None and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        name = "WebP"
+    if name is None and head[:1] == b"<" and (b"<svg" in data[:1024].lower() or b"<?xml" in head[:16].lower()):
+        name = "SVG/XML"
+    shown = f"{name} is" if name else "only PNG and JPEG are"
+    if name:
+        raise UnsupportedImageFormat(f"{shown} not accepted: send PNG or JPEG")
+    raise UnsupportedImageFormat("unrecognised image bytes: only PNG and JPEG are accepted")
+
+
+def _check_size(width: int, height: int, *, max_side: int, max_pixels: int) -> None:
+    if width < 1 or height < 1:
+        raise InvalidImage(f"image has no pixels ({width}x{height})")
+    if width > max_side or height > max_side:
+        raise ImageTooLarge(f"image is {width}x{height} px; the limit is {max_side} px a side")
+    if width * height > max_pixels:
+        raise ImageTooLarge(f"image is {width}x{height} = {width * height} px; the limit is {max_pixels} px")
+
+
+def decode_image(data: bytes, *, max_side: int, max_pixels: int) -> np.ndarray:
+    """PNG/JPEG bytes -> uint8 [H, W], ink bright on a dark background (MNIST's polarity).
+
+    Raises UnsupportedImageFormat, ImageTooLarge, MultiFrameImage or InvalidImage;
+    never another exception. Large JPEGs may come back at a reduced scale
+    (see ``JPEG_DRAFT_SIDE``), which is all the normaliser needs.
+    """
+    fmt = sniff_format(bytes(data[:1024]))
+    try:
+        with warnings.catch_warnings():
+            # Hostile files make Pillow warn (corrupt EXIF...); the answer is the error or the pixels, not logs.
+            warnings.simplefilter("ignore")
+            # Pillow's own bomb guard warns first and errors only at 2x its limit; both mean refuse.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(BytesIO(data), formats=[fmt]) as img:
+                _check_size(*img.size, max_side=max_side, max_pixels=max_pixels)
+                if getattr(img, "n_frames", 1) > 1 or getattr(img, "is_animated", False):
+                    raise MultiFrameImage("animated or multi-frame images are not accepted: send one frame")
+                if fmt == "JPEG" and max(img.size) > JPEG_DRAFT_SIDE:
+                    ratio = JPEG_DRAFT_SIDE / max(img.size)
+                    img.draft(None, (math.ceil(img.width * ratio), math.ceil(img.height * ratio)))
+                img.load()
+                grey = to_grey(_apply_exif_orientation(img))
+    except ServiceError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageTooLarge("image dimensions exceed the decompression limit") from exc
+    except MemoryError as exc:
+        raise ImageTooLarge("image too large to decode") from exc
+    except Exception as exc:
+        # Hostile bytes make Pillow raise almost anything (SyntaxError, struct.error...): all mean a bad image.
+        raise InvalidImage(f"could not decode the {fmt} image: it is truncated or corrupt") from exc
+    return make_ink_bright(grey)
+
+
+def _apply_exif_orientation(img: Image.Image) -> Image.Image:
+    # A corrupt EXIF block must not refuse an image whose pixels are fine.
+    try:
+        return ImageOps.exif_transpose(img) or img
+    except Exception:
+        return img
+
+
+def to_grey(img: Image.Image) -> np.ndarray:
+    """Any Pillow mode -> uint8 [H, W] luminance; transparency composited onto white paper."""
+    mode = img.mode
+    if mode == "P" or mode == "PA":
+        img = img.convert("RGBA")
+        mode = "RGBA"
+    if mode in ("LA", "La", "RGBA", "RGBa"):
+        return _composite(img)
+    if mode == "1":
+        return np.asarray(img.convert("L"), dtype=np.uint8)
+    if mode == "L":
+        return np.asarray(img, dtype=np.uint8)
+    if mode.startswith("I;16") or mode == "I":
+        return _high_depth_to_uint8(np.asarray(img).astype(np.float64), full_scale=65535.0)
+    if mode == "F":
+        return _high_depth_to_uint8(np.asarray(img, dtype=np.float64), full_scale=None)
+    if mode in ("RGB", "CMYK", "YCbCr", "LAB", "HSV", "RGBX"):
+        # CMYK (incl. Adobe's inverted JPEG flavour) and YCbCr go through Pillow's own RGB conversion.
+        return np.asarray(img.convert("RGB").convert("L"), dtype=np.uint8)
+    raise InvalidImage(f"unsupported pixel mode {mode!r}")
+
+
+def _composite(img: Image.Image) -> np.ndarray:
+    if img.mode == "La":  # Pillow converts premultiplied grey only to LA
+        img = img.convert("LA")
+    rgba = img.convert("RGBA")
+    alpha = np.asarray(rgba.getchannel("A"), dtype=np.float32) / 255.0
+    luma = np.asarray(rgba.convert("RGB").convert("L"), dtype=np.float32)
+    on_white = luma * alpha + 255.0 * (1.0 - alpha)
+    # Some canvases draw light strokes on a transparent layer: on white they vanish,
+    # so when white paper shows nothing but the alpha does, use dark paper instead.
+    if np.ptp(on_white) < _FLAT_RANGE and np.ptp(alpha) > 0.25:
+        on_black = luma * alpha
+        if np.ptp(on_black) >= _FLAT_RANGE:
+            return np.clip(np.rint(on_black), 0, 255).astype(np.uint8)
+    return np.clip(np.rint(on_white), 0, 255).astype(np.uint8)
+
+
+def _high_depth_to_uint8(values: np.ndarray, *, full_scale: float | None) -> np.ndarray:
+    values = np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0)
+    if full_scale is None:
+        # Float images: 0..1 is the usual convention; anything wider is taken as 0..255.
+        full_scale = 1.0 if values.size and float(values.max()) <= 1.0 else 255.0
+    elif values.size and float(values.max()) <= 255.0:
+        # 32-bit "I" images holding 8-bit data would otherwise decode nearly black.
+        full_scale = 255.0
+    return np.clip(np.rint(values * (255.0 / full_scale)), 0, 255).astype(np.uint8)
+
+
+def make_ink_bright(grey: np.ndarray) -> np.ndarray:
+    """Invert when the paper is lighter than the ink, so ink is bright as in MNIST.
+
+    The background is the median of the border (ink rarely covers the edge); the
+    ink is whichever tail, dark or bright, lies further from it. That also works
+    for grey photo backgrounds, where a fixed 127 cut would not.
+    """
+    if grey.size == 0:
+        return grey
+    h, w = grey.shape
+    ring = max(1, min(h, w) // 20)
+    border = np.concatenate(
+        [grey[:ring].ravel(), grey[-ring:].ravel(), grey[:, :ring].ravel(), grey[:, -ring:].ravel()]
+    )
+    background = float(np.median(border))
+    step = max(1, max(h, w) // 512)  # a sparse sample still holds the ink's tail; the full sort is 10x dearer
+    lo, hi = (float(v) for v in np.percentile(grey[::step, ::step], [0.1, 99.9]))
+    # A flat picture has no ink tail to compare; a white page then becomes black, so it reads as blank.
+    light = background > 127.0 if hi - lo < _FLAT_RANGE else (background - lo) > (hi - background)
+    return (255 - grey) if light else grey

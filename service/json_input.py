@@ -1,0 +1,158 @@
+"""Validate JSON digits: exactly 28 rows of 28 numbers, 0..255, MNIST polarity (0 background, 255 ink).
+
+One convention only: 0..255. There is no 0..1 float form, because an image of
+0/1 values is ambiguous (a faint 0..255 image or a full-strength 0..1 one);
+such an image is refused with a message that says to multiply by 255.
+
+Input is what ``json.loads`` returns (lists, ints, floats, ...). A valid image
+takes a fast path (one type scan + ``np.asarray``, ~50 µs); only invalid input
+walks the slow path that finds the first bad place for the message. Messages
+name the place and the kind of value, never echo the input itself.
+"""
+
+from __future__ import annotations
+
+import math
+from itertools import chain
+
+import numpy as np
+
+from service.errors import InvalidInput, NoDigit, ServiceError, TooManyImages
+from service.normalise import check_not_blank
+
+SIDE = 28
+_NUMBER_TYPES = frozenset({int, float})
+
+
+def _kind(value: object) -> str:
+    """JSON's name for a value's kind, for messages."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list | tuple):
+        return "a list"
+    if isinstance(value, int | float):
+        return "a number"
+    return f"a {type(value).__name__}"
+
+
+def _describe_number(value: int | float) -> str:
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "NaN"
+        if math.isinf(value):
+            return "Infinity" if value > 0 else "-Infinity"
+    # Huge ints would make a huge message (or hit Python's int-to-str limit).
+    if abs(value) > 1e6:
+        return "a number far out of range"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _shape_error(obj: object, where: str) -> InvalidInput:
+    """The first problem of an image that failed the fast path, as an InvalidInput naming the place."""
+    expected = f"{SIDE} rows of {SIDE} numbers in 0..255"
+    if not isinstance(obj, list):
+        return InvalidInput(f"{where} must be a list of {expected}, got {_kind(obj)}")
+    if len(obj) != SIDE:
+        return InvalidInput(f"{where} must have {SIDE} rows of {SIDE} numbers, got {len(obj)} rows")
+    for i, row in enumerate(obj):
+        if not isinstance(row, list):
+            return InvalidInput(f"{where}[{i}] must be a list of {SIDE} numbers, got {_kind(row)}")
+        if len(row) != SIDE:
+            return InvalidInput(f"{where}[{i}] must have {SIDE} numbers, got {len(row)}")
+        for j, value in enumerate(row):
+            place = f"{where}[{i}][{j}]"
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                nested = " (nested too deeply)" if isinstance(value, list) else ""
+                return InvalidInput(f"{place} must be a number in 0..255, got {_kind(value)}{nested}")
+            if not (isinstance(value, int) or math.isfinite(value)) or not 0 <= value <= 255:
+                return InvalidInput(f"{place} must be a number in 0..255, got {_describe_number(value)}")
+    return InvalidInput(f"{where} must be {expected}")
+
+
+def _fast_array(obj: object) -> np.ndarray | None:
+    """The image as float32 when it is plainly valid, else None (the slow path explains why)."""
+    if type(obj) is not list or len(obj) != SIDE:
+        return None
+    if not all(type(row) is list and len(row) == SIDE for row in obj):
+        return None
+    # Exact types: bool is an int subclass and must not pass as 0/1.
+    if not set(map(type, chain.from_iterable(obj))) <= _NUMBER_TYPES:
+        return None
+    try:
+        arr = np.asarray(obj, dtype=np.float64)
+    except (OverflowError, ValueError, TypeError):
+        return None
+    if arr.shape != (SIDE, SIDE) or not np.isfinite(arr).all() or arr.min() < 0 or arr.max() > 255:
+        return None
+    return arr.astype(np.float32)
+
+
+def parse_json_image(obj: object, where: str = "image") -> np.ndarray:
+    """A JSON value -> float32 [28, 28] in 0..255 (0 background, 255 ink).
+
+    Raises InvalidInput naming the first bad place (``image[3][17] must be a
+    number in 0..255, got a string``), and NoDigit for a blank image.
+    """
+    arr = _fast_array(obj)
+    if arr is None:
+        raise _shape_error(obj, where)
+    peak = float(arr.max())
+    if 0 < peak <= 1.0:
+        raise InvalidInput(
+            f"{where} values are all <= 1: this API takes 0..255 (0 background, 255 ink), not 0..1; multiply by 255"
+        )
+    try:
+        check_not_blank(arr)
+    except NoDigit as exc:
+        raise NoDigit(f"{where}: {exc.message}") from None
+    return arr
+
+
+def parse_json_request(obj: object) -> np.ndarray:
+    """The body of ``POST /predict`` as JSON: ``{"image": [[...]]}``, nothing else."""
+    if not isinstance(obj, dict):
+        raise InvalidInput(f'body must be a JSON object {{"image": [[...28x28...]]}}, got {_kind(obj)}')
+    _refuse_extra_fields(obj, "image")
+    if "image" not in obj:
+        raise InvalidInput('body must have the field "image": 28 rows of 28 numbers in 0..255')
+    return parse_json_image(obj["image"], "image")
+
+
+def parse_json_batch(obj: object, max_images: int) -> list[np.ndarray | ServiceError]:
+    """The body of ``POST /predict/batch``: ``{"images": [image, ...]}`` -> one entry per image, in order.
+
+    The envelope and malformed values fail the whole request: InvalidInput
+    (naming ``images[i][r][c]``) or TooManyImages. A blank image does not: its
+    entry is the NoDigit error itself, so one empty canvas costs one answer,
+    not the batch. Callers answer each NoDigit entry as that image's error.
+    """
+    if not isinstance(obj, dict):
+        raise InvalidInput(f'body must be a JSON object {{"images": [...]}}, got {_kind(obj)}')
+    _refuse_extra_fields(obj, "images")
+    images = obj.get("images")
+    if not isinstance(images, list):
+        raise InvalidInput(f'"images" must be a list of 28x28 images, got {_kind(images)}')
+    if not images:
+        raise InvalidInput('"images" must hold at least one image')
+    if len(images) > max_images:
+        raise TooManyImages(f"{len(images)} images in one request; the limit is {max_images}")
+    results: list[np.ndarray | ServiceError] = []
+    for i, image in enumerate(images):
+        try:
+            results.append(parse_json_image(image, f"images[{i}]"))
+        except NoDigit as exc:
+            results.append(exc)
+    return results
+
+
+def _refuse_extra_fields(obj: dict[object, object], allowed: str) -> None:
+    extra = [key for key in obj if key != allowed]
+    if extra:
+        name = str(extra[0])[:40]
+        raise InvalidInput(f'unexpected field "{name}": the body holds only "{allowed}"')

@@ -1,0 +1,151 @@
+"""decode_image: format sniffing, size limits, every Pillow mode, EXIF orientation, polarity."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from service.errors import ImageTooLarge, InvalidImage, MultiFrameImage, UnsupportedImageFormat
+from service.imaging import JPEG_DRAFT_SIDE, decode_image, make_ink_bright, sniff_format, to_grey
+from tests.unit.input_corpus import (
+    MAX_PIXELS,
+    MAX_SIDE,
+    apng,
+    draw_one_rgba,
+    encode,
+    exif_rotated_jpeg,
+    png_claiming,
+    seven_small,
+)
+
+pytestmark = pytest.mark.unit
+
+
+def decode(data: bytes) -> np.ndarray:
+    return decode_image(data, max_side=MAX_SIDE, max_pixels=MAX_PIXELS)
+
+
+def test_sniff_accepts_only_png_and_jpeg_magic() -> None:
+    assert sniff_format(b"\x89PNG\r\n\x1a\n rest") == "PNG"
+    assert sniff_format(b"\xff\xd8\xff\xe0 rest") == "JPEG"
+    for data in (b"GIF89a...", b"BM....", b"RIFF\x00\x00\x00\x00WEBPVP8 ", b"%PDF-1.4", b"", b"\x89PNX"):
+        with pytest.raises(UnsupportedImageFormat):
+            sniff_format(data)
+
+
+def test_declared_type_does_not_matter_only_bytes() -> None:
+    # A GIF renamed .png is still a GIF.
+    with pytest.raises(UnsupportedImageFormat, match="GIF"):
+        decode(encode(seven_small(), "GIF"))
+
+
+def test_size_checked_from_header_before_decoding() -> None:
+    # The header lies (one row of data for 4000 rows): refusal must come from the header alone.
+    with pytest.raises(ImageTooLarge, match="4096 px a side"):
+        decode_image(png_claiming(5000, 100), max_side=4096, max_pixels=10**8)
+    with pytest.raises(ImageTooLarge, match="px; the limit is 1000 px"):
+        decode_image(png_claiming(100, 100), max_side=4096, max_pixels=1000)
+
+
+def test_pillow_bomb_limit_is_a_domain_error() -> None:
+    with pytest.raises(ImageTooLarge):
+        decode_image(png_claiming(12_000, 12_000), max_side=20_000, max_pixels=400_000_000)
+
+
+def test_multi_frame_refused() -> None:
+    with pytest.raises(MultiFrameImage):
+        decode(apng())
+
+
+def test_truncated_png_refused_not_padded() -> None:
+    data = encode(seven_small(), "PNG")
+    with pytest.raises(InvalidImage):
+        decode(data[: len(data) - 40])
+
+
+@pytest.mark.parametrize(
+    "mode", ["1", "L", "P", "RGB", "RGBA", "LA", "CMYK", "YCbCr", "I", "F", "I;16", "I;16B", "RGBa", "La"]
+)
+def test_every_mode_gives_the_same_grey(mode: str) -> None:
+    reference = np.asarray(seven_small("L"), dtype=np.float64)
+    if mode in ("I;16", "I;16B"):
+        arr = (reference * 257).astype(np.uint16 if mode == "I;16" else ">u2")
+        img = Image.frombytes(mode, (arr.shape[1], arr.shape[0]), arr.tobytes())
+    elif mode == "F":
+        img = Image.fromarray((reference / 255.0).astype(np.float32))
+    elif mode == "I":
+        img = Image.fromarray((reference * 257).astype(np.int32))
+    elif mode == "1":
+        img = seven_small("L").convert("1", dither=Image.Dither.NONE)
+        reference = np.where(reference >= 128, 255.0, 0.0)
+    elif mode == "RGBa":
+        img = seven_small("RGBA").convert("RGBa")
+    elif mode == "La":
+        img = _la_premultiplied()
+    else:
+        img = seven_small(mode)
+    grey = to_grey(img).astype(np.float64)
+    assert grey.shape == reference.shape
+    assert np.abs(grey - reference).mean() < 3.0, mode
+
+
+def _la_premultiplied() -> Image.Image:
+    la = seven_small("LA")
+    return Image.frombytes("La", la.size, la.tobytes())
+
+
+def test_transparent_canvas_composited_onto_white() -> None:
+    grey = to_grey(draw_one_rgba())
+    assert grey[0, 0] == 255  # transparent paper reads as white
+    assert grey.min() == 0  # black ink stays black
+
+
+def test_light_ink_on_transparent_layer_is_not_lost() -> None:
+    img = Image.new("RGBA", (100, 100), (0, 0, 0, 0))
+    img.paste((255, 255, 255, 255), (40, 20, 60, 80))
+    out = decode(encode(img, "PNG"))
+    assert out[50, 50] > 200 and out[0, 0] < 50
+
+
+def test_palette_transparency_composited() -> None:
+    img = seven_small().convert("P")
+    out = decode(encode(img, "PNG", transparency=255))
+    assert out[0, 0] == 0 and out.max() >= 200
+
+
+def test_sixteen_bit_scaled_not_clipped() -> None:
+    arr = np.full((50, 50), 60000, dtype=np.uint16)
+    arr[10:40, 20:25] = 1000
+    grey = to_grey(Image.fromarray(arr))
+    assert grey[0, 0] == round(60000 / 257) and grey[20, 22] == round(1000 / 257)
+
+
+def test_exif_orientation_applied() -> None:
+    data, upright = exif_rotated_jpeg()
+    out = decode(data).astype(np.float64)
+    expected = 255.0 - np.asarray(upright, dtype=np.float64)
+    assert out.shape == expected.shape
+    assert np.corrcoef(out.ravel(), expected.ravel())[0, 1] > 0.95
+
+
+def test_large_jpeg_decoded_at_reduced_scale() -> None:
+    img = Image.new("L", (4000, 1000), 255)
+    out = decode(encode(img, "JPEG", quality=50))
+    assert JPEG_DRAFT_SIDE <= max(out.shape) < 4000
+
+
+@pytest.mark.parametrize(
+    ("paper", "ink", "inverted"),
+    [(255, 0, True), (0, 255, False), (120, 20, True), (110, 200, False), (200, 150, True)],
+)
+def test_polarity_by_which_tail_is_ink(paper: int, ink: int, inverted: bool) -> None:
+    grey = np.full((60, 60), paper, dtype=np.uint8)
+    grey[15:45, 28:33] = ink
+    out = make_ink_bright(grey)
+    assert (out[30, 30] > out[0, 0]) and (out[0, 0] == (255 - paper if inverted else paper))
+
+
+def test_blank_white_becomes_black_and_tiny_images_pass() -> None:
+    assert make_ink_bright(np.full((5, 5), 255, dtype=np.uint8)).max() == 0
+    assert decode(encode(Image.new("L", (1, 1), 255), "PNG")).shape == (1, 1)

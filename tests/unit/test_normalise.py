@@ -1,0 +1,136 @@
+"""to_mnist / image_to_mnist: pictures as people send them come out shaped like MNIST digits."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from service.errors import NoDigit
+from service.normalise import check_not_blank, image_to_mnist, to_mnist
+from tests.unit.input_corpus import MAX_PIXELS, MAX_SIDE, draw_one_rgba, draw_seven, encode, paper_photo
+
+pytestmark = pytest.mark.unit
+
+CENTRE = 14.0  # where MNIST's centres of mass sit (measured: mean 14.0, spread 13.5..14.5)
+
+
+def normalise(data: bytes) -> np.ndarray:
+    return image_to_mnist(data, max_side=MAX_SIDE, max_pixels=MAX_PIXELS)
+
+
+def centre_of_mass(arr: np.ndarray) -> tuple[float, float]:
+    idx = np.arange(arr.shape[0])
+    total = arr.sum()
+    return float((arr.sum(axis=1) * idx).sum() / total), float((arr.sum(axis=0) * idx).sum() / total)
+
+
+def box_size(arr: np.ndarray, level: float = 32.0) -> tuple[int, int]:
+    rows = np.flatnonzero((arr >= level).any(axis=1))
+    cols = np.flatnonzero((arr >= level).any(axis=0))
+    return int(rows[-1] - rows[0] + 1), int(cols[-1] - cols[0] + 1)
+
+
+def assert_mnist_like(arr: np.ndarray) -> None:
+    assert arr.shape == (28, 28) and arr.dtype == np.float32
+    assert arr.min() >= 0.0 and arr.max() <= 255.0
+    assert arr.max() >= 250.0  # ink at full strength
+    assert arr[0].max() == 0 and arr[-1].max() == 0 and arr[:, 0].max() == 0 and arr[:, -1].max() == 0
+    cy, cx = centre_of_mass(arr)
+    assert abs(cy - CENTRE) <= 1.0 and abs(cx - CENTRE) <= 1.0, (cy, cx)
+    assert max(box_size(arr)) in (19, 20, 21), box_size(arr)
+
+
+def test_photo_of_a_seven_on_grey_gradient_jpeg() -> None:
+    arr = normalise(encode(draw_seven(), "JPEG", quality=75))
+    assert_mnist_like(arr)
+    h, w = box_size(arr)
+    assert h > w  # a 7 is taller than wide; the aspect ratio survived
+
+
+def test_transparent_canvas_with_black_ink() -> None:
+    arr = normalise(encode(draw_one_rgba(), "PNG"))
+    assert_mnist_like(arr)
+    assert box_size(arr)[1] < 10  # a '1' stays narrow: no stretching to a square
+
+
+def test_position_and_scale_do_not_matter() -> None:
+    a = normalise(encode(draw_seven(origin=(30, 40), noise=0, gradient=False), "PNG"))
+    b = normalise(encode(draw_seven(origin=(350, 300), noise=0, gradient=False), "PNG"))
+    c = normalise(encode(draw_seven((300, 400), origin=(20, 20), scale=0.5, noise=0, gradient=False), "PNG"))
+    assert np.abs(a - b).mean() < 2.0
+    assert np.abs(a - c).mean() < 12.0
+
+
+def test_gradient_and_noise_are_removed() -> None:
+    clean = normalise(encode(draw_seven(noise=0, gradient=False), "PNG"))
+    photo = normalise(encode(draw_seven(noise=10, gradient=True), "JPEG", quality=60))
+    assert np.abs(clean - photo).mean() < 12.0
+    assert np.count_nonzero(photo[clean == 0] > 64) <= 4  # no stray ink where the clean one has none
+
+
+def test_specks_far_from_the_digit_do_not_move_the_box() -> None:
+    clean = normalise(encode(draw_seven(noise=0, gradient=False), "PNG"))
+    img = draw_seven(noise=0, gradient=False)
+    draw = ImageDraw.Draw(img)
+    for x, y in [(20, 20), (580, 780), (30, 700), (560, 40)]:
+        draw.ellipse((x, y, x + 4, y + 4), fill=0)
+    specked = normalise(encode(img, "PNG"))
+    assert np.abs(clean - specked).mean() < 1.0
+
+
+def test_thin_strokes_reach_full_strength() -> None:
+    img = Image.new("L", (800, 800), 255)
+    ImageDraw.Draw(img).line([(300, 100), (500, 100), (380, 700)], fill=0, width=4)
+    arr = normalise(encode(img, "PNG"))
+    assert arr.max() == pytest.approx(255.0)
+
+
+def test_normalising_twice_changes_little() -> None:
+    # An MNIST-shaped input is already normalised: the second pass must be (almost) the identity.
+    once = normalise(encode(draw_seven(), "JPEG", quality=80))
+    twice = to_mnist(np.rint(once).astype(np.uint8))
+    assert np.abs(twice - once).mean() < 4.0
+
+
+@pytest.mark.parametrize(
+    "grey",
+    [
+        np.zeros((28, 28), np.uint8),
+        np.full((300, 200), 255, np.uint8),
+        np.full((1, 1), 90, np.uint8),
+        np.zeros((0, 5), np.uint8),
+    ],
+    ids=["black", "white", "1x1", "empty"],
+)
+def test_blank_inputs_raise_no_digit(grey: np.ndarray) -> None:
+    with pytest.raises(NoDigit):
+        to_mnist(grey)
+
+
+def test_paper_photo_without_ink_is_blank() -> None:
+    with pytest.raises(NoDigit):
+        normalise(encode(paper_photo(), "JPEG", quality=70))
+
+
+def test_a_speck_is_not_a_digit() -> None:
+    grey = np.zeros((600, 600), np.uint8)
+    grey[300:303, 300:303] = 255
+    with pytest.raises(NoDigit):
+        to_mnist(grey)
+
+
+def test_check_not_blank() -> None:
+    arr = np.zeros((28, 28), np.float32)
+    with pytest.raises(NoDigit):
+        check_not_blank(arr)
+    arr[14, 14] = 255
+    with pytest.raises(NoDigit):
+        check_not_blank(arr)
+    arr[6:22, 14] = 200
+    check_not_blank(arr)
+
+
+def test_custom_canvas_and_box() -> None:
+    arr = to_mnist(255 - np.asarray(draw_seven(noise=0, gradient=False)), canvas=40, digit_box=30)
+    assert arr.shape == (40, 40) and max(box_size(arr)) in (29, 30, 31)
