@@ -1,0 +1,114 @@
+"""Outermost middleware: request id, one JSON access line, and the request metrics.
+
+Pure ASGI so it costs little per request and sees every answer, including the
+ones the limits middleware sends before the app runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from starlette.routing import BaseRoute, Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.api.errors import error_response
+from service.logging_setup import REQUEST_ID
+from service.metrics import IN_FLIGHT, REQUEST_DURATION, REQUESTS
+
+log = logging.getLogger("service.access")
+
+_VALID_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+QUIET_ROUTES = frozenset({"/health/live", "/health/ready", "/metrics"})
+SCOPE_KEY = "mnist"  # per-request facts routes hand back to this middleware (model version)
+
+
+def request_id_from(headers: list[tuple[bytes, bytes]]) -> str:
+    """The caller's X-Request-ID when it is safe to log and echo, else a fresh one."""
+    for name, value in headers:
+        if name == b"x-request-id":
+            text = value.decode("latin-1")
+            if _VALID_ID.match(text):
+                return text
+            break
+    return uuid.uuid4().hex
+
+
+def route_label(scope: Scope, routes: Sequence[BaseRoute] = ()) -> str:
+    """The route template, never the raw path: raw paths would make unbounded label values."""
+    path = getattr(scope.get("route"), "path", None)
+    if isinstance(path, str):
+        return path
+    # Refused before routing (413/415 from the limits middleware): find the template it was meant for.
+    for route in routes:
+        match, _ = route.matches(scope)
+        if match != Match.NONE and isinstance(getattr(route, "path", None), str):
+            return route.path  # type: ignore[attr-defined]
+    return "unmatched"
+
+
+def set_model_version(scope: Scope, version: int | None) -> None:
+    facts = scope.get(SCOPE_KEY)
+    if isinstance(facts, dict) and version is not None:
+        facts["model_version"] = str(version)
+
+
+class AccessMiddleware:
+    def __init__(self, app: ASGIApp, routes: Sequence[BaseRoute] = ()) -> None:
+        self.app = app
+        self.routes = routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = request_id_from(scope.get("headers", []))
+        token = REQUEST_ID.set(request_id)
+        facts: dict[str, Any] = {"model_version": ""}
+        scope[SCOPE_KEY] = facts
+        status = 500
+        began = time.perf_counter()
+        header = (b"x-request-id", request_id.encode("ascii"))
+        started = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status, started
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                started = True
+                message["headers"] = [*message.get("headers", []), header]
+            await send(message)
+
+        IN_FLIGHT.inc()
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception as exc:
+            # Starlette's last-resort handler sits outside us and would answer without the request id.
+            if started:
+                raise
+            await error_response(exc)(scope, receive, send_with_id)
+        finally:
+            IN_FLIGHT.dec()
+            elapsed = time.perf_counter() - began
+            endpoint = route_label(scope, self.routes)
+            REQUESTS.labels(endpoint=endpoint, method=scope["method"], status=str(status)).inc()
+            REQUEST_DURATION.labels(endpoint=endpoint, model_version=facts["model_version"]).observe(elapsed)
+            # Probes and scrapes arrive every few seconds; at info they would drown the real traffic.
+            level = logging.DEBUG if endpoint in QUIET_ROUTES else logging.INFO
+            log.log(
+                level,
+                "request",
+                extra={
+                    "method": scope["method"],
+                    "path": scope["path"][:200],
+                    "route": endpoint,
+                    "status": status,
+                    "duration_ms": round(elapsed * 1000, 3),
+                    "model_version": facts["model_version"] or None,
+                },
+            )
+            REQUEST_ID.reset(token)

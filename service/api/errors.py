@@ -1,0 +1,158 @@
+"""The one place that turns domain errors into HTTP answers.
+
+Every error leaves the service as ``{"error": {"code": "...", "message": "..."}}``
+with a stable ``code``. Server faults answer a generic message (the traceback
+goes to the log, never to the client) so nothing internal leaks.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import JSONResponse
+
+from registry import errors as reg
+from service import errors as svc
+from service.metrics import REJECTED
+
+log = logging.getLogger("service.api")
+
+# Order matters only for subclasses; every entry is a leaf class here.
+STATUS_BY_ERROR: dict[type[Exception], int] = {
+    svc.PayloadTooLarge: 413,
+    svc.UnsupportedMediaType: 415,
+    svc.UnsupportedEncoding: 415,
+    svc.UnsupportedImageFormat: 415,
+    svc.InvalidMultipart: 400,
+    svc.InvalidJSON: 400,
+    svc.InvalidImage: 400,
+    svc.ImageTooLarge: 400,
+    svc.MultiFrameImage: 400,
+    svc.DecodeTimeout: 400,
+    svc.InvalidInput: 422,
+    svc.TooManyImages: 422,
+    svc.NoDigit: 422,
+    svc.NotADigit: 422,
+    svc.SuspectedAdversarial: 422,
+    svc.QueueFull: 503,
+    svc.DeadlineExceeded: 504,
+    svc.ModelNotReady: 503,
+    svc.DeviceUnavailable: 503,
+    svc.ModelLoadError: 500,
+    svc.InferenceError: 500,
+    svc.Unauthorized: 401,
+    svc.Forbidden: 403,
+}
+
+# Registry errors carry no code of their own; these are the public ones.
+REGISTRY_ERRORS: dict[type[Exception], tuple[int, str]] = {
+    reg.VersionNotFound: (404, "version_not_found"),
+    reg.InvalidVersion: (422, "invalid_version"),
+    reg.AliasError: (409, "alias_error"),
+    reg.CorruptVersion: (500, "corrupt_version"),
+}
+
+INTERNAL_MESSAGE = "internal server error; the request id in X-Request-ID identifies it in the logs"
+
+
+def envelope(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
+
+
+# 4xx answers that refuse no input: auth, routing and registry look-ups stay out of the refusal counter.
+NOT_INPUT_REFUSALS = frozenset(
+    {
+        "unauthorized",
+        "forbidden",
+        "not_found",
+        "method_not_allowed",
+        "version_not_found",
+        "invalid_version",
+        "alias_error",
+    }
+)
+
+
+def count_rejection(status: int, code: str) -> None:
+    """Input refusals feed mnist_rejected_inputs_total, the signal behind the refusal-share alerts."""
+    if 400 <= status < 500 and code not in NOT_INPUT_REFUSALS:
+        REJECTED.labels(reason=code).inc()
+
+
+def describe(exc: Exception) -> tuple[int, str, str, dict[str, str] | None]:
+    """Status, code, message and extra headers for any exception."""
+    if isinstance(exc, svc.ServiceError):
+        status = next((s for cls, s in STATUS_BY_ERROR.items() if isinstance(exc, cls)), 500)
+        headers = None
+        if isinstance(exc, svc.QueueFull):
+            headers = {"Retry-After": str(max(1, int(exc.retry_after_s)))}
+        elif isinstance(exc, svc.Unauthorized):
+            headers = {"WWW-Authenticate": "Bearer"}
+        if status == 500 and type(exc) is svc.ServiceError:
+            return 500, "internal_error", INTERNAL_MESSAGE, None
+        return status, exc.code, exc.message, headers
+    for cls, (status, code) in REGISTRY_ERRORS.items():
+        if isinstance(exc, cls):
+            return status, code, str(exc), None
+    return 500, "internal_error", INTERNAL_MESSAGE, None
+
+
+def error_response(exc: Exception) -> JSONResponse:
+    status, code, message, headers = describe(exc)
+    if status >= 500 and code == "internal_error":
+        log.error("unhandled error", exc_info=(type(exc), exc, exc.__traceback__))
+    elif status >= 500:
+        log.error("server fault", extra={"code": code, "detail": message})
+    count_rejection(status, code)
+    return envelope(status, code, message, headers)
+
+
+def entry_error(exc: Exception) -> dict[str, Any]:
+    """The per-image error inside a batch answer (counted like a whole refusal)."""
+    status, code, message, _ = describe(exc)
+    count_rejection(status, code)
+    return {"error": {"code": code, "message": message}}
+
+
+def _validation_message(exc: RequestValidationError) -> str:
+    parts = []
+    for item in exc.errors()[:3]:
+        where = ".".join(str(p) for p in item.get("loc", ()) if p != "body") or "body"
+        parts.append(f"{where}: {item.get('msg', 'invalid')}")
+    return "; ".join(parts) or "invalid request"
+
+
+async def _on_service_error(_: Request, exc: Exception) -> JSONResponse:
+    return error_response(exc)
+
+
+async def _on_validation_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    count_rejection(422, "invalid_input")
+    return envelope(422, "invalid_input", _validation_message(exc))
+
+
+async def _on_http_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    if isinstance(exc.__cause__, svc.ServiceError):
+        # FastAPI wraps errors raised while it reads a body (our byte cap) in a plain 400.
+        return error_response(exc.__cause__)
+    codes = {404: "not_found", 405: "method_not_allowed", 400: "bad_request", 413: "payload_too_large"}
+    code = codes.get(exc.status_code, f"http_{exc.status_code}")
+    message = {404: "no such endpoint", 405: "method not allowed on this endpoint"}.get(exc.status_code)
+    count_rejection(exc.status_code, code)
+    headers = dict(exc.headers) if exc.headers else None
+    return envelope(exc.status_code, code, message or str(exc.detail)[:200], headers)
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(svc.ServiceError, _on_service_error)
+    app.add_exception_handler(reg.RegistryError, _on_service_error)
+    app.add_exception_handler(RequestValidationError, _on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, _on_http_error)
+    # Registered for Exception, Starlette runs this in its outermost middleware: last line of defence.
+    app.add_exception_handler(Exception, _on_service_error)

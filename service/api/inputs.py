@@ -1,0 +1,147 @@
+"""Turn a /predict request body into 28x28 arrays: JSON, multipart upload or raw image bytes.
+
+The body arrives already capped by ``LimitsMiddleware``. JSON is parsed here,
+not by FastAPI, so every failure maps to our own codes. Image decoding runs in
+a small thread pool under a time budget so a hostile image cannot stall the
+event loop or hold it forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable
+from concurrent.futures import Executor
+from typing import Any, TypeVar
+
+import numpy as np
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+
+from service import json_input, normalise
+from service.api.limits import media_type
+from service.errors import (
+    DecodeTimeout,
+    InvalidImage,
+    InvalidInput,
+    InvalidJSON,
+    InvalidMultipart,
+    ServiceError,
+    TooManyImages,
+    UnsupportedMediaType,
+)
+from service.settings import Settings
+
+log = logging.getLogger("service.api")
+
+IMAGE_TYPES = frozenset({"image/png", "image/jpeg"})
+# Non-file form fields are ignored but still bounded: a few, small.
+MAX_FORM_FIELDS = 8
+MAX_FIELD_BYTES = 16 * 1024
+
+T = TypeVar("T")
+Slot = np.ndarray | ServiceError  # one image of a batch: decoded, or the reason it was refused
+
+
+def _reject_constant(name: str) -> Any:
+    raise InvalidJSON(f"{name} is not a number JSON allows; send finite numbers 0..255")
+
+
+def parse_json(body: bytes) -> Any:
+    if not body:
+        raise InvalidJSON("empty body; send a JSON object")
+    try:
+        return json.loads(body, parse_constant=_reject_constant)
+    except InvalidJSON:
+        raise
+    except RecursionError as exc:
+        raise InvalidJSON("JSON nested too deeply") from exc
+    except UnicodeDecodeError as exc:
+        raise InvalidJSON("body is not UTF-8 text") from exc
+    except json.JSONDecodeError as exc:
+        raise InvalidJSON(f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from exc
+
+
+def _validated(parse: Callable[..., T], *args: Any) -> T:
+    try:
+        return parse(*args)
+    except ServiceError:
+        raise
+    except Exception as exc:  # a validator bug must still answer 4xx, not 500
+        log.warning("json validator failed unexpectedly", exc_info=True)
+        raise InvalidInput("body is not valid for this endpoint; see /docs for the expected shape") from exc
+
+
+def _decode_sync(data: bytes, settings: Settings) -> np.ndarray:
+    try:
+        return normalise.image_to_mnist(data, max_side=settings.max_image_side, max_pixels=settings.max_image_pixels)
+    except ServiceError:
+        raise
+    except Exception as exc:  # any decoder failure is the image's fault, never a 500
+        log.warning("image decoder failed unexpectedly", exc_info=True)
+        raise InvalidImage("the image could not be decoded") from exc
+
+
+async def decode_image(data: bytes, settings: Settings, executor: Executor | None) -> np.ndarray:
+    if not data:
+        raise InvalidImage("empty image")
+    loop = asyncio.get_running_loop()
+    future = loop.run_in_executor(executor, _decode_sync, data, settings)
+    try:
+        return await asyncio.wait_for(future, timeout=settings.decode_timeout_s)
+    except TimeoutError as exc:
+        raise DecodeTimeout(f"decoding the image took longer than {settings.decode_timeout_s} s") from exc
+
+
+async def _settled(data: bytes, settings: Settings, executor: Executor | None) -> Slot:
+    try:
+        return await decode_image(data, settings, executor)
+    except ServiceError as exc:
+        return exc
+
+
+async def _form_files(request: Request, field: str, max_files: int) -> list[bytes]:
+    """The file parts named ``field``; every multipart failure is invalid_multipart."""
+    try:
+        async with request.form(max_files=max_files, max_fields=MAX_FORM_FIELDS, max_part_size=MAX_FIELD_BYTES) as form:
+            parts = form.getlist(field)
+            if any(not isinstance(p, UploadFile) for p in parts):
+                raise InvalidMultipart(f"form field {field!r} must be a file part")
+            return [await p.read() for p in parts if isinstance(p, UploadFile)]
+    except ServiceError:
+        raise
+    except Exception as exc:  # starlette's MultiPartException/HTTPException, python-multipart's own errors
+        text = str(getattr(exc, "detail", None) or getattr(exc, "message", None) or exc)
+        if "Too many files" in text:
+            raise TooManyImages(f"too many file parts; at most {max_files}") from exc
+        raise InvalidMultipart(f"malformed multipart body: {text[:120]}") from exc
+
+
+async def single_image(request: Request, settings: Settings, executor: Executor | None) -> np.ndarray:
+    kind = media_type(request.headers.get("content-type"))
+    if kind == "application/json":
+        return _validated(json_input.parse_json_request, parse_json(await request.body()))
+    if kind in IMAGE_TYPES:
+        return await decode_image(await request.body(), settings, executor)
+    if kind == "multipart/form-data":
+        files = await _form_files(request, "file", max_files=1)
+        if len(files) != 1:
+            raise InvalidMultipart("expected exactly one file part named 'file'")
+        return await decode_image(files[0], settings, executor)
+    raise UnsupportedMediaType("send application/json, multipart/form-data, image/png or image/jpeg")
+
+
+async def batch_images(request: Request, settings: Settings, executor: Executor | None) -> list[Slot]:
+    """Each image decoded or refused on its own; a malformed request as a whole raises."""
+    kind = media_type(request.headers.get("content-type"))
+    limit = settings.max_batch_images
+    if kind == "application/json":
+        # Shape errors fail the whole request; a blank image comes back as its own NoDigit entry.
+        return _validated(json_input.parse_json_batch, parse_json(await request.body()), limit)
+    if kind == "multipart/form-data":
+        files = await _form_files(request, "files", max_files=limit)
+        if not files:
+            raise InvalidMultipart("expected one or more file parts named 'files'")
+        return list(await asyncio.gather(*(_settled(data, settings, executor) for data in files)))
+    raise UnsupportedMediaType("/predict/batch accepts application/json or multipart/form-data")

@@ -1,0 +1,72 @@
+"""POST /admin/reload, /admin/promote, /admin/rollback: mounted only when MNIST_ADMIN_TOKEN is set."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from typing import Any
+
+import anyio
+from fastapi import APIRouter, Depends, Request
+
+from registry import layout
+from registry.errors import AliasError
+from service.api.schemas import PromoteIn, ReloadIn, RollbackIn, error_responses
+from service.errors import Forbidden, Unauthorized
+
+log = logging.getLogger("service.admin")
+
+
+def require_token(request: Request) -> None:
+    expected = request.app.state.settings.admin_token
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        log.warning("admin refused: no bearer token", extra={"path": request.url.path})
+        raise Unauthorized("this endpoint needs Authorization: Bearer <admin token>")
+    # Constant time, so the answer's timing says nothing about how much of the token matched.
+    if not hmac.compare_digest(token.strip().encode(), expected.get_secret_value().encode()):
+        log.warning("admin refused: wrong token", extra={"path": request.url.path})
+        raise Forbidden("the admin token is not valid")
+
+
+router = APIRouter(
+    prefix="/admin",
+    tags=["admin"],
+    dependencies=[Depends(require_token)],
+    responses=error_responses(401, 403, 404, 409, 422),
+)
+
+
+def _known_alias(alias: str) -> str:
+    if alias not in layout.KNOWN_ALIASES:
+        raise AliasError(f"unknown alias {alias[:40]!r}; use one of {list(layout.KNOWN_ALIASES)}")
+    return alias
+
+
+@router.post("/reload", summary="Load a version now (default: the production alias)")
+async def reload(request: Request, body: ReloadIn | None = None) -> dict[str, Any]:
+    ref = body.version if body else None
+    version = await request.app.state.manager.reload(ref)
+    log.info("admin reload", extra={"admin_action": "reload", "requested": ref, "model_version": version})
+    return {"model_version": version}
+
+
+@router.post("/promote", summary="Point an alias at a version; production is then loaded")
+async def promote(request: Request, body: PromoteIn) -> dict[str, Any]:
+    manager = request.app.state.manager
+    alias = _known_alias(body.alias)
+    await anyio.to_thread.run_sync(lambda: manager.registry.promote(body.version, alias, reason="admin api"))
+    log.info("admin promote", extra={"admin_action": "promote", "alias": alias, "version": body.version})
+    loaded = await manager.reload(None) if alias == layout.PRODUCTION else manager.status().get("model_version")
+    return {"alias": alias, "version": body.version, "model_version": loaded}
+
+
+@router.post("/rollback", summary="Point an alias back at its previous version")
+async def rollback(request: Request, body: RollbackIn | None = None) -> dict[str, Any]:
+    manager = request.app.state.manager
+    alias = _known_alias(body.alias if body else layout.PRODUCTION)
+    target = await anyio.to_thread.run_sync(manager.registry.rollback, alias)
+    log.info("admin rollback", extra={"admin_action": "rollback", "alias": alias, "version": target})
+    loaded = await manager.reload(None) if alias == layout.PRODUCTION else manager.status().get("model_version")
+    return {"alias": alias, "version": target, "model_version": loaded}

@@ -1,0 +1,34 @@
+"""GET /models and GET /models/{version}: what the registry holds and what is being served."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+from fastapi import APIRouter, Request
+
+from registry.store import parse_version
+from service.api.schemas import error_responses
+
+router = APIRouter(tags=["models"])
+
+
+@router.get(
+    "/models",
+    summary="Versions, aliases, the version being served, its backend, device, key metrics and last load error",
+)
+async def list_models(request: Request) -> dict[str, Any]:
+    # status() reads the registry from disk: off the event loop.
+    return await anyio.to_thread.run_sync(request.app.state.manager.status)
+
+
+@router.get(
+    "/models/{version}",
+    summary="Metadata of one version",
+    responses=error_responses(404, 422),
+)
+async def model_metadata(version: str, request: Request) -> dict[str, Any]:
+    # Integers only, checked before the registry builds any path from it.
+    number = parse_version(version)
+    registry = request.app.state.manager.registry
+    return await anyio.to_thread.run_sync(registry.metadata, number)

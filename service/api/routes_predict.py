@@ -1,0 +1,106 @@
+"""POST /predict and POST /predict/batch."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import numpy as np
+from fastapi import APIRouter, Request
+from starlette.responses import JSONResponse
+
+from service.api.access import set_model_version
+from service.api.errors import entry_error
+from service.api.inputs import Slot, batch_images, single_image
+from service.api.schemas import BatchOut, PredictionOut, error_responses, predict_request_body
+from service.errors import ServiceError
+from service.metrics import PREDICTIONS, confidence_band
+from service.settings import Settings
+
+router = APIRouter(tags=["predict"])
+
+INPUT_ERRORS = error_responses(400, 413, 415, 422, 503, 504)
+
+
+def prediction_body(prediction: Any, settings: Settings) -> dict[str, Any]:
+    confidence = float(prediction.confidence)
+    body: dict[str, Any] = {"digit": int(prediction.digit)}
+    if settings.return_probabilities:
+        body["confidence"] = round(confidence, 6)
+        body["probabilities"] = [round(float(p), 6) for p in prediction.probabilities]
+    else:
+        # Model-extraction hygiene: a full, precise probability vector is what a thief needs.
+        body["confidence"] = round(confidence, 2)
+    body["model_version"] = int(prediction.model_version)
+    return body
+
+
+def count(prediction: Any) -> None:
+    PREDICTIONS.labels(
+        digit=str(prediction.digit),
+        confidence=confidence_band(float(prediction.confidence)),
+        model_version=str(prediction.model_version),
+    ).inc()
+
+
+async def _loaded_version(request: Request) -> int | None:
+    # Only when every image of a batch was refused; status() reads the disk, so off the loop.
+    status = await anyio.to_thread.run_sync(request.app.state.manager.status)
+    value = status.get("model_version")
+    return value if isinstance(value, int) else None
+
+
+@router.post(
+    "/predict",
+    summary="Classify one digit",
+    description=(
+        "One digit as a JSON 28x28 array (0 = background, 255 = ink), a multipart upload in field `file`, "
+        "or a raw PNG/JPEG body. Photos and drawings are normalised the way MNIST was made."
+    ),
+    response_model=None,
+    responses={200: {"model": PredictionOut}, **INPUT_ERRORS},
+    openapi_extra=predict_request_body(batch=False),
+)
+async def predict(request: Request) -> JSONResponse:
+    state = request.app.state
+    image = await single_image(request, state.settings, state.decode_executor)
+    (result,) = await state.manager.predict(image[np.newaxis].astype(np.float32, copy=False))
+    if isinstance(result, ServiceError):
+        raise result
+    set_model_version(request.scope, result.model_version)
+    count(result)
+    return JSONResponse(prediction_body(result, state.settings))
+
+
+@router.post(
+    "/predict/batch",
+    summary="Classify several digits",
+    description=(
+        'Up to MNIST_MAX_BATCH_IMAGES images as JSON `{"images": [...]}` or as several multipart parts named '
+        "`files`. Answers in order. An image refused on its own (undecodable, blank, not a digit) becomes an "
+        'error entry `{"error": {...}}` in its slot and the others are still answered; a malformed request '
+        "(bad JSON, wrong shape, too many images) fails as a whole."
+    ),
+    response_model=None,
+    responses={200: {"model": BatchOut}, **INPUT_ERRORS},
+    openapi_extra=predict_request_body(batch=True),
+)
+async def predict_batch(request: Request) -> JSONResponse:
+    state = request.app.state
+    slots: list[Slot] = await batch_images(request, state.settings, state.decode_executor)
+    good = [i for i, slot in enumerate(slots) if isinstance(slot, np.ndarray)]
+    answers: list[Any] = list(slots)
+    if good:
+        stacked = np.stack([slots[i] for i in good]).astype(np.float32, copy=False)
+        for i, result in zip(good, await state.manager.predict(stacked), strict=True):
+            answers[i] = result
+            if not isinstance(result, ServiceError):
+                count(result)
+    version = next((a.model_version for a in answers if not isinstance(a, (ServiceError, np.ndarray))), None)
+    if version is None:
+        version = await _loaded_version(request)
+    set_model_version(request.scope, version)
+    predictions = [
+        entry_error(a) if isinstance(a, ServiceError) else prediction_body(a, state.settings) for a in answers
+    ]
+    return JSONResponse({"predictions": predictions, "model_version": version})

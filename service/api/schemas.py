@@ -1,0 +1,110 @@
+"""Response and request shapes, for the OpenAPI document and the admin bodies.
+
+Prediction routes build their answers by hand (faster than validating every
+response); these models only describe them in /docs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SIDE = 28
+
+
+def example_digit() -> list[list[int]]:
+    """A 28x28 '1': a vertical stroke of ink in the middle, MNIST convention (0 background, 255 ink)."""
+    return [[255 if 13 <= col <= 14 and 4 <= row <= 23 else 0 for col in range(SIDE)] for row in range(SIDE)]
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(examples=["not_a_digit"])
+    message: str = Field(examples=["the image does not look like a handwritten digit"])
+
+
+class ErrorOut(BaseModel):
+    error: ErrorDetail
+
+
+class PredictionOut(BaseModel):
+    digit: int = Field(ge=0, le=9, examples=[7])
+    confidence: float = Field(ge=0, le=1, examples=[0.993])
+    probabilities: list[float] | None = Field(
+        None, min_length=10, max_length=10, description="Omitted when MNIST_RETURN_PROBABILITIES=false."
+    )
+    model_version: int = Field(examples=[3])
+
+
+class BatchOut(BaseModel):
+    predictions: list[PredictionOut | ErrorOut] = Field(
+        description="One entry per image, in order: a prediction, or an error envelope for a refused image."
+    )
+    model_version: int = Field(examples=[3])
+
+
+class JsonImageIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    image: list[list[float]] = Field(description="28 rows of 28 numbers 0..255; 0 = background, 255 = ink.")
+
+
+class JsonBatchIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    images: list[list[list[float]]] = Field(description="Up to MNIST_MAX_BATCH_IMAGES images of 28x28 numbers.")
+
+
+class ReloadIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    version: int | None = Field(None, ge=1, description="Load this version; default: the production alias.")
+
+
+class PromoteIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    version: int = Field(ge=1, examples=[3])
+    alias: str = Field("production", examples=["production"])
+
+
+class RollbackIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    alias: str = Field("production", examples=["production"])
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    return {status: {"model": ErrorOut} for status in statuses}
+
+
+def _binary(description: str) -> dict[str, Any]:
+    return {"schema": {"type": "string", "format": "binary"}, "example": description}
+
+
+def predict_request_body(batch: bool) -> dict[str, Any]:
+    """The requestBody of /predict(/batch): we parse the body ourselves, so FastAPI cannot infer it."""
+    digit = example_digit()
+    if batch:
+        json_schema = JsonBatchIn.model_json_schema()
+        json_example = {"images": [digit, digit]}
+        multipart = {
+            "schema": {
+                "type": "object",
+                "properties": {"files": {"type": "array", "items": {"type": "string", "format": "binary"}}},
+                "required": ["files"],
+            },
+            "encoding": {"files": {"contentType": "image/png, image/jpeg"}},
+        }
+        content: dict[str, Any] = {"application/json": {"schema": json_schema, "example": json_example}}
+        content["multipart/form-data"] = multipart
+    else:
+        content = {
+            "application/json": {"schema": JsonImageIn.model_json_schema(), "example": {"image": digit}},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"file": {"type": "string", "format": "binary"}},
+                    "required": ["file"],
+                },
+                "encoding": {"file": {"contentType": "image/png, image/jpeg"}},
+            },
+            "image/png": _binary("<PNG bytes>"),
+            "image/jpeg": _binary("<JPEG bytes>"),
+        }
+    return {"requestBody": {"required": True, "content": content}}

@@ -1,0 +1,106 @@
+"""The FastAPI application: ``create_app(settings)`` wires middleware, routes, errors and the model manager.
+
+Start-up never waits for the model: the manager loads in the background so
+/health/live answers at once and /health/ready turns 200 when a verified
+version is warm. Nothing here imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from fastapi import FastAPI
+
+from service.api import errors, routes_admin, routes_health, routes_models, routes_predict
+from service.api.access import AccessMiddleware
+from service.api.limits import LimitsMiddleware
+from service.errors import DeviceUnavailable
+from service.logging_setup import configure_logging
+from service.settings import Settings
+
+log = logging.getLogger("service")
+
+DESCRIPTION = """
+Classifies handwritten digits with the model version the registry marks `production`.
+
+* `POST /predict`: one digit as JSON (`{"image": 28x28 numbers 0..255}`), a multipart upload
+  (field `file`) or a raw `image/png` / `image/jpeg` body.
+* `POST /predict/batch`: several digits as JSON `{"images": [...]}` or multipart parts `files`.
+* Every error is `{"error": {"code": "...", "message": "..."}}` with a stable `code`.
+"""
+
+# A config error (cuda asked for, none present) must stop the process, not leave it forever unready.
+FATAL_AT_START = (DeviceUnavailable,)
+START_GRACE_S = 0.5
+# Decoding is CPU-bound and the machine small: a few threads, so hostile images cannot take every core.
+DECODE_THREADS = 2
+
+
+def _default_manager(settings: Settings) -> Any:
+    from service.model_manager import ModelManager
+
+    return ModelManager(settings)
+
+
+def _log_start_failure(task: asyncio.Task[None]) -> None:
+    exc = None if task.cancelled() else task.exception()
+    if exc is None:
+        return
+    log.error("model manager failed to start", exc_info=(type(exc), exc, exc.__traceback__))
+    if isinstance(exc, FATAL_AT_START):
+        log.critical("configuration error; stopping", extra={"detail": str(exc)})
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+@contextlib.asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    manager = app.state.manager
+    app.state.decode_executor = ThreadPoolExecutor(max_workers=DECODE_THREADS, thread_name_prefix="decode")
+    start = asyncio.create_task(manager.start(), name="model-manager-start")
+    done, _ = await asyncio.wait({start}, timeout=START_GRACE_S)
+    if start in done and isinstance(start.exception(), FATAL_AT_START):
+        raise start.exception()  # type: ignore[misc]
+    start.add_done_callback(_log_start_failure)
+    log.info("service started", extra={"backend": app.state.settings.backend, "device": app.state.settings.device})
+    try:
+        yield
+    finally:
+        if not start.done():
+            start.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await start
+        await manager.stop()
+        app.state.decode_executor.shutdown(wait=False, cancel_futures=True)
+        log.info("service stopped")
+
+
+def create_app(settings: Settings | None = None, *, manager: Any | None = None) -> FastAPI:
+    """Build the app; ``manager`` replaces the real ModelManager in tests."""
+    settings = settings or Settings()
+    configure_logging(settings.log_level)
+    app = FastAPI(
+        title="MNIST digit service",
+        description=DESCRIPTION,
+        version="1.0",
+        lifespan=_lifespan,
+    )
+    app.state.settings = settings
+    app.state.manager = manager if manager is not None else _default_manager(settings)
+    app.state.decode_executor = None  # the lifespan installs the pool; None falls back to asyncio's default
+    errors.install(app)
+    routers = [routes_predict.router, routes_models.router, routes_health.router]
+    if settings.admin_token is not None:
+        routers.append(routes_admin.router)
+    for router in routers:
+        app.include_router(router)
+    # add_middleware stacks outward: limits run inside the access log, so refusals are logged and counted.
+    app.add_middleware(LimitsMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(AccessMiddleware, routes=[route for router in routers for route in router.routes])
+    return app

@@ -1,0 +1,38 @@
+"""Admin endpoints: present only with a token, 401/403 without the right one, and logged."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.integration
+
+TOKEN = "integration-admin-token-0123456789"
+
+
+def test_admin_routes_absent_without_a_token(served) -> None:
+    response = httpx.post(served.base_url + "/admin/reload")
+    assert response.status_code == 404 and response.json()["error"]["code"] == "not_found"
+
+
+def test_admin_auth_reload_promote_rollback(start_server, registry_copy) -> None:
+    server = start_server({"MNIST_ADMIN_TOKEN": TOKEN, "MNIST_POLL_INTERVAL_S": "0"}, registry=registry_copy)
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    with httpx.Client(base_url=server.base_url, timeout=30) as client:
+        missing = client.post("/admin/reload")
+        assert missing.status_code == 401 and missing.json()["error"]["code"] == "unauthorized"
+        wrong = client.post("/admin/reload", headers={"Authorization": "Bearer " + "x" * len(TOKEN)})
+        assert wrong.status_code == 403 and wrong.json()["error"]["code"] == "forbidden"
+        reload = client.post("/admin/reload", headers=auth)
+        assert reload.status_code == 200, reload.text
+        version = reload.json()["model_version"]
+        promote = client.post("/admin/promote", headers=auth, json={"version": version, "alias": "staging"})
+        assert promote.status_code == 200, promote.text
+        assert client.get("/models").json()["aliases"].get("staging") == version
+        unknown = client.post("/admin/promote", headers=auth, json={"version": 999, "alias": "production"})
+        assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "version_not_found"
+        nothing = client.post("/admin/rollback", headers=auth, json={"alias": "staging"})
+        assert nothing.status_code == 409 and nothing.json()["error"]["code"] == "alias_error"
+    logs = server.logs()
+    assert '"admin reload"' in logs and '"admin promote"' in logs and '"admin refused: wrong token"' in logs
+    assert TOKEN not in logs

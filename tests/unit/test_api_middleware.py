@@ -1,0 +1,119 @@
+"""Limits, request ids, JSON logs and request metrics, on a fake manager."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from prometheus_client import REGISTRY
+from starlette.testclient import TestClient
+
+from service.app import create_app
+from service.logging_setup import JsonFormatter
+from service.settings import Settings
+from tests.unit.api_fakes import FakeManager
+
+pytestmark = pytest.mark.unit
+
+LIMIT = 2048
+
+
+@pytest.fixture()
+def client(tmp_path: Path) -> Iterator[TestClient]:
+    app = create_app(Settings(model_dir=tmp_path, max_body_bytes=LIMIT), manager=FakeManager())
+    with TestClient(app, raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+def code_of(response: object) -> str:
+    return response.json()["error"]["code"]  # type: ignore[attr-defined]
+
+
+def test_declared_length_over_the_cap_is_413(client: TestClient) -> None:
+    response = client.post("/predict", content=b"x" * (LIMIT + 1), headers={"Content-Type": "application/json"})
+    assert response.status_code == 413 and code_of(response) == "payload_too_large"
+
+
+def test_chunked_body_over_the_cap_is_413(client: TestClient) -> None:
+    def chunks() -> Iterator[bytes]:
+        for _ in range(10):
+            yield b"[" * 512
+
+    response = client.post("/predict", content=chunks(), headers={"Content-Type": "application/json"})
+    assert response.status_code == 413 and code_of(response) == "payload_too_large"
+
+
+def test_lying_content_length_is_counted(tmp_path: Path) -> None:
+    """A direct ASGI call: declared 10 bytes, streams 5 KiB."""
+    import asyncio
+
+    app = create_app(Settings(model_dir=tmp_path, max_body_bytes=LIMIT), manager=FakeManager())
+    sent: list[dict] = []
+    body = [{"type": "http.request", "body": b"[" * 1024, "more_body": True} for _ in range(5)]
+
+    async def receive() -> dict:
+        return body.pop(0) if body else {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http", "method": "POST", "path": "/predict", "raw_path": b"/predict", "query_string": b"",
+        "headers": [(b"content-type", b"application/json"), (b"content-length", b"10")],
+        "http_version": "1.1", "scheme": "http", "server": ("t", 80), "client": ("c", 1), "root_path": "",
+        "app": app,
+    }  # fmt: skip
+    asyncio.run(app(scope, receive, send))
+    assert sent[0]["status"] == 413
+
+
+@pytest.mark.parametrize(
+    ("headers", "code"),
+    [
+        ({"Content-Type": "text/plain"}, "unsupported_media_type"),
+        ({"Content-Type": "application/xml"}, "unsupported_media_type"),
+        ({"Content-Type": "application/json", "Content-Encoding": "gzip"}, "unsupported_encoding"),
+    ],
+)
+def test_content_type_and_encoding_are_allow_listed(client: TestClient, headers: dict, code: str) -> None:
+    response = client.post("/predict", content=b"{}", headers=headers)
+    assert response.status_code == 415 and code_of(response) == code
+
+
+def test_request_id_is_echoed_or_generated(client: TestClient) -> None:
+    assert client.get("/health/live", headers={"X-Request-ID": "abc-123.X_y"}).headers["x-request-id"] == "abc-123.X_y"
+    generated = client.get("/health/live", headers={"X-Request-ID": "bad id\twith spaces"}).headers["x-request-id"]
+    assert len(generated) == 32 and generated.isalnum()
+    assert len(client.get("/health/live", headers={"X-Request-ID": "a" * 129}).headers["x-request-id"]) == 32
+
+
+def test_metrics_move_and_use_route_templates(client: TestClient) -> None:
+    registry = REGISTRY
+    labels = {"endpoint": "/models/{version}", "method": "GET", "status": "422"}
+    before = registry.get_sample_value("mnist_requests_total", labels) or 0.0
+    rejected = registry.get_sample_value("mnist_rejected_inputs_total", {"reason": "unsupported_media_type"}) or 0.0
+    client.get("/models/not-a-number")
+    client.post("/predict", content=b"{}", headers={"Content-Type": "text/plain"})
+    assert registry.get_sample_value("mnist_requests_total", labels) == before + 1
+    after = registry.get_sample_value("mnist_rejected_inputs_total", {"reason": "unsupported_media_type"})
+    assert after == rejected + 1
+    text = client.get("/metrics").text
+    assert 'endpoint="/models/{version}"' in text and "not-a-number" not in text
+
+
+def test_json_log_line_carries_the_request_id(caplog: pytest.LogCaptureFixture, client: TestClient) -> None:
+    with caplog.at_level(logging.INFO, logger="service.access"):
+        client.post("/predict", content=b"{}", headers={"Content-Type": "text/plain", "X-Request-ID": "req-42"})
+    record = next(r for r in caplog.records if r.name == "service.access")
+    from service.logging_setup import REQUEST_ID
+
+    token = REQUEST_ID.set("req-42")
+    try:
+        line = json.loads(JsonFormatter().format(record))
+    finally:
+        REQUEST_ID.reset(token)
+    assert line["request_id"] == "req-42" and line["status"] == 415 and line["route"] == "/predict"
+    assert {"ts", "level", "msg", "method", "path", "duration_ms"} <= set(line)

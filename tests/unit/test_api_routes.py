@@ -1,0 +1,222 @@
+"""HTTP layer with a fake model manager and fake decoders: routes, envelope, batch semantics."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+
+from service.api import inputs
+from service.app import create_app
+from service.settings import Settings
+from tests.helpers import as_json_rows, synthetic_digit
+from tests.unit import api_fakes
+from tests.unit.api_fakes import PNG_MAGIC, QUEUE_FULL, FakeManager
+
+pytestmark = pytest.mark.unit
+
+TOKEN = "s3cret-admin-token-0123"
+PNG = PNG_MAGIC + b"rest-of-a-png"
+
+ClientFactory = Callable[..., TestClient]
+
+
+@pytest.fixture()
+def make_client(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> Iterator[ClientFactory]:
+    monkeypatch.setattr(inputs.normalise, "image_to_mnist", api_fakes.fake_image_to_mnist)
+    clients: list[TestClient] = []
+
+    def factory(manager: FakeManager | None = None, **overrides: Any) -> TestClient:
+        settings = Settings(model_dir=tmp_path, **overrides)
+        client = TestClient(create_app(settings, manager=manager or FakeManager()), raise_server_exceptions=False)
+        client.__enter__()
+        clients.append(client)
+        return client
+
+    yield factory
+    for client in clients:
+        client.__exit__(None, None, None)
+
+
+def code_of(response: Any) -> str:
+    body = response.json()
+    assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}, body
+    return body["error"]["code"]
+
+
+def test_predict_json_answers_the_contract(make_client: ClientFactory) -> None:
+    response = make_client().post("/predict", json={"image": as_json_rows(synthetic_digit())})
+    assert response.status_code == 200
+    body = response.json()
+    assert set(body) == {"digit", "confidence", "probabilities", "model_version"}
+    assert body["digit"] == 7 and body["model_version"] == 3 and len(body["probabilities"]) == 10
+
+
+def test_predict_raw_png_and_multipart(make_client: ClientFactory) -> None:
+    client = make_client()
+    raw = client.post("/predict", content=PNG, headers={"Content-Type": "image/png"})
+    assert raw.status_code == 200, raw.text
+    form = client.post("/predict", files={"file": ("whatever.exe", PNG, "application/octet-stream")})
+    assert form.status_code == 200, form.text
+
+
+def test_without_probabilities_confidence_is_rounded(make_client: ClientFactory) -> None:
+    body = make_client(return_probabilities=False).post("/predict", content=PNG, headers={"Content-Type": "image/png"})
+    assert body.json() == {"digit": 7, "confidence": 0.91, "model_version": 3}
+
+
+@pytest.mark.parametrize(
+    ("payload", "status", "code"),
+    [
+        (b'{"image": [[NaN]]}', 400, "invalid_json"),
+        (b'{"image": [[1, 2]', 400, "invalid_json"),
+        (b"[" * 100_000, 400, "invalid_json"),
+        (b'{"image": [[1]]}', 422, "invalid_input"),
+        (b'{"image": [[0]], "extra": 1}', 422, "invalid_input"),
+        (b'{"picture": 1}', 422, "invalid_input"),
+        (b"[]", 422, "invalid_input"),
+    ],
+)
+def test_bad_json_gets_its_code(make_client: ClientFactory, payload: bytes, status: int, code: str) -> None:
+    response = make_client().post("/predict", content=payload, headers={"Content-Type": "application/json"})
+    assert response.status_code == status and code_of(response) == code
+
+
+def test_blank_and_non_digit_are_422(make_client: ClientFactory) -> None:
+    client = make_client()
+    blank = client.post("/predict", json={"image": [[0] * 28] * 28})
+    assert blank.status_code == 422 and code_of(blank) == "no_digit"
+    ink = client.post("/predict", json={"image": [[255] * 28] * 28})
+    assert ink.status_code == 422 and code_of(ink) == "not_a_digit"
+
+
+def test_image_errors_and_decoder_surprises_are_4xx(make_client: ClientFactory) -> None:
+    client = make_client(decode_timeout_s=0.2)
+    gif = client.post("/predict", content=b"GIF89a...", headers={"Content-Type": "image/png"})
+    assert gif.status_code == 415 and code_of(gif) == "unsupported_image_format"
+    boom = client.post("/predict", content=b"BOOM", headers={"Content-Type": "image/jpeg"})
+    assert boom.status_code == 400 and code_of(boom) == "invalid_image"
+    slow = client.post("/predict", content=b"SLOW", headers={"Content-Type": "image/png"})
+    assert slow.status_code == 400 and code_of(slow) == "decode_timeout"
+
+
+def test_multipart_needs_exactly_one_file(make_client: ClientFactory) -> None:
+    client = make_client()
+    two = client.post("/predict", files=[("file", ("a.png", PNG)), ("file", ("b.png", PNG))])
+    assert two.status_code in (400, 422) and code_of(two) in {"invalid_multipart", "too_many_images"}
+    none = client.post("/predict", files={"other": ("a.png", PNG)})
+    assert none.status_code == 400 and code_of(none) == "invalid_multipart"
+    text = client.post("/predict", data={"file": "not a file"}, files={"x": ("a", b"")})
+    assert text.status_code == 400 and code_of(text) == "invalid_multipart"
+    broken = client.post(
+        "/predict", content=b"--xx\r\ngarbage", headers={"Content-Type": "multipart/form-data; boundary=xx"}
+    )
+    assert broken.status_code == 400 and code_of(broken) == "invalid_multipart"
+
+
+def test_batch_keeps_order_and_refuses_per_image(make_client: ClientFactory) -> None:
+    manager = FakeManager()
+    client = make_client(manager=manager)
+    digit = as_json_rows(synthetic_digit())
+    response = client.post("/predict/batch", json={"images": [digit, [[0] * 28] * 28, [[255] * 28] * 28, digit]})
+    assert response.status_code == 200
+    body = response.json()
+    assert body["model_version"] == 3
+    kinds = [p.get("digit", p.get("error", {}).get("code")) for p in body["predictions"]]
+    assert kinds == [7, "no_digit", "not_a_digit", 7]
+    assert manager.calls == [3]  # the blank never reached the model; the rest went in one call
+
+
+def test_batch_multipart_and_limits(make_client: ClientFactory) -> None:
+    client = make_client(max_batch_images=2)
+    files = [("files", ("a.png", PNG)), ("files", ("b.png", b"GIF89a"))]
+    ok = client.post("/predict/batch", files=files)
+    assert ok.status_code == 200, ok.text
+    assert [("digit" in p) for p in ok.json()["predictions"]] == [True, False]
+    digit = as_json_rows(synthetic_digit())
+    many = client.post("/predict/batch", json={"images": [digit] * 3})
+    assert many.status_code == 422 and code_of(many) == "too_many_images"
+    many_files = client.post("/predict/batch", files=[("files", ("a.png", PNG))] * 3)
+    assert many_files.status_code == 422 and code_of(many_files) == "too_many_images"
+    shape = client.post("/predict/batch", json={"images": [digit, [[1, 2]]]})
+    assert shape.status_code == 422 and "images[1]" in shape.json()["error"]["message"]
+    raw = client.post("/predict/batch", content=PNG, headers={"Content-Type": "image/png"})
+    assert raw.status_code == 415
+
+
+def test_whole_call_failures_map_to_503_and_504(make_client: ClientFactory) -> None:
+    manager = FakeManager(fail_with=QUEUE_FULL)
+    client = make_client(manager=manager)
+    full = client.post("/predict", json={"image": as_json_rows(synthetic_digit())})
+    assert full.status_code == 503 and code_of(full) == "queue_full" and full.headers["Retry-After"] == "2"
+
+
+def test_unexpected_error_is_a_generic_500(make_client: ClientFactory) -> None:
+    manager = FakeManager(fail_with=None)
+
+    async def explode(images: Any) -> Any:
+        raise RuntimeError("secret internal detail /etc/passwd")
+
+    manager.predict = explode  # type: ignore[method-assign]
+    response = make_client(manager=manager).post("/predict", json={"image": as_json_rows(synthetic_digit())})
+    assert response.status_code == 500 and code_of(response) == "internal_error"
+    assert "secret" not in response.text and "Traceback" not in response.text
+    assert response.headers.get("x-request-id")
+
+
+def test_health_and_routing_errors(make_client: ClientFactory) -> None:
+    client = make_client(manager=FakeManager(ready=False, not_ready_reason="loading version 3"))
+    assert client.get("/health/live").status_code == 200
+    ready = client.get("/health/ready")
+    assert ready.status_code == 503 and code_of(ready) == "model_not_ready"
+    assert "loading version 3" in ready.json()["error"]["message"]
+    assert code_of(client.get("/nowhere")) == "not_found"
+    assert client.get("/predict").status_code == 405 and code_of(client.get("/predict")) == "method_not_allowed"
+    ok = make_client().get("/health/ready")
+    assert ok.status_code == 200 and ok.json() == {
+        "status": "ready",
+        "model_version": 3,
+        "backend": "onnx",
+        "device": "cpu",
+    }
+
+
+def test_model_version_must_be_an_integer(make_client: ClientFactory, tmp_path: Any) -> None:
+    from registry import Registry
+
+    client = make_client(manager=FakeManager(registry=Registry(tmp_path)))
+    for bad in ("abc", "0", "-1", "..%2F..%2Fetc", "1.5"):
+        response = client.get(f"/models/{bad}")
+        assert response.status_code in (404, 422), bad
+        assert code_of(response) in {"invalid_version", "not_found"}
+    missing = client.get("/models/42")
+    assert missing.status_code == 404 and code_of(missing) == "version_not_found"
+    assert client.get("/models").json()["model_version"] == 3
+
+
+def test_admin_routes_exist_only_with_a_token(make_client: ClientFactory) -> None:
+    assert make_client().post("/admin/reload").status_code == 404
+    manager = FakeManager()
+    client = make_client(manager=manager, admin_token=TOKEN)
+    assert code_of(client.post("/admin/reload")) == "unauthorized"
+    assert client.post("/admin/reload").headers["WWW-Authenticate"] == "Bearer"
+    wrong = client.post("/admin/reload", headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 403 and code_of(wrong) == "forbidden"
+    ok = client.post("/admin/reload", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert ok.status_code == 200 and ok.json() == {"model_version": 3} and manager.reloads == [None]
+    bad_alias = client.post(
+        "/admin/promote", json={"version": 1, "alias": "../../x"}, headers={"Authorization": f"Bearer {TOKEN}"}
+    )
+    assert bad_alias.status_code == 409 and code_of(bad_alias) == "alias_error"
+    extra = client.post("/admin/reload", json={"version": 1, "x": 1}, headers={"Authorization": f"Bearer {TOKEN}"})
+    assert extra.status_code == 422 and code_of(extra) == "invalid_input"
+
+
+def test_openapi_documents_all_three_input_forms(make_client: ClientFactory) -> None:
+    schema = make_client().get("/openapi.json").json()
+    content = schema["paths"]["/predict"]["post"]["requestBody"]["content"]
+    assert set(content) == {"application/json", "multipart/form-data", "image/png", "image/jpeg"}
+    assert "example" in content["application/json"]
+    assert "/predict/batch" in schema["paths"] and "/health/ready" in schema["paths"]
