@@ -33,6 +33,8 @@ MIN_INK_PIXELS_28 = 10
 MIN_INK_FRACTION = 0.0005
 # A stroke group lighter than this share of the heaviest one is speckle.
 MIN_COMPONENT_SHARE = 0.03
+# Paper may be this much brighter than the brightest of the border (grey levels).
+BORDER_MARGIN = 12.0
 
 
 def image_to_mnist(data: bytes, *, max_side: int, max_pixels: int, canvas: int = 28, digit_box: int = 20) -> np.ndarray:
@@ -102,8 +104,14 @@ def background_surface(x: np.ndarray) -> np.ndarray:
         padded = np.pad(grid, 1, mode="edge")
         grid = np.median([padded[a : a + by, b : b + bx] for a in range(3) for b in range(3)], axis=0)
     # Bilinear upscaling of the block grid interpolates between block centres and holds the edges.
-    surface = Image.fromarray(grid.astype(np.float32)).resize((w, h), Image.Resampling.BILINEAR)
-    return np.asarray(surface, dtype=np.float32)
+    surface = np.asarray(
+        Image.fromarray(grid.astype(np.float32)).resize((w, h), Image.Resampling.BILINEAR), dtype=np.float32
+    )
+    # Large filled shapes (a garment, a blot) would otherwise be taken for paper and
+    # hollowed out into digit-like outlines. Paper is never brighter than what the
+    # border shows (a linear gradient has its extremes on the border).
+    border = np.concatenate([x[0], x[-1], x[:, 0], x[:, -1]])
+    return np.minimum(surface, float(np.percentile(border, 95)) + BORDER_MARGIN)
 
 
 def suppress_background(x: np.ndarray) -> np.ndarray:
@@ -112,7 +120,9 @@ def suppress_background(x: np.ndarray) -> np.ndarray:
     Raises NoDigit when the brightest ink barely stands out from the paper.
     """
     d = x - background_surface(x)
-    sample = d[:: max(1, d.shape[0] // 256), :: max(1, d.shape[1] // 256)]
+    # The paper's level and noise come from the border: when a shape fills most
+    # of the picture, the median pixel is the shape, not the paper.
+    sample = np.concatenate([d[0], d[-1], d[:, 0], d[:, -1]])
     level = float(np.median(sample))
     sigma = 1.4826 * float(np.median(np.abs(sample - level)))
     peak = float(d.max())

@@ -20,6 +20,7 @@ class TrainConfig:
     learning_rate: float = 1e-3
     seed: int = 0
     augment: bool = True
+    outlier_exposure: bool = True
     adversarial: str | None = None
     adversarial_epsilon: float = 0.1
     limit: int | None = None
@@ -72,6 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--learning-rate", type=float, default=d.learning_rate, help="Adam learning rate (cosine decay)")
     p.add_argument("--seed", type=int, default=d.seed, help="seed for splits, initialisation and augmentation")
     p.add_argument("--no-augment", dest="augment", action="store_false", help="turn off shift/rotate/zoom")
+    p.add_argument(
+        "--no-outlier-exposure",
+        dest="outlier_exposure",
+        action="store_false",
+        help="train on digits only (by default synthetic non-digits teach the model to be unsure on them)",
+    )
     p.add_argument(
         "--adversarial",
         nargs="?",

@@ -13,6 +13,11 @@ from training.attacks import fgsm, pgd
 from training.config import TrainConfig
 from training.data import Splits
 from training.models import BUILDERS, augmenter
+from training.outliers import synthetic_outliers
+
+# Non-digits added to the training set, as a share of the digits, and their loss weight.
+OUTLIER_SHARE = 0.4
+OUTLIER_WEIGHT = 0.5
 
 
 @dataclass
@@ -37,6 +42,23 @@ def _dataset(x: np.ndarray, y: np.ndarray, config: TrainConfig) -> tf.data.Datas
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
+def outlier_exposure_loss(y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
+    """Cross-entropy on digits; on outliers (label -1), cross-entropy to the uniform distribution."""
+    y = tf.cast(tf.reshape(y_true, [-1]), tf.int32)
+    log_p = tf.math.log(tf.clip_by_value(y_pred, 1e-7, 1.0))
+    digit_loss = -tf.gather(log_p, tf.maximum(y, 0), batch_dims=1)
+    uniform_loss = -tf.reduce_mean(log_p, axis=1)
+    return tf.where(y >= 0, digit_loss, OUTLIER_WEIGHT * uniform_loss)
+
+
+def digit_accuracy(y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
+    """Right digit on digits; no confident answer (top probability < 0.5) on outliers."""
+    y = tf.cast(tf.reshape(y_true, [-1]), tf.int64)
+    right = tf.equal(tf.argmax(y_pred, axis=1), y)
+    unsure = tf.reduce_max(y_pred, axis=1) < 0.5
+    return tf.cast(tf.where(y >= 0, right, unsure), tf.float32)
+
+
 def _optimizer(config: TrainConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
     schedule = keras.optimizers.schedules.CosineDecay(
         config.learning_rate, decay_steps=max(1, config.epochs * steps_per_epoch), alpha=0.05
@@ -49,6 +71,10 @@ def fit(splits: Splits, config: TrainConfig) -> Fitted:
     x_train, y_train = splits.x_train, splits.y_train
     if config.limit is not None:
         x_train, y_train = x_train[: config.limit], y_train[: config.limit]
+    if config.outlier_exposure:
+        outliers = synthetic_outliers(int(len(x_train) * OUTLIER_SHARE), x_train, config.seed)
+        x_train = np.concatenate([x_train, outliers])
+        y_train = np.concatenate([y_train, np.full(len(outliers), -1, dtype=y_train.dtype)])
     x, xv = as_model_input(x_train), as_model_input(splits.x_val)
     model = BUILDERS[config.model]()
     classifier = keras.Model(model.inputs, model.outputs[0], name=f"{model.name}_classifier")
@@ -59,9 +85,11 @@ def fit(splits: Splits, config: TrainConfig) -> Fitted:
     if config.adversarial:
         history = _fit_adversarial(classifier, optimizer, ds, (xv, splits.y_val), config, steps)
     else:
-        classifier.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        classifier.compile(optimizer=optimizer, loss=outlier_exposure_loss, metrics=[digit_accuracy])
         result = classifier.fit(ds, validation_data=(xv, splits.y_val), epochs=config.epochs, verbose=1)
-        history = {k: [float(v) for v in vals] for k, vals in result.history.items()}
+        history = {
+            k.replace("digit_accuracy", "accuracy"): [float(v) for v in vals] for k, vals in result.history.items()
+        }
     return Fitted(model, classifier, history, time.perf_counter() - started)
 
 
@@ -73,19 +101,22 @@ def _fit_adversarial(
     config: TrainConfig,
     steps: int,
 ) -> dict[str, list[float]]:
-    loss_fn = keras.losses.SparseCategoricalCrossentropy()
+    def loss_fn(y: tf.Tensor, p: tf.Tensor) -> tf.Tensor:
+        return tf.reduce_mean(outlier_exposure_loss(y, p))
+
     eps = config.adversarial_epsilon
     attack = fgsm if config.adversarial == "fgsm" else pgd
 
     @tf.function
     def step(xb: tf.Tensor, yb: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        x_adv = tf.stop_gradient(attack(classifier, xb, yb, eps))
+        # Outliers (label -1) are attacked towards digit 0; their target stays uniform.
+        x_adv = tf.stop_gradient(attack(classifier, xb, tf.maximum(yb, 0), eps))
         with tf.GradientTape() as tape:
             clean = classifier(xb, training=True)
             loss = 0.5 * (loss_fn(yb, clean) + loss_fn(yb, classifier(x_adv, training=True)))
         grads = tape.gradient(loss, classifier.trainable_variables)
         optimizer.apply_gradients(zip(grads, classifier.trainable_variables, strict=True))
-        correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(clean, 1), tf.cast(yb, tf.int64)), tf.float32))
+        correct = tf.reduce_sum(digit_accuracy(yb, clean))
         return loss, correct
 
     history: dict[str, list[float]] = {"loss": [], "accuracy": [], "val_accuracy": []}
