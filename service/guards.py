@@ -95,9 +95,7 @@ class Guards:
             [images, reduce_bit_depth(images, self.bits), median_filter(images, self.median_size)], axis=0
         )
 
-    def judge(
-        self, images: np.ndarray, probs: np.ndarray, features: np.ndarray
-    ) -> tuple[np.ndarray, list[Verdict]]:
+    def judge(self, images: np.ndarray, probs: np.ndarray, features: np.ndarray) -> tuple[np.ndarray, list[Verdict]]:
         """Given the N inputs and the model's [3N, ...] outputs on ``expand(images)``,
         return the inputs' probabilities and one verdict per input."""
         n = len(images)
