@@ -9,6 +9,29 @@ def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.2f} %"
 
 
+def _comparison(meta: dict[str, Any]) -> list[str]:
+    ref = meta["metrics"].get("compared_with")
+    if not ref:
+        return []
+    m = meta["metrics"]
+    eps = list(m["fgsm"])
+
+    def row(name: str, training: str | None, clean: float, fgsm: dict[str, float]) -> str:
+        return (
+            f"| {name} | {training or 'plain'} | {_pct(clean)} | " + " | ".join(_pct(fgsm.get(e)) for e in eps) + " |"
+        )
+
+    return [
+        f"### Compared with production version {ref['version']} on the same digits",
+        "",
+        "| model | training | clean accuracy | " + " | ".join(f"FGSM eps {e}" for e in eps) + " |",
+        "|---|---|---|" + "---|" * len(eps),
+        row("this version", meta["training_config"].get("adversarial"), m["test_accuracy"], m["fgsm"]),
+        row(f"production v{ref['version']}", ref.get("adversarial"), ref["test_accuracy"], ref["fgsm"]),
+        "",
+    ]
+
+
 def render(meta: dict[str, Any], version: int | str) -> str:
     m = meta["metrics"]
     cfg = meta["training_config"]
@@ -50,6 +73,7 @@ def render(meta: dict[str, Any], version: int | str) -> str:
         "",
         f"Measured on {m.get('robustness_images', '?')} held-out digits. No certified robustness is claimed.",
         "",
+        *_comparison(meta),
         "## Input guards (calibrated on validation digits)",
         "",
         f"- Real test digits refused: {_pct(g.get('test_digits_refused'))} "

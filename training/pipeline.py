@@ -59,6 +59,38 @@ def _fashion_refusal(config: TrainConfig, guards: Guards, model: object) -> floa
     return evaluate.refusal_rate(guards, model, as_model_input(images))
 
 
+def _compare_with_production(
+    registry: Registry, x_test: np.ndarray, y_test: np.ndarray, x_rob: np.ndarray, y_rob: np.ndarray
+) -> dict[str, Any] | None:
+    """Clean and FGSM accuracy of the current production model on this run's data.
+
+    This is how the card of an adversarially trained model shows the plain
+    model beside it (and the other way round).
+    """
+    import keras
+
+    version = registry.aliases().get(layout.PRODUCTION)
+    if version is None:
+        return None
+    try:
+        meta = registry.verify(version)
+        reference = keras.saving.load_model(registry.version_dir(version) / layout.KERAS_FILE, safe_mode=True)
+    except Exception as exc:  # a broken champion only loses its comparison
+        print(f"note: production v{version} not compared ({exc})")
+        return None
+    classifier = keras.Model(reference.inputs, reference.outputs[0])
+    adversarial = evaluate.fgsm_robustness(classifier, x_rob, y_rob)
+    return {
+        "version": version,
+        "adversarial": meta.get("training_config", {}).get("adversarial"),
+        "test_accuracy": float((evaluate.predict(reference, x_test)[0].argmax(1) == y_test).mean()),
+        "fgsm": {
+            eps: float((evaluate.predict(reference, x_adv)[0].argmax(1) == y_rob).mean())
+            for eps, x_adv in adversarial.items()
+        },
+    }
+
+
 def run(config: TrainConfig) -> dict[str, Any]:
     started = time.perf_counter()
     registry = Registry(config.registry)
@@ -83,6 +115,7 @@ def run(config: TrainConfig) -> dict[str, Any]:
         eps: float((evaluate.predict(model, x_adv)[0].argmax(1) == y_rob).mean()) for eps, x_adv in adversarial.items()
     }
     metrics["robustness_images"] = len(y_rob)
+    metrics["compared_with"] = _compare_with_production(registry, x_test, splits.y_test, x_rob, y_rob)
     x_train = as_model_input(splits.x_train[: config.limit] if config.limit else splits.x_train)
     y_train = splits.y_train[: config.limit] if config.limit else splits.y_train
     guards_spec = evaluate.calibrate_guards(
