@@ -19,9 +19,10 @@
 # Every pip install goes through constraints.txt so images get the versions CI tested.
 
 ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm
-ARG CUDA_IMAGE=nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04
-# The GPU wheel is not in constraints.txt (CI has no GPU); keep it at the CPU onnxruntime pin.
-ARG ONNXRUNTIME_GPU_VERSION=1.32.0
+ARG CUDA_IMAGE=nvidia/cuda:13.0.2-cudnn-runtime-ubuntu24.04
+# The GPU wheel is not in constraints.txt (CI has no GPU). 1.31.1 is built against CUDA 13 and
+# was seen serving through CUDAExecutionProvider on an H200 (driver 580): see README, "GPU".
+ARG ONNXRUNTIME_GPU_VERSION=1.31.1
 ARG APP_UID=10001
 
 # ---- shared base: no pip cache, no .pyc, logs straight to stdout -------------------------
