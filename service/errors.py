@@ -29,6 +29,12 @@ class UnsupportedEncoding(ServiceError):
     code = "unsupported_encoding"
 
 
+class RequestTimeout(ServiceError):
+    """The body did not arrive in time (a trickling or stalled client); the connection is closed."""
+
+    code = "request_timeout"
+
+
 class InvalidMultipart(ServiceError):
     code = "invalid_multipart"
 

@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     max_image_side: int = Field(4096, ge=28, le=20_000, description="Largest image width or height in pixels.")
     max_image_pixels: int = Field(4_000_000, ge=784, le=89_000_000, description="Largest width x height.")
     decode_timeout_s: float = Field(2.0, gt=0, le=60, description="Time budget for decoding one image.")
+    body_timeout_s: float = Field(
+        10.0, gt=0, le=600, description="Deadline for receiving a whole request body; slower clients get 408."
+    )
 
     # output and protection
     return_probabilities: bool = Field(True, description="False returns only the digit and a rounded confidence.")

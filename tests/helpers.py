@@ -7,8 +7,16 @@ so tests against the real tiny model send what it was trained to recognise;
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import io
+import json
+import select
+import socket
+import time
+import urllib.parse
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 
@@ -79,3 +87,89 @@ def to_jpeg(image: np.ndarray, *, dark_on_light: bool = False, scale: int = 1, q
     buffer = io.BytesIO()
     img.save(buffer, format="JPEG", quality=quality)
     return buffer.getvalue()
+
+
+# ---- raw HTTP/1.1 over a socket (what httpx will not send: lying lengths, stalls, literal paths) --------
+
+
+@dataclasses.dataclass(frozen=True)
+class RawReply:
+    """One answer read off a raw socket; ``closed`` is True when the server closed the connection after it."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
+    elapsed_s: float
+    closed: bool
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+def raw_http(
+    base_url: str,
+    head: str,
+    body: bytes | Iterable[bytes] = b"",
+    *,
+    timeout: float = 10.0,
+    stop_when_answered: bool = True,
+) -> RawReply:
+    """Send ``head`` (request line + headers, no blank line) and ``body`` pieces; read one answer.
+
+    Sending stops early when the server has already answered (``stop_when_answered``): writing more into a
+    connection the server closed makes it reset, and a reset can drop the answer from our receive buffer.
+    """
+    url = urllib.parse.urlsplit(base_url)
+    began = time.monotonic()
+    with socket.create_connection((url.hostname, url.port), timeout=timeout) as sock:
+        sock.sendall(head.encode("latin-1").rstrip(b"\r\n") + b"\r\n\r\n")
+        pieces = [body] if isinstance(body, bytes) else body
+        try:
+            for piece in pieces:
+                if stop_when_answered and select.select([sock], [], [], 0)[0]:
+                    break
+                sock.sendall(piece)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server answered and closed mid-body; its answer is still to be read
+        data = b""
+        closed = False
+        try:
+            while b"\r\n\r\n" not in data or len(data) < _answer_length(data):
+                chunk = sock.recv(65536)
+                if not chunk:
+                    closed = True
+                    break
+                data += chunk
+        except ConnectionResetError:
+            closed = True
+        except TimeoutError:
+            pass  # no complete answer in time: reported below
+        elapsed = time.monotonic() - began
+        if not closed and b"\r\n\r\n" in data:
+            # Answer complete: did the server close after it, or keep the connection alive?
+            sock.settimeout(1.0)
+            try:
+                closed = sock.recv(1) == b""
+            except ConnectionResetError:
+                closed = True
+            except TimeoutError:
+                closed = False
+    head_bytes, _, rest = data.partition(b"\r\n\r\n")
+    lines = head_bytes.decode("latin-1").split("\r\n")
+    if not lines[0].startswith("HTTP/"):
+        raise AssertionError(f"no HTTP answer within {timeout} s (got {data[:200]!r})")
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return RawReply(int(lines[0].split()[1]), headers, rest, elapsed, closed)
+
+
+def _answer_length(data: bytes) -> int:
+    """Bytes of head + body the answer needs, from its Content-Length (our answers always carry one)."""
+    head, _, _ = data.partition(b"\r\n\r\n")
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            return len(head) + 4 + int(value.strip())
+    return len(data) + 1  # unknown: read until the server closes

@@ -26,6 +26,7 @@ STATUS_BY_ERROR: dict[type[Exception], int] = {
     svc.PayloadTooLarge: 413,
     svc.UnsupportedMediaType: 415,
     svc.UnsupportedEncoding: 415,
+    svc.RequestTimeout: 408,
     svc.UnsupportedImageFormat: 415,
     svc.InvalidMultipart: 400,
     svc.InvalidJSON: 400,

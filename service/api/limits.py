@@ -1,20 +1,34 @@
-"""Limits enforced before any parsing: body size, content type and content encoding.
+"""Limits enforced before any parsing: body size, body-read deadline, content type and content encoding.
 
 Pure ASGI in front of the app: uvicorn has no body limit and FastAPI reads
 bodies whole, so the cap has to count bytes as they stream. A declared
 Content-Length over the cap is refused before a byte is read; chunked or lying
 bodies are cut off as soon as the count passes it.
+
+uvicorn has no body timeout either: a client that trickles its body (or stops
+half-way) would keep a request open for as long as it likes. The body must
+arrive within ``body_timeout_s`` of the request's start, else 408. Any answer
+sent before the body was read to its end carries ``Connection: close``:
+otherwise uvicorn keeps the connection open to drain the unread body, and each
+byte the client sends resets its keep-alive timer, so a trickler would never
+leave. Request heads (line and headers) are outside our reach: uvicorn's h11
+parser has no timeout for them; a proxy in front must enforce that one.
 """
 
 from __future__ import annotations
 
+import asyncio
+
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.api.errors import error_response
-from service.errors import PayloadTooLarge, UnsupportedEncoding, UnsupportedMediaType
+from service.errors import PayloadTooLarge, RequestTimeout, UnsupportedEncoding, UnsupportedMediaType
 
 ALLOWED_TYPES = frozenset({"multipart/form-data", "image/png", "image/jpeg", "application/json"})
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+# Used when neither the constructor nor the app's settings name a deadline (bare ASGI tests).
+DEFAULT_BODY_TIMEOUT_S = 10.0
+CLOSE = (b"connection", b"close")
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -28,10 +42,21 @@ def media_type(content_type: str | None) -> str:
     return (content_type or "").split(";", 1)[0].strip().lower()
 
 
+def _settings_timeout(scope: Scope) -> float:
+    """MNIST_BODY_TIMEOUT_S from the app's settings (Starlette puts the app in the scope)."""
+    settings = getattr(getattr(scope.get("app"), "state", None), "settings", None)
+    value = getattr(settings, "body_timeout_s", None)
+    return float(value) if isinstance(value, int | float) else DEFAULT_BODY_TIMEOUT_S
+
+
 class LimitsMiddleware:
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_body_bytes: int, body_timeout_s: float | None = None) -> None:
+        """``body_timeout_s=None`` reads the deadline from ``app.state.settings`` at request time."""
+        if body_timeout_s is not None and body_timeout_s <= 0:
+            raise ValueError("body_timeout_s must be positive (seconds to receive a whole request body)")
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.body_timeout_s = body_timeout_s
 
     def _refusal(self, scope: Scope) -> Exception | None:
         encoding = _header(scope, b"content-encoding")
@@ -54,34 +79,59 @@ class LimitsMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        length_text = _header(scope, b"content-length")
+        # Only a request that announces a body can leave one unread; GETs keep their keep-alive.
+        body_expected = bool(_header(scope, b"transfer-encoding")) or (
+            length_text is not None and length_text.strip() not in {"", "0"}
+        )
+        body_done = not body_expected
+        started = False
+
+        async def guarded_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                if not body_done:
+                    message = {**message, "headers": [*message.get("headers", []), CLOSE]}
+            await send(message)
+
         refusal = self._refusal(scope)
         if refusal is not None:
-            await error_response(refusal)(scope, receive, send)
+            await error_response(refusal)(scope, receive, guarded_send)
             return
 
         received = 0
-        started = False
         limit = self.max_body_bytes
+        timeout_s = self.body_timeout_s if self.body_timeout_s is not None else _settings_timeout(scope)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
 
-        async def counting_receive() -> Message:
-            nonlocal received
-            message = await receive()
+        async def guarded_receive() -> Message:
+            nonlocal received, body_done
+            if body_done:
+                # After the body only http.disconnect is left; it may rightly wait as long as the response takes.
+                return await receive()
+            try:
+                # Data already buffered is returned even past the deadline: only waiting for more is bounded.
+                async with asyncio.timeout_at(deadline):
+                    message = await receive()
+            except TimeoutError:
+                raise RequestTimeout(
+                    f"the request body did not arrive within {timeout_s:g} s; send it at once"
+                ) from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
                     raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
+                body_done = not message.get("more_body", False)
+            else:  # http.disconnect: nothing more will come
+                body_done = True
             return message
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
         try:
-            await self.app(scope, counting_receive, tracking_send)
-        except PayloadTooLarge as exc:
+            await self.app(scope, guarded_receive, guarded_send)
+        except (PayloadTooLarge, RequestTimeout) as exc:
             # Reached only when a reader outside our handlers consumed the body; the app maps it otherwise.
             if started:
                 raise
-            await error_response(exc)(scope, receive, send)
+            await error_response(exc)(scope, receive, guarded_send)
