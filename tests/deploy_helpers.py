@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -21,6 +22,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,6 +36,17 @@ _KEYWORDS = frozenset(
     | {"inf", "nan", "le"}
 )
 _HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
+
+
+def system_tool(name: str) -> str:
+    """Path of a Debian-installed tool (promtool, prometheus); a failure in CI, a skip elsewhere."""
+    found = shutil.which(name)
+    if found:
+        return found
+    message = f"{name} not found: install Debian's `prometheus` package (`make system-deps`)"
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
 
 
 def dashboard_expressions(path: Path = DASHBOARD) -> list[str]:

@@ -8,7 +8,6 @@ rules, so the rules are also proven to load in a real server.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import time
@@ -19,7 +18,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.deploy_helpers import RULES, free_port, http_get, wait_for
+from tests.deploy_helpers import RULES, free_port, http_get, system_tool, wait_for
 from tests.helpers import as_json_rows, real_digits
 
 pytestmark = pytest.mark.e2e
@@ -27,13 +26,7 @@ DEADLINE_S = 60.0
 
 
 def prometheus_binary() -> str:
-    found = shutil.which("prometheus")
-    if found:
-        return found
-    message = "prometheus not found: install Debian's `prometheus` package (`make system-deps`)"
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
+    return system_tool("prometheus")
 
 
 def query(base: str, expr: str) -> list[dict]:

@@ -6,8 +6,6 @@ broken install can never turn them green by skipping; elsewhere they skip and sa
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -15,7 +13,7 @@ import pytest
 import yaml
 
 from service.metrics import ALL_METRIC_NAMES
-from tests.deploy_helpers import rule_expressions, unknown_names
+from tests.deploy_helpers import rule_expressions, system_tool, unknown_names
 
 ROOT = Path(__file__).resolve().parents[2]
 PROM = ROOT / "deploy" / "prometheus"
@@ -35,13 +33,7 @@ REQUIRED_ALERTS = {
 
 
 def promtool() -> str:
-    found = shutil.which("promtool")
-    if found:
-        return found
-    message = "promtool not found: install Debian's `prometheus` package (`make system-deps`)"
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
+    return system_tool("promtool")
 
 
 def run_promtool(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
