@@ -7,7 +7,8 @@ from registry.errors import (
     RegistryError,
     VersionNotFound,
 )
-from registry.store import Registry, VersionInfo, file_sha256
+from registry.files import file_sha256, parse_version
+from registry.store import Registry, VersionInfo
 
 __all__ = [
     "AliasError",
@@ -18,4 +19,5 @@ __all__ = [
     "VersionInfo",
     "VersionNotFound",
     "file_sha256",
+    "parse_version",
 ]

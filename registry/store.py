@@ -9,12 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import json
 import os
-import re
 import shutil
-import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -23,58 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from registry import layout
-from registry.errors import AliasError, CorruptVersion, InvalidVersion, VersionNotFound
-
-_VERSION_RE = re.compile(r"^[1-9][0-9]{0,8}$")
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def parse_version(value: int | str) -> int:
-    """Accept only positive integers (as int or decimal string); never a path."""
-    if isinstance(value, bool):
-        raise InvalidVersion(f"version must be a positive integer, got {value!r}")
-    if isinstance(value, int):
-        if value < 1:
-            raise InvalidVersion(f"version must be a positive integer, got {value}")
-        return value
-    if isinstance(value, str) and _VERSION_RE.match(value):
-        return int(value)
-    raise InvalidVersion(f"version must be a positive integer, got {str(value)[:40]!r}")
-
-
-def _checksums(folder: Path) -> dict[str, str]:
-    sums: dict[str, str] = {}
-    for path in sorted(folder.rglob("*")):
-        rel = path.relative_to(folder).as_posix()
-        if path.is_symlink():
-            raise CorruptVersion(f"{rel} is a symbolic link; versions hold plain files only")
-        if path.is_file() and rel != layout.METADATA_FILE:
-            sums[rel] = file_sha256(path)
-    return sums
-
-
-def _write_json_atomic(path: Path, payload: Any) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        # mkstemp creates 0600; registry files must be readable by a non-root server.
-        os.fchmod(fd, 0o644)
-        with os.fdopen(fd, "w") as handle:
-            json.dump(payload, handle, indent=2, sort_keys=True)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+from registry.errors import AliasError, CorruptVersion, VersionNotFound
+from registry.files import VERSION_RE, checksums, parse_version, write_json_atomic
 
 
 @dataclass(frozen=True)
@@ -100,7 +47,7 @@ class Registry:
         found = [
             int(p.name)
             for p in self.model_dir.iterdir()
-            if p.is_dir() and not p.is_symlink() and _VERSION_RE.match(p.name)
+            if p.is_dir() and not p.is_symlink() and VERSION_RE.match(p.name)
         ]
         return sorted(found)
 
@@ -138,7 +85,7 @@ class Registry:
         expected = meta.get("files")
         if not isinstance(expected, dict) or not expected:
             raise CorruptVersion(f"version {version}: metadata lists no file checksums")
-        actual = _checksums(folder)
+        actual = checksums(folder)
         missing = sorted(set(expected) - set(actual))
         unlisted = sorted(set(actual) - set(expected))
         changed = sorted(name for name in expected if name in actual and actual[name] != expected[name])
@@ -263,13 +210,13 @@ class Registry:
             version = (self.latest() or 0) + 1
             if finalize is not None:
                 finalize(version, staging)
-            files = _checksums(staging)
+            files = checksums(staging)
             if layout.ONNX_FILE not in files:
                 raise CorruptVersion(f"refusing to publish a version without {layout.ONNX_FILE}")
             meta = dict(metadata, version=version, files=files)
             meta.setdefault("schema_version", layout.METADATA_SCHEMA_VERSION)
             meta.setdefault("name", layout.MODEL_NAME)
-            _write_json_atomic(staging / layout.METADATA_FILE, meta)
+            write_json_atomic(staging / layout.METADATA_FILE, meta)
             os.rename(staging, self.model_dir / str(version))
         return version
 
@@ -292,7 +239,7 @@ class Registry:
                     "reason": reason,
                 }
             )
-            _write_json_atomic(self.model_dir / layout.ALIASES_FILE, state)
+            write_json_atomic(self.model_dir / layout.ALIASES_FILE, state)
 
     def rollback(self, alias: str = layout.PRODUCTION) -> int:
         """Point the alias back at the version it had before its current one."""
@@ -324,5 +271,5 @@ class Registry:
                     "rollback": True,
                 }
             )
-            _write_json_atomic(self.model_dir / layout.ALIASES_FILE, state)
+            write_json_atomic(self.model_dir / layout.ALIASES_FILE, state)
         return target

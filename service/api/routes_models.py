@@ -7,7 +7,7 @@ from typing import Any
 import anyio
 from fastapi import APIRouter, Request
 
-from registry.store import parse_version
+from registry import parse_version
 from service.api.schemas import error_responses
 
 router = APIRouter(tags=["models"])

@@ -1,0 +1,66 @@
+"""File-level helpers of the registry: checksums, atomic JSON writes, version ids."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from registry import layout
+from registry.errors import CorruptVersion, InvalidVersion
+
+VERSION_RE = re.compile(r"^[1-9][0-9]{0,8}$")
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def parse_version(value: int | str) -> int:
+    """Accept only positive integers (as int or decimal string); never a path."""
+    if isinstance(value, bool):
+        raise InvalidVersion(f"version must be a positive integer, got {value!r}")
+    if isinstance(value, int):
+        if value < 1:
+            raise InvalidVersion(f"version must be a positive integer, got {value}")
+        return value
+    if isinstance(value, str) and VERSION_RE.match(value):
+        return int(value)
+    raise InvalidVersion(f"version must be a positive integer, got {str(value)[:40]!r}")
+
+
+def checksums(folder: Path) -> dict[str, str]:
+    sums: dict[str, str] = {}
+    for path in sorted(folder.rglob("*")):
+        rel = path.relative_to(folder).as_posix()
+        if path.is_symlink():
+            raise CorruptVersion(f"{rel} is a symbolic link; versions hold plain files only")
+        if path.is_file() and rel != layout.METADATA_FILE:
+            sums[rel] = file_sha256(path)
+    return sums
+
+
+def write_json_atomic(path: Path, payload: Any) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        # mkstemp creates 0600; registry files must be readable by a non-root server.
+        os.fchmod(fd, 0o644)
+        with os.fdopen(fd, "w") as handle:
+            json.dump(payload, handle, indent=2, sort_keys=True)
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
