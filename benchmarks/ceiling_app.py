@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root: mirror the service's settings
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root: run under the service's own server code
 
 ANSWER = json.dumps({"digit": 0, "confidence": 1.0, "model_version": 0}).encode()
 HEADERS = [(b"content-type", b"application/json"), (b"content-length", str(len(ANSWER)).encode())]
@@ -48,9 +48,7 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 
 def main() -> None:
-    import uvicorn
-
-    from service.__main__ import MAX_REQUEST_HEAD_BYTES
+    from service.__main__ import serve
     from service.settings import Settings
 
     parser = argparse.ArgumentParser(description="Bare ASGI ceiling for the serving benchmark.")
@@ -58,21 +56,13 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args()
-    settings = Settings()
-    # The same uvicorn arguments as ``python -m service`` (loop, HTTP parser and limits on "auto"/defaults).
-    uvicorn.run(
+    # Worker processes import "ceiling_app" by name: spawn hands them this sys.path.
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    # The very server code and options ``python -m service`` uses (same loop, HTTP parser, limits, socket).
+    serve(
         "ceiling_app:app",
-        app_dir=str(Path(__file__).resolve().parent),
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
+        Settings(host=args.host, port=args.port, workers=args.workers),
         log_level="warning",
-        access_log=False,
-        timeout_keep_alive=settings.timeout_keep_alive_s,
-        limit_concurrency=settings.limit_concurrency,
-        h11_max_incomplete_event_size=MAX_REQUEST_HEAD_BYTES,
-        server_header=False,
-        lifespan="on",
     )
 
 

@@ -8,17 +8,27 @@ chosen, since prometheus_client reads PROMETHEUS_MULTIPROC_DIR at import.
 
 from __future__ import annotations
 
-import argparse
 import os
-import shutil
-import sys
-import tempfile
 
-from pydantic import ValidationError
+# Before numpy is imported anywhere (workers inherit the environment): OpenBLAS/OpenMP start one thread
+# per core by default, and on this 2-core box their spinning threads fight the event loop and the model
+# thread; a 32-image PCA matmul took 40 ms instead of 0.2 ms under load. Serving matmuls are tiny.
+for _name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_name, "1")
 
-from service.settings import Settings, describe_validation_error
+import argparse  # noqa: E402 (the thread limits above must come first)
+import importlib.util  # noqa: E402
+import shutil  # noqa: E402
+import socket  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+from typing import Any  # noqa: E402
 
-# A request head (line + headers) larger than this is refused by h11 before our code runs.
+from pydantic import ValidationError  # noqa: E402
+
+from service.settings import Settings, describe_validation_error  # noqa: E402
+
+# A request head (line + headers) larger than this is refused by the HTTP parser before our code runs.
 MAX_REQUEST_HEAD_BYTES = 16 * 1024
 
 
@@ -68,32 +78,83 @@ def main(argv: list[str] | None = None) -> int:
         own_metrics_dir = tempfile.mkdtemp(prefix="mnist-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = own_metrics_dir
 
-    import uvicorn
-
     from service.logging_setup import configure_logging
 
     configure_logging(settings.log_level)
     try:
-        uvicorn.run(
-            "service.app:create_app",
-            factory=True,
-            host=settings.host,
-            port=settings.port,
-            workers=settings.workers,
-            log_config=None,
-            log_level=settings.log_level,
-            access_log=False,
-            timeout_keep_alive=settings.timeout_keep_alive_s,
-            limit_concurrency=settings.limit_concurrency,
-            h11_max_incomplete_event_size=MAX_REQUEST_HEAD_BYTES,
-            server_header=False,
-            lifespan="on",
-            timeout_graceful_shutdown=10,
-        )
+        serve("service.app:create_app", settings, factory=True, log_level=settings.log_level)
     finally:
         if own_metrics_dir:
             shutil.rmtree(own_metrics_dir, ignore_errors=True)
     return 0
+
+
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    """The server settings, shared with the benchmark's ceiling app so both run under the same server."""
+    return {
+        "host": settings.host,
+        "port": settings.port,
+        "workers": settings.workers,
+        "log_config": None,
+        "access_log": False,
+        "timeout_keep_alive": settings.timeout_keep_alive_s,
+        "limit_concurrency": settings.limit_concurrency,
+        "h11_max_incomplete_event_size": MAX_REQUEST_HEAD_BYTES,
+        "server_header": False,
+        "lifespan": "on",
+        "timeout_graceful_shutdown": 10,
+        "http": http_protocol(),
+        # uvloop when installed (uvicorn[standard]), else asyncio.
+        "loop": "auto",
+    }
+
+
+def http_protocol() -> str:
+    """httptools when installed (C: far cheaper per request than pure-Python h11), with the head cap
+    uvicorn applies only to h11."""
+    if importlib.util.find_spec("httptools") is None:
+        return "h11"
+    return "service.http_protocol:HeadCappedHttpToolsProtocol"
+
+
+def bind_tcp(host: str, port: int) -> socket.socket:
+    """A listening socket created with IPPROTO_TCP spelled out.
+
+    uvicorn binds the socket it shares with several workers as socket(AF_INET) (proto 0), and asyncio
+    only sets TCP_NODELAY on sockets whose proto is IPPROTO_TCP: every response then waits for the
+    client's delayed ACK (+40 ms each on Linux). Workers receive this socket with its proto intact.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        print(f"cannot listen on {host}:{port}: {exc.strerror} (MNIST_HOST / MNIST_PORT)", file=sys.stderr)
+        raise SystemExit(1) from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def serve(app: str, settings: Settings, **overrides: Any) -> None:
+    """``uvicorn.run`` with our options; several workers share a socket we bound ourselves (see bind_tcp)."""
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    config = uvicorn.Config(app, **{**uvicorn_options(settings), **overrides})
+    if config.workers <= 1:
+        # One process: uvicorn binds through loop.create_server, whose sockets already get TCP_NODELAY.
+        server = uvicorn.Server(config)
+        server.run()
+        if not server.started:
+            raise SystemExit(3)  # uvicorn.run's STARTUP_FAILURE; the reason is in the log
+        return
+    sock = bind_tcp(config.host, config.port)
+    try:
+        Multiprocess(config, sockets=[sock]).run()
+    finally:
+        sock.close()
 
 
 if __name__ == "__main__":

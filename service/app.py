@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -68,6 +69,11 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     if start in done and isinstance(start.exception(), FATAL_AT_START):
         raise start.exception()  # type: ignore[misc]
     start.add_done_callback(_log_start_failure)
+    # What exists now (modules, the app, settings) lives as long as the process. Frozen, it is no longer
+    # walked by every full garbage collection, which paused the event loop for milliseconds at a time
+    # under load (bench, JSON at c=64: p99 55 -> 31 ms). Collected first so no garbage is frozen with it.
+    gc.collect()
+    gc.freeze()
     log.info("service started", extra={"backend": app.state.settings.backend, "device": app.state.settings.device})
     try:
         yield
@@ -100,7 +106,9 @@ def create_app(settings: Settings | None = None, *, manager: Any | None = None) 
         routers.append(routes_admin.router)
     for router in routers:
         app.include_router(router)
-    # add_middleware stacks outward: limits run inside the access log, so refusals are logged and counted.
-    app.add_middleware(LimitsMiddleware, max_body_bytes=settings.max_body_bytes)
+    # add_middleware stacks outward: limits run inside the access log, so refusals are logged and counted;
+    # the /predict fast lane inside both.
+    app.add_middleware(routes_predict.PredictFastLane)
+    app.add_middleware(LimitsMiddleware, max_body_bytes=settings.max_body_bytes, body_timeout_s=settings.body_timeout_s)
     app.add_middleware(AccessMiddleware, routes=[route for router in routers for route in router.routes])
     return app

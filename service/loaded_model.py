@@ -19,12 +19,16 @@ import numpy as np
 
 from registry import CorruptVersion, Registry, RegistryError, layout
 from service.backends import Backend, load_backend
-from service.batcher import Runner
+from service.batcher import FinishFn, PrepareFn, Runner
 from service.errors import DeviceUnavailable, ModelLoadError
-from service.guards import Guards
+from service.guards import NOT_A_DIGIT, SUSPECTED_ADVERSARIAL, VIEWS, Guards
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
+
+# What a runner's second output holds per image: an index into this tuple (0 = answered).
+REFUSALS: tuple[str | None, ...] = (None, NOT_A_DIGIT, SUSPECTED_ADVERSARIAL)
+_REFUSAL_CODE = {refusal: code for code, refusal in enumerate(REFUSALS)}
 
 
 class VersionRefused(ModelLoadError):
@@ -103,7 +107,9 @@ def load_version(registry: Registry, version: int, settings: Settings) -> Loaded
     except Exception as exc:  # a runtime's own error types; the message says which
         raise VersionRefused("load", f"version {version}: {type(exc).__name__}: {str(exc)[:300]}") from exc
 
-    runner = Runner(backend.run, str(version), backend.name, backend.device)
+    prepare, finish = guard_steps(guards)
+    views = VIEWS if guards is not None else 1
+    runner = Runner(backend.run, str(version), backend.name, backend.device, prepare, finish, views)
     model = LoadedModel(version, meta, backend, guards, runner, scale, shape, labels)
     try:
         warm_up(model, settings.max_batch_size)
@@ -122,11 +128,30 @@ def load_version(registry: Registry, version: int, settings: Settings) -> Loaded
     return model
 
 
+def guard_steps(guards: Guards | None) -> tuple[PrepareFn | None, FinishFn]:
+    """The batch-wide steps around the model call (see Runner): the guards' squeezed copies before it,
+    their verdicts after it. The finish step turns the model's (probabilities, features) on the rows into
+    (probabilities [N, C], refusal codes [N] int8 indexing REFUSALS) for the N images."""
+    if guards is None:
+
+        def answer_all(images: np.ndarray, probs: np.ndarray, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            return probs, np.zeros(len(probs), dtype=np.int8)
+
+        return None, answer_all
+
+    def judge(images: np.ndarray, probs: np.ndarray, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        probs, verdicts = guards.judge(images, probs, features)
+        return probs, np.fromiter((_REFUSAL_CODE[v.refusal] for v in verdicts), dtype=np.int8, count=len(verdicts))
+
+    return guards.expand, judge
+
+
 def warm_up(model: LoadedModel, max_batch_size: int) -> None:
     """Run the shapes serving will use, and check the outputs fit the metadata and guards."""
     rng = np.random.default_rng(0)
     sizes = sorted({1, min(3, max_batch_size), max_batch_size})
     for n in sizes:
+        # The backend at the row counts serving makes, then the guard steps at the image counts that fill them.
         images = rng.random((n, *model.input_shape), dtype=np.float32)
         probs, features = model.backend.run(images)
         if probs.shape != (n, len(model.labels)) or features.ndim != 2 or features.shape[0] != n:
@@ -137,7 +162,12 @@ def warm_up(model: LoadedModel, max_batch_size: int) -> None:
             raise ValueError("the model returned non-finite values")
         if not np.allclose(probs.sum(axis=1), 1.0, atol=1e-3):
             raise ValueError("probabilities do not sum to 1; is the output a softmax?")
-        if model.guards is not None:
-            if model.guards.means.shape != (len(model.labels), features.shape[1]):
-                raise ValueError(f"guards class_means {model.guards.means.shape} do not fit features {features.shape}")
-            model.guards.judge(images[:1], *model.backend.run(model.guards.expand(images[:1])))
+        if model.guards is not None and model.guards.means.shape != (len(model.labels), features.shape[1]):
+            raise ValueError(f"guards class_means {model.guards.means.shape} do not fit features {features.shape}")
+        runner = model.runner
+        served = images[: max(1, n // runner.rows_per_image)]
+        rows = runner.prepare(served) if runner.prepare is not None else served
+        if runner.finish is not None:
+            probs, refusals = runner.finish(served, *runner.fn(rows))
+            if probs.shape != (len(served), len(model.labels)) or refusals.shape != (len(served),):
+                raise ValueError(f"the guard steps returned {probs.shape}/{refusals.shape} for {len(served)} images")

@@ -170,3 +170,29 @@ def test_oversized_submission_runs_in_max_batch_chunks():
 def test_batcher_rejects_bad_configuration():
     with pytest.raises(ValueError, match="MNIST_MAX_BATCH_SIZE"):
         Batcher(max_batch_size=0, max_batch_delay_ms=1, max_queue_size=1)
+
+
+def test_prepare_and_finish_run_once_per_batch_on_the_loop_and_rows_bound_the_model_call():
+    """A runner whose images become 3 model rows each: max_batch_size 16 rows -> 5 images a batch."""
+    model = FakeModel()
+    seen: list[tuple[str, int]] = []
+
+    def prepare(images: np.ndarray) -> np.ndarray:
+        seen.append((threading.current_thread().name, len(images)))
+        return np.concatenate([images, images, images])
+
+    def finish(images: np.ndarray, probs: np.ndarray, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        n = len(images)
+        return probs[:n], features[:n] + features[n : 2 * n] + features[2 * n :]
+
+    tripled = Runner(model, "1", "fake", "cpu", prepare, finish, rows_per_image=3)
+
+    async def body(batcher: Batcher) -> list[tuple[np.ndarray, np.ndarray]]:
+        return await asyncio.gather(*(batcher.submit(images_with_ids(i), deadline(), tripled) for i in range(7)))
+
+    results = run(lambda: with_batcher(body, max_batch_size=16))
+    assert [count for _, count in seen] == [5, 2]
+    assert {thread for thread, _ in seen} == {threading.main_thread().name}  # the loop's thread
+    assert model.calls == [15, 6] and not any(name == threading.main_thread().name for name in model.threads)
+    assert [float(p[0, 0]) for p, _ in results] == list(range(7))
+    assert [float(f[0, 0]) for _, f in results] == [6.0 * i for i in range(7)]
