@@ -1,12 +1,25 @@
 """Dynamic batching: gather concurrent requests into one model call.
 
 Callers ``await submit(images, deadline, runner)``. One background task takes
-queued submissions in order until ``max_batch_size`` images or
-``max_batch_delay_ms`` after the first, runs the batch on a single dedicated
+queued submissions in order into batches, runs each on a single dedicated
 thread (so the event loop stays free and the model is never called
 concurrently) and hands each caller its own rows back. A runner may add short
 batch-wide steps before and after the model call (the guards); those run on
 the loop, once per batch.
+
+When a batch goes (continuous batching: wait only while a call is running,
+never longer than ``max_batch_delay_ms``):
+
+* It takes every queued submission that fits (same runner, at most
+  ``max_batch_size`` model rows, order kept).
+* Model idle: it goes at once; a lone request never waits for companions.
+* Model busy: it keeps taking arrivals and goes when the model frees, when
+  full, or ``max_batch_delay_ms`` after its first submission, whichever is
+  first. Closed early, it is queued on the model thread behind the running
+  call, so it starts without a round trip through a busy event loop.
+* At most one batch waits behind the running call; the next is gathered when
+  that one starts, so the rest stays queued, under ``max_queue_size`` and
+  deadlines. ``batching=False``: one submission per call, taken when idle.
 
 The batcher knows nothing about model versions: each submission names the
 ``Runner`` it must run on and a batch never mixes runners, so a hot swap only
@@ -93,6 +106,8 @@ class Batcher:
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._executor: ThreadPoolExecutor | None = None
+        # Model calls dispatched and not finished (running + queued behind it), and their futures for stop().
+        self._calls: set[asyncio.Future[tuple[np.ndarray, np.ndarray]]] = set()
 
     @property
     def depth(self) -> int:
@@ -120,9 +135,11 @@ class Batcher:
             if not item.future.done():
                 item.future.set_exception(ModelNotReady("the service is shutting down"))
         if self._executor is not None:
-            # Waiting lets a model call already running finish before its backend may be closed.
+            # Waiting lets the model calls already dispatched finish before their backend may be closed.
             await asyncio.to_thread(self._executor.shutdown, wait=True)
             self._executor = None
+        # Their callers are answered by the calls' done callbacks, which run before this await returns.
+        await asyncio.gather(*self._calls, return_exceptions=True)
 
     async def submit(self, images: np.ndarray, deadline: float, runner: Runner) -> tuple[np.ndarray, np.ndarray]:
         """The runner's two outputs for ``images`` ([N, ...] float32), this submission's rows only.
@@ -182,67 +199,107 @@ class Batcher:
     def images_per_call(self, runner: Runner) -> int:
         return max(1, self.max_batch_size // max(1, runner.rows_per_image))
 
-    async def _gather(self) -> list[_Item]:
-        while self._next_live() is None:
-            self._wakeup.clear()
+    async def _wait(self, timeout: float | None = None) -> None:
+        """Until a submission arrives or a model call ends (or ``timeout`` seconds pass)."""
+        self._wakeup.clear()
+        if timeout is None:
             await self._wakeup.wait()
-        first = self._take()
-        batch, total = [first], first.size
-        if not self.batching:
-            return batch
-        # Bounded batches also keep the pipeline going: under a burst the loop answers and parses
-        # the next requests while the model thread computes this batch, instead of waiting for it.
-        limit = self.images_per_call(first.runner)
-        close_at = time.monotonic() + self.max_batch_delay_s
-        while total < limit:
-            head = self._next_live()
-            if head is None:
-                remaining = close_at - time.monotonic()
-                if remaining <= 0:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wakeup.wait(), timeout)
+
+    async def _gather(self) -> list[_Item]:
+        # Calls allowed on the model thread before the next batch is taken (see the module docstring):
+        # queued items stay counted by QueueFull and checked for deadlines until they can run soon.
+        most_calls = 1 if self.batching else 0
+        while self._next_live() is None or len(self._calls) > most_calls:
+            await self._wait()
+        batch: list[_Item] = []
+        try:
+            first = self._take()
+            batch.append(first)
+            total = first.size
+            if not self.batching:
+                return batch
+            # Bounded batches keep the pipeline going: the loop parses the next requests during this call.
+            limit = self.images_per_call(first.runner)
+            close_at = time.monotonic() + self.max_batch_delay_s
+            while total < limit:
+                head = self._next_live()
+                if head is None:
+                    # An idle model gains nothing from waiting; a busy one gives companions until it frees.
+                    remaining = close_at - time.monotonic()
+                    if not self._calls or remaining <= 0:
+                        break
+                    await self._wait(remaining)
+                    continue
+                # Order is kept: a submission that does not fit (or needs another model) starts the next batch.
+                if head.runner != first.runner or total + head.size > limit:
                     break
-                self._wakeup.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wakeup.wait(), remaining)
-                continue
-            # Order is kept: a submission that does not fit (or needs another model) starts the next batch.
-            if head.runner != first.runner or total + head.size > limit:
-                break
-            batch.append(self._take())
-            total += head.size
-        return batch
+                batch.append(self._take())
+                total += head.size
+            return batch
+        except asyncio.CancelledError:
+            # stop() while gathering: these callers are out of the queue, so nobody else would answer them.
+            for item in batch:
+                if not item.future.done():
+                    item.future.set_exception(ModelNotReady("the service is shutting down"))
+            raise
 
     async def _loop(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
-            batch = await self._gather()
-            runner = batch[0].runner
-            started = time.monotonic()
-            for item in batch:
-                metrics.QUEUE_WAIT.labels(runner.model_version).observe(started - item.enqueued)
-            try:
-                images = batch[0].images if len(batch) == 1 else np.concatenate([i.images for i in batch], axis=0)
-                rows = runner.prepare(images) if runner.prepare is not None else images
-                outputs = await loop.run_in_executor(self._executor, self._call, runner, rows, len(images))
-                first, second = runner.finish(images, *outputs) if runner.finish is not None else outputs
-                if first.shape[0] != len(images) or second.shape[0] != len(images):
-                    raise ValueError(f"the runner returned {first.shape[0]}/{second.shape[0]} rows for {len(images)}")
-            except Exception as exc:
-                log.exception("model call failed", extra={"model_version": runner.model_version})
-                error = InferenceError(f"the model call failed ({type(exc).__name__}); the batch was not answered")
-                for item in batch:
-                    if not item.future.done():
-                        item.future.set_exception(error)
-                continue
-            offset = 0
-            for item in batch:
-                span = slice(offset, offset + item.size)
-                offset += item.size
-                if not item.future.done():
-                    item.future.set_result((first[span], second[span]))
+            self._dispatch(await self._gather())
 
-    def _call(self, runner: Runner, rows: np.ndarray, images: int) -> tuple[np.ndarray, np.ndarray]:
+    def _dispatch(self, batch: list[_Item]) -> None:
+        """Prepare ``batch`` on the loop and queue its model call; ``_answer`` routes the rows when it ends."""
+        runner = batch[0].runner
+        try:
+            images = batch[0].images if len(batch) == 1 else np.concatenate([i.images for i in batch], axis=0)
+            rows = runner.prepare(images) if runner.prepare is not None else images
+        except Exception as exc:
+            self._fail(batch, exc)
+            return
+        call = asyncio.get_running_loop().run_in_executor(self._executor, self._call, runner, rows, batch)
+        self._calls.add(call)
+        # A done callback, not a task: the answer and the next dispatch need no extra turn of the loop.
+        call.add_done_callback(lambda done: self._answer(batch, images, done))
+
+    def _answer(
+        self, batch: list[_Item], images: np.ndarray, call: asyncio.Future[tuple[np.ndarray, np.ndarray]]
+    ) -> None:
+        self._calls.discard(call)
+        self._wakeup.set()  # the model is free (or one call nearer to it): the gatherer may dispatch
+        runner = batch[0].runner
+        try:
+            outputs = call.result()
+            first, second = runner.finish(images, *outputs) if runner.finish is not None else outputs
+            if first.shape[0] != len(images) or second.shape[0] != len(images):
+                raise ValueError(f"the runner returned {first.shape[0]}/{second.shape[0]} rows for {len(images)}")
+        except Exception as exc:
+            self._fail(batch, exc)
+            return
+        offset = 0
+        for item in batch:
+            span = slice(offset, offset + item.size)
+            offset += item.size
+            if not item.future.done():
+                item.future.set_result((first[span], second[span]))
+
+    def _fail(self, batch: list[_Item], exc: Exception) -> None:
+        runner = batch[0].runner
+        log.error("model call failed", exc_info=exc, extra={"model_version": runner.model_version})
+        error = InferenceError(f"the model call failed ({type(exc).__name__}); the batch was not answered")
+        for item in batch:
+            if not item.future.done():
+                item.future.set_exception(error)
+
+    def _call(self, runner: Runner, rows: np.ndarray, batch: list[_Item]) -> tuple[np.ndarray, np.ndarray]:
         """Run on the model thread; more rows than max_batch_size (a large submission) run in chunks."""
-        metrics.BATCH_SIZE.labels(runner.model_version).observe(images)
+        # Measured here, not at dispatch: a batch queued behind a running call is still waiting for the model.
+        started = time.monotonic()
+        for item in batch:
+            metrics.QUEUE_WAIT.labels(runner.model_version).observe(started - item.enqueued)
+        metrics.BATCH_SIZE.labels(runner.model_version).observe(sum(item.size for item in batch))
         probs_parts, feature_parts = [], []
         for start in range(0, rows.shape[0], self.max_batch_size):
             chunk = rows[start : start + self.max_batch_size]

@@ -1,4 +1,4 @@
-"""The dynamic batcher with a fake model: batching, routing, back-pressure, deadlines, failures."""
+"""The dynamic batcher with a fake model: batching, routing, back-pressure, deadlines, failures, dispatch timing."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from service.batcher import Batcher, Runner
-from service.errors import DeadlineExceeded, InferenceError, QueueFull
+from service.errors import DeadlineExceeded, InferenceError, ModelNotReady, QueueFull
 
 pytestmark = pytest.mark.unit
 
@@ -44,6 +44,35 @@ class FakeModel:
         finally:
             with self._lock:
                 self.active -= 1
+
+
+class GatedModel(FakeModel):
+    """A FakeModel whose calls block until ``gate`` opens; ``started`` says a call has begun."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.started = threading.Event()
+        self.gate = threading.Event()
+
+    def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        self.started.set()
+        if not self.gate.wait(5.0):
+            raise RuntimeError("the test never opened the gate")
+        return super().__call__(images)
+
+
+async def until(condition: Callable[[], bool], timeout: float = 2.0) -> None:
+    give_up = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < give_up, "condition not reached in time"
+        await asyncio.sleep(0.002)
+
+
+async def submitted(batcher: Batcher, model: FakeModel, image_id: float) -> asyncio.Task[Any]:
+    """A submission already in the queue (its task has run up to waiting for the result)."""
+    task = asyncio.create_task(batcher.submit(images_with_ids(image_id), deadline(), runner(model)))
+    await asyncio.sleep(0)
+    return task
 
 
 def images_with_ids(*ids: float) -> np.ndarray:
@@ -196,3 +225,91 @@ def test_prepare_and_finish_run_once_per_batch_on_the_loop_and_rows_bound_the_mo
     assert model.calls == [15, 6] and not any(name == threading.main_thread().name for name in model.threads)
     assert [float(p[0, 0]) for p, _ in results] == list(range(7))
     assert [float(f[0, 0]) for _, f in results] == [6.0 * i for i in range(7)]
+
+
+def test_lone_request_is_dispatched_without_waiting_the_delay():
+    model = FakeModel()
+
+    async def body(batcher: Batcher) -> list[float]:
+        took = []
+        for i in range(3):
+            began = time.monotonic()
+            probs, _ = await batcher.submit(images_with_ids(i), deadline(), runner(model))
+            took.append(time.monotonic() - began)
+            assert float(probs[0, 0]) == i
+        return took
+
+    took = run(lambda: with_batcher(body, max_batch_delay_ms=500.0))
+    assert max(took) < 0.25, f"an idle model waited for companions: {took}"
+    assert model.calls == [1, 1, 1]
+
+
+def test_arrivals_during_a_call_are_gathered_into_the_next_call_when_the_model_frees():
+    model = GatedModel()
+
+    async def body(batcher: Batcher) -> list[Any]:
+        try:
+            first = await submitted(batcher, model, 0)
+            assert await asyncio.to_thread(model.started.wait, 2.0)
+            later = [await submitted(batcher, model, i) for i in (1, 2, 3)]
+            await asyncio.sleep(0.05)
+            assert batcher.depth == 0 and not any(job.done() for job in later)  # gathered, waiting for the model
+        finally:
+            model.gate.set()
+        began = time.monotonic()
+        results = await asyncio.gather(first, *later)
+        # Far below the 500 ms delay: the gathered batch went to the model as soon as it was free.
+        assert time.monotonic() - began < 0.25
+        return results
+
+    results = run(lambda: with_batcher(body, max_batch_delay_ms=500.0))
+    assert model.calls == [1, 3]
+    assert [float(p[0, 0]) for p, _ in results] == [0, 1, 2, 3]
+
+
+def test_delay_closes_a_batch_behind_a_busy_model_and_only_one_batch_waits_there():
+    model = GatedModel()
+
+    async def body(batcher: Batcher) -> list[Any]:
+        try:
+            jobs = [await submitted(batcher, model, 0)]
+            assert await asyncio.to_thread(model.started.wait, 2.0)
+            jobs.append(await submitted(batcher, model, 1))
+            await until(lambda: batcher.depth == 0)
+            await asyncio.sleep(0.1)  # 5x the delay: the batch of 1 is closed and queued behind the running call
+            jobs.append(await submitted(batcher, model, 2))
+            await asyncio.sleep(0.05)
+            assert batcher.depth == 1, "a second batch was queued behind the running call"
+        finally:
+            model.gate.set()
+        return await asyncio.gather(*jobs)
+
+    results = run(lambda: with_batcher(body, max_batch_delay_ms=20.0))
+    assert model.calls == [1, 1, 1]
+    assert [float(p[0, 0]) for p, _ in results] == [0, 1, 2]
+
+
+def test_stop_answers_dispatched_calls_and_refuses_the_queue():
+    model = GatedModel()
+
+    async def body() -> list[Any]:
+        batcher = Batcher(max_batch_size=16, max_batch_delay_ms=0.0, max_queue_size=256)
+        await batcher.start()
+        try:
+            jobs = [await submitted(batcher, model, 0)]
+            assert await asyncio.to_thread(model.started.wait, 2.0)
+            jobs.append(await submitted(batcher, model, 1))
+            await until(lambda: batcher.depth == 0)  # dispatched behind the running call
+            jobs.append(await submitted(batcher, model, 2))
+            await until(lambda: batcher.depth == 1)
+            stopping = asyncio.create_task(batcher.stop())
+            await asyncio.sleep(0.02)
+        finally:
+            model.gate.set()
+        await stopping
+        return await asyncio.gather(*jobs, return_exceptions=True)
+
+    results = run(body)
+    assert [float(r[0][0, 0]) for r in results[:2]] == [0, 1]
+    assert isinstance(results[2], ModelNotReady)
+    assert model.calls == [1, 1]
