@@ -99,6 +99,7 @@ def load_version(registry: Registry, version: int, settings: Settings) -> Loaded
             device=settings.device,
             intra_op_threads=settings.intra_op_threads,
             inter_op_threads=settings.inter_op_threads,
+            max_batch_rows=settings.max_batch_size,
         )
     except (DeviceUnavailable, VersionRefused):
         raise

@@ -17,6 +17,7 @@ def load_backend(
     device: str,
     intra_op_threads: int,
     inter_op_threads: int,
+    max_batch_rows: int | None = None,
 ) -> Backend:
     """Load one verified version folder (from ``Registry.version_dir``) on the named runtime."""
     if kind == "onnx":
@@ -29,6 +30,7 @@ def load_backend(
             intra_op_threads=intra_op_threads,
             inter_op_threads=inter_op_threads,
             expected_sha256=metadata.get("files", {}).get(layout.ONNX_FILE),
+            max_batch_rows=max_batch_rows,
         )
     if kind == "savedmodel":
         # Imported here so that TensorFlow loads only when asked for.

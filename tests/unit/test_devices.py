@@ -66,3 +66,50 @@ def test_onnx_backend_with_cuda_on_this_machine_raises(tmp_path: Path):
     metadata = {"input": {"name": "image"}, "outputs": {"probabilities": {"name": "p"}, "features": {"name": "f"}}}
     with pytest.raises(DeviceUnavailable, match="onnxruntime-gpu"):
         OnnxBackend(model, metadata, device="cuda")
+
+
+def _linear_onnx(path: Path) -> dict:
+    """A tiny real ONNX model with the registry's signature: image -> probabilities, features."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    weights = numpy_helper.from_array(np.random.default_rng(0).normal(size=(784, 10)).astype(np.float32), "w")
+    shape = numpy_helper.from_array(np.array([-1, 784], dtype=np.int64), "shape")
+    graph = helper.make_graph(
+        [
+            helper.make_node("Reshape", ["image", "shape"], ["features"]),
+            helper.make_node("MatMul", ["features", "w"], ["logits"]),
+            helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1),
+        ],
+        "linear",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, [None, 28, 28, 1])],
+        [
+            helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, [None, 10]),
+            helper.make_tensor_value_info("features", TensorProto.FLOAT, [None, 784]),
+        ],
+        [weights, shape],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return {
+        "input": {"name": "image"},
+        "outputs": {"probabilities": {"name": "probabilities"}, "features": {"name": "features"}},
+    }
+
+
+def test_fixed_size_padding_on_cuda_returns_only_the_real_rows(tmp_path: Path):
+    """On CUDA every call is padded to one shape (cuDNN re-searches algorithms on each new shape)."""
+    import numpy as np
+
+    from service.backends.onnx_backend import OnnxBackend
+
+    metadata = _linear_onnx(tmp_path / "model.onnx")
+    plain = OnnxBackend(tmp_path / "model.onnx", metadata, device="cpu", max_batch_rows=16)
+    padded = OnnxBackend(tmp_path / "model.onnx", metadata, device="cpu", max_batch_rows=16)
+    padded._pad_rows = 16  # what a CUDA session gets; this machine has no GPU
+    images = np.random.default_rng(1).random((3, 28, 28, 1), dtype=np.float32)
+    probs, features = padded.run(images)
+    expected = plain.run(images)
+    assert probs.shape == (3, 10) and features.shape == (3, 784)
+    assert np.allclose(probs, expected[0]) and np.allclose(features, expected[1])
+    assert plain._pad_rows is None  # CPU sessions run batches at their real size
