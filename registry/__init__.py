@@ -2,6 +2,7 @@
 
 from registry.errors import (
     AliasError,
+    AliasMoved,
     CorruptVersion,
     InvalidVersion,
     RegistryError,
@@ -12,6 +13,7 @@ from registry.store import Registry, VersionInfo
 
 __all__ = [
     "AliasError",
+    "AliasMoved",
     "CorruptVersion",
     "InvalidVersion",
     "Registry",

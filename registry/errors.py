@@ -21,3 +21,7 @@ class CorruptVersion(RegistryError):
 
 class AliasError(RegistryError):
     """An alias is unknown, or a rollback has nothing to go back to."""
+
+
+class AliasMoved(AliasError):
+    """A compare-and-set promotion found the alias changed since the decision."""

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from registry import layout
-from registry.errors import AliasError, CorruptVersion, VersionNotFound
+from registry.errors import AliasError, AliasMoved, CorruptVersion, VersionNotFound
 from registry.files import VERSION_RE, checksums, parse_version, write_json_atomic
 
 
@@ -116,8 +116,19 @@ class Registry:
             state = json.loads(path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise AliasError(f"{path} is not valid JSON; fix or delete it") from exc
+        if not isinstance(state, dict):
+            raise AliasError(f"{path} must hold a JSON object; fix or delete it")
         state.setdefault("aliases", {})
         state.setdefault("history", [])
+        aliases, history = state["aliases"], state["history"]
+        valid = (
+            isinstance(aliases, dict)
+            and isinstance(history, list)
+            and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in aliases.values())
+            and all(isinstance(h, dict) and isinstance(h.get("version"), int) for h in history)
+        )
+        if not valid:
+            raise AliasError(f"{path}: aliases must map names to positive integer versions; fix or delete it")
         return state
 
     def aliases(self) -> dict[str, int]:
@@ -207,7 +218,11 @@ class Registry:
         if staging.parent.resolve() != self.model_dir.resolve():
             raise CorruptVersion("staging folder must come from Registry.new_staging_dir()")
         with self._locked():
-            version = (self.latest() or 0) + 1
+            # Never reuse a number an alias or its history has named, even if that folder
+            # was deleted: a stale alias must not silently point at a new, unpromoted build.
+            state = self._alias_state()
+            named = [*state["aliases"].values(), *(h["version"] for h in state["history"])]
+            version = max([*self.versions(), *named], default=0) + 1
             if finalize is not None:
                 finalize(version, staging)
             files = checksums(staging)
@@ -223,13 +238,29 @@ class Registry:
     def discard(self, staging: Path) -> None:
         shutil.rmtree(staging, ignore_errors=True)
 
-    def promote(self, version: int | str, alias: str = layout.PRODUCTION, reason: str = "") -> None:
+    def promote(
+        self,
+        version: int | str,
+        alias: str = layout.PRODUCTION,
+        reason: str = "",
+        *,
+        expected: int | object | None = ...,
+    ) -> None:
+        """Point ``alias`` at ``version``.
+
+        ``expected`` makes it a compare-and-set: the alias must still name that
+        version (None: unset), else AliasError, so a decision taken against an
+        old champion is never applied over a newer one.
+        """
         if alias not in layout.KNOWN_ALIASES:
             raise AliasError(f"unknown alias {alias!r}; use one of {list(layout.KNOWN_ALIASES)}")
         number = parse_version(version)
         self.verify(number)
         with self._locked():
             state = self._alias_state()
+            current = state["aliases"].get(alias)
+            if expected is not ... and current != expected:
+                raise AliasMoved(f"alias {alias!r} moved to {current} since the decision (expected {expected})")
             state["aliases"][alias] = number
             state["history"].append(
                 {
@@ -261,6 +292,7 @@ class Registry:
             if not previous:
                 raise AliasError(f"alias {alias!r} has no earlier version to roll back to")
             target = int(previous[-1])
+            self.verify(target)
             state["aliases"][alias] = target
             state["history"].append(
                 {

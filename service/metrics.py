@@ -25,7 +25,10 @@ REQUEST_DURATION = Histogram(
     "mnist_request_duration_seconds", "End-to-end request time.", ["endpoint", "model_version"], buckets=LATENCY_BUCKETS
 )
 QUEUE_WAIT = Histogram(
-    "mnist_queue_wait_seconds", "Time an image waited in the batch queue.", ["model_version"], buckets=LATENCY_BUCKETS
+    "mnist_queue_wait_seconds",
+    "Time a request waited in the batch queue before its model call started.",
+    ["model_version"],
+    buckets=LATENCY_BUCKETS,
 )
 INFERENCE_DURATION = Histogram(
     "mnist_inference_duration_seconds",
@@ -33,7 +36,9 @@ INFERENCE_DURATION = Histogram(
     ["model_version", "backend", "device"],
     buckets=LATENCY_BUCKETS,
 )
-BATCH_SIZE = Histogram("mnist_batch_size", "Images per model call.", ["model_version"], buckets=BATCH_BUCKETS)
+BATCH_SIZE = Histogram(
+    "mnist_batch_size", "Images per gathered batch (one or more model calls).", ["model_version"], buckets=BATCH_BUCKETS
+)
 QUEUE_DEPTH = Gauge("mnist_queue_depth", "Images waiting for the model.", multiprocess_mode="livesum")
 IN_FLIGHT = Gauge("mnist_requests_in_flight", "Requests being handled.", multiprocess_mode="livesum")
 REJECTED = Counter("mnist_rejected_inputs_total", "Inputs refused, by error code.", ["reason"])

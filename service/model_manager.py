@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from registry import Registry, RegistryError, layout
+from registry import InvalidVersion, Registry, RegistryError, VersionNotFound, layout
 from service import metrics
 from service.batcher import Batcher
 from service.errors import (
@@ -73,6 +73,12 @@ class ModelManager:
         return self._current is not None and self._batcher.running and not self._stopping
 
     @property
+    def model_version(self) -> int | None:
+        """The version being served, without touching the disk."""
+        current = self._current
+        return current.version if current is not None else None
+
+    @property
     def not_ready_reason(self) -> str | None:
         if self.ready:
             return None
@@ -96,6 +102,9 @@ class ModelManager:
             raise
         except (ModelLoadError, RegistryError):
             pass  # recorded in last_load_error and not_ready_reason
+        except Exception:
+            # Whatever broke the first load, the watcher must still run to pick up a fixed registry.
+            log.exception("unexpected error loading the first model version")
         if self.settings.poll_interval_s > 0:
             self._watcher = asyncio.create_task(self._watch(), name="mnist-registry-watcher")
 
@@ -156,12 +165,12 @@ class ModelManager:
 
     # ---- loading and hot swap ----------------------------------------------------
     async def reload(self, ref: str | int | None = None) -> int:
-        """Serve ``ref`` (alias or number; None = production, else the newest) now; the version served.
+        """Serve ``ref`` (alias or number; None = MNIST_MODEL_REF, production falling back to the newest) now.
 
         A version already being served is kept as is. Raises ModelLoadError when the version is refused
         (the old one keeps serving) and DeviceUnavailable when the configured device cannot be used.
         """
-        return await self._load_and_swap(layout.PRODUCTION if ref is None else ref)
+        return await self._load_and_swap(ref)
 
     async def poll_once(self) -> int | None:
         """Swap to the watched alias's version if the registry changed; the version swapped in, else None."""
@@ -195,6 +204,8 @@ class ModelManager:
                     return version
                 new = await asyncio.to_thread(load_version, self.registry, version, self.settings)
             except (ModelLoadError, RegistryError, DeviceUnavailable) as exc:
+                if ref is not None and isinstance(exc, VersionNotFound | InvalidVersion):
+                    raise  # an explicit request for a version that is not there: 404/422, not a load failure
                 self._record_failure(version, exc)
                 if isinstance(exc, RegistryError):
                     raise VersionRefused("not_found", str(exc)) from exc

@@ -63,6 +63,9 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
+        ref = self.model_ref.strip()
+        if ref not in ("production", "staging") and not (ref.isdigit() and int(ref) > 0):
+            raise ValueError("MNIST_MODEL_REF must be an alias (production, staging) or a positive version number")
         if self.max_image_pixels > self.max_image_side**2:
             raise ValueError("MNIST_MAX_IMAGE_PIXELS must not exceed MNIST_MAX_IMAGE_SIDE squared")
         if self.admin_token is not None and len(self.admin_token.get_secret_value()) < 16:

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from registry import Registry, layout
+from registry import AliasMoved, Registry, layout
 from service.guards import Guards
 from training import evaluate, export, model_card, promotion
 from training.config import TrainConfig
@@ -57,6 +57,28 @@ def _fashion_refusal(config: TrainConfig, guards: Guards, model: object) -> floa
     except (StopIteration, OSError, DataError):
         return None
     return evaluate.refusal_rate(guards, model, as_model_input(images))
+
+
+def _promote(
+    registry: Registry,
+    version: int,
+    decision: promotion.Decision,
+    metrics: dict[str, Any],
+    config: TrainConfig,
+    splits: Splits,
+) -> tuple[bool, str]:
+    """Compare-and-set promotion: if another run moved production meanwhile, decide again against it."""
+    for _ in range(3):
+        try:
+            registry.promote(version, layout.PRODUCTION, reason=decision.reason, expected=decision.champion_version)
+            return True, decision.reason
+        except AliasMoved:
+            decision = promotion.decide(
+                registry, metrics["test_accuracy"], config.accuracy_floor, splits.x_test, splits.y_test
+            )
+            if not decision.promote:
+                return False, decision.reason
+    return False, "production kept changing during promotion; registered without promotion"
 
 
 def _compare_with_production(
@@ -197,11 +219,12 @@ def run(config: TrainConfig) -> dict[str, Any]:
     except BaseException:
         registry.discard(staging)
         raise
-    if decision.promote and config.promote:
-        registry.promote(version, layout.PRODUCTION, reason=decision.reason)
+    promoted = decision.promote and config.promote
+    if promoted:
+        promoted, meta["promotion"]["reason"] = _promote(registry, version, decision, metrics, config, splits)
     return {
         "version": version,
-        "promoted": decision.promote and config.promote,
+        "promoted": promoted,
         "reason": meta["promotion"]["reason"],
         "source": splits.source,
         "sizes": splits.sizes(),

@@ -27,6 +27,7 @@ from service.errors import (
     InvalidInput,
     InvalidJSON,
     InvalidMultipart,
+    QueueFull,
     ServiceError,
     TooManyImages,
     UnsupportedMediaType,
@@ -61,6 +62,8 @@ def parse_json(body: bytes) -> Any:
         raise InvalidJSON("body is not UTF-8 text") from exc
     except json.JSONDecodeError as exc:
         raise InvalidJSON(f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from exc
+    except ValueError as exc:  # e.g. an integer literal past Python's 4,300-digit conversion limit
+        raise InvalidJSON("JSON holds a number too long to read; send numbers 0..255") from exc
 
 
 def _validated(parse: Callable[..., T], *args: Any) -> T:
@@ -83,11 +86,33 @@ def _decode_sync(data: bytes, settings: Settings) -> np.ndarray:
         raise InvalidImage("the image could not be decoded") from exc
 
 
+def _mark_started(started: asyncio.Future[None]) -> None:
+    if not started.done():
+        started.set_result(None)
+
+
 async def decode_image(data: bytes, settings: Settings, executor: Executor | None) -> np.ndarray:
+    """Decode on the pool; the decode budget starts when a thread takes the image, not when it queues.
+
+    Waiting for a free decode thread is the server's load, not the image's fault: past the
+    request timeout it is a 503 ``queue_full``; only decoding itself counts against
+    ``decode_timeout_s`` (400).
+    """
     if not data:
         raise InvalidImage("empty image")
     loop = asyncio.get_running_loop()
-    future = loop.run_in_executor(executor, _decode_sync, data, settings)
+    started: asyncio.Future[None] = loop.create_future()
+
+    def job() -> np.ndarray:
+        loop.call_soon_threadsafe(_mark_started, started)
+        return _decode_sync(data, settings)
+
+    future = loop.run_in_executor(executor, job)
+    try:
+        await asyncio.wait_for(asyncio.shield(started), timeout=settings.request_timeout_s)
+    except TimeoutError as exc:
+        future.cancel()  # not started yet: it never will be
+        raise QueueFull("too many images are waiting to be decoded; retry shortly") from exc
     try:
         return await asyncio.wait_for(future, timeout=settings.decode_timeout_s)
     except TimeoutError as exc:

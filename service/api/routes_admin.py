@@ -58,7 +58,8 @@ async def promote(request: Request, body: PromoteIn) -> dict[str, Any]:
     alias = _known_alias(body.alias)
     await anyio.to_thread.run_sync(lambda: manager.registry.promote(body.version, alias, reason="admin api"))
     log.info("admin promote", extra={"admin_action": "promote", "alias": alias, "version": body.version})
-    loaded = await manager.reload(None) if alias == layout.PRODUCTION else manager.status().get("model_version")
+    # Reload what this replica is set to serve (MNIST_MODEL_REF); a no-op unless that alias moved.
+    loaded = await manager.reload(None)
     return {"alias": alias, "version": body.version, "model_version": loaded}
 
 
@@ -68,5 +69,5 @@ async def rollback(request: Request, body: RollbackIn | None = None) -> dict[str
     alias = _known_alias(body.alias if body else layout.PRODUCTION)
     target = await anyio.to_thread.run_sync(manager.registry.rollback, alias)
     log.info("admin rollback", extra={"admin_action": "rollback", "alias": alias, "version": target})
-    loaded = await manager.reload(None) if alias == layout.PRODUCTION else manager.status().get("model_version")
+    loaded = await manager.reload(None)
     return {"alias": alias, "version": target, "model_version": loaded}

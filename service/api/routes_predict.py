@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import anyio
 import numpy as np
 from fastapi import APIRouter, Request
 from fastapi.routing import APIRoute
@@ -46,10 +45,8 @@ def count(prediction: Any) -> None:
 
 
 async def _loaded_version(request: Request) -> int | None:
-    # Only when every image of a batch was refused; status() reads the disk, so off the loop.
-    status = await anyio.to_thread.run_sync(request.app.state.manager.status)
-    value = status.get("model_version")
-    return value if isinstance(value, int) else None
+    # Only when every image of a batch was refused: the version being served, from memory.
+    return request.app.state.manager.model_version
 
 
 @router.post(

@@ -31,6 +31,8 @@ def test_admin_auth_reload_promote_rollback(start_server, registry_copy) -> None
         assert client.get("/models").json()["aliases"].get("staging") == version
         unknown = client.post("/admin/promote", headers=auth, json={"version": 999, "alias": "production"})
         assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "version_not_found"
+        missing_version = client.post("/admin/reload", headers=auth, json={"version": 999})
+        assert missing_version.status_code == 404 and missing_version.json()["error"]["code"] == "version_not_found"
         nothing = client.post("/admin/rollback", headers=auth, json={"alias": "staging"})
         assert nothing.status_code == 409 and nothing.json()["error"]["code"] == "alias_error"
     logs = server.logs()

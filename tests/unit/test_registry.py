@@ -128,3 +128,44 @@ def test_rollback_walks_back_through_promotions(tmp_path: Path) -> None:
 def test_rollback_without_production_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(AliasError, match="not set"):
         Registry(tmp_path).rollback()
+
+
+def test_a_deleted_version_number_is_never_reused(tmp_path: Path) -> None:
+    import shutil
+
+    registry = Registry(tmp_path)
+    registry.promote(_publish(registry))
+    registry.promote(_publish(registry))
+    shutil.rmtree(registry.version_dir(2))  # production still names 2
+    assert _publish(registry) == 3  # a new, unpromoted build must not become "version 2"
+
+
+def test_promote_as_compare_and_set(tmp_path: Path) -> None:
+    from registry import AliasMoved
+
+    registry = Registry(tmp_path)
+    first, second, third = _publish(registry), _publish(registry), _publish(registry)
+    registry.promote(first, expected=None)
+    registry.promote(second, expected=first)
+    with pytest.raises(AliasMoved):
+        registry.promote(third, expected=first)  # decided against v1, but v2 is production now
+    assert registry.aliases()["production"] == second
+
+
+@pytest.mark.parametrize("content", ['["production", 1]', '{"aliases": {"production": "x"}}', '{"aliases": []}'])
+def test_malformed_aliases_file_is_an_alias_error(tmp_path: Path, content: str) -> None:
+    registry = Registry(tmp_path)
+    _publish(registry)
+    (registry.model_dir / layout.ALIASES_FILE).write_text(content)
+    with pytest.raises(AliasError):
+        registry.aliases()
+
+
+def test_rollback_refuses_a_corrupt_target(tmp_path: Path) -> None:
+    registry = Registry(tmp_path)
+    registry.promote(_publish(registry))
+    registry.promote(_publish(registry))
+    (registry.version_dir(1) / layout.ONNX_FILE).write_bytes(b"tampered")
+    with pytest.raises(CorruptVersion):
+        registry.rollback()
+    assert registry.aliases()["production"] == 2
