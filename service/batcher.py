@@ -83,6 +83,11 @@ class _Item:
         return int(self.images.shape[0])
 
 
+def _expire(future: asyncio.Future[tuple[np.ndarray, np.ndarray]], timeout: float) -> None:
+    if not future.done():
+        future.set_exception(DeadlineExceeded(f"no result within the {timeout:.3g} s request deadline"))
+
+
 class Batcher:
     def __init__(
         self,
@@ -158,16 +163,19 @@ class Batcher:
         timeout = deadline - time.monotonic()
         if timeout <= 0:
             raise DeadlineExceeded("the request deadline passed before inference could start")
-        item = _Item(images, deadline, runner, asyncio.get_running_loop().create_future())
+        loop = asyncio.get_running_loop()
+        item = _Item(images, deadline, runner, loop.create_future())
         self._queue.append(item)
         self._depth += n
         metrics.QUEUE_DEPTH.set(self._depth)
         self._wakeup.set()
+        # The deadline settles the future itself (the loop then skips it), so a caller never waits forever:
+        # one timer per request instead of wait_for's extra future and callbacks.
+        expiry = loop.call_later(timeout, _expire, item.future, timeout)
         try:
-            # wait_for cancels the future on timeout; the loop then skips it, so a caller never waits forever.
-            return await asyncio.wait_for(item.future, timeout)
-        except TimeoutError:
-            raise DeadlineExceeded(f"no result within the {timeout:.3g} s request deadline") from None
+            return await item.future  # a cancelled caller cancels the future too
+        finally:
+            expiry.cancel()
 
     async def call_on_model_thread(self, fn: Callable[[], object]) -> None:
         """Run ``fn`` on the model thread, after any model call already running (used to close old models)."""

@@ -146,7 +146,11 @@ async def _form_files(request: Request, field: str, max_files: int) -> list[byte
 async def single_image(request: Request, settings: Settings, executor: Executor | None) -> np.ndarray:
     kind = media_type(request.headers.get("content-type"))
     if kind == "application/json":
-        return _validated(json_input.parse_json_request, parse_json(await request.body()))
+        body = await request.body()
+        image = _validated(json_input.parse_compact_request, body)
+        if image is not None:
+            return image
+        return _validated(json_input.parse_json_request, parse_json(body))
     if kind in IMAGE_TYPES:
         return await decode_image(await request.body(), settings, executor)
     if kind == "multipart/form-data":

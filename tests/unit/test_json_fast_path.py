@@ -1,0 +1,67 @@
+"""The byte-level fast path for POST /predict JSON must agree with the general parser, or step aside."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from service.api.inputs import parse_json
+from service.errors import ServiceError
+from service.json_input import parse_compact_request, parse_json_request
+
+pytestmark = pytest.mark.unit
+
+pixels = st.lists(st.integers(0, 255), min_size=784, max_size=784)
+
+
+def _outcome(fn, *args):
+    try:
+        return "ok", fn(*args)
+    except ServiceError as exc:
+        return type(exc).__name__, exc.message
+
+
+def _general(body: bytes):
+    return _outcome(lambda b: parse_json_request(parse_json(b)), body)
+
+
+def _same(fast, general) -> bool:
+    if fast[0] != general[0]:
+        return False
+    if fast[0] == "ok":
+        return fast[1].dtype == general[1].dtype and np.array_equal(fast[1], general[1])
+    return fast[1] == general[1]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    values=pixels,
+    compact=st.booleans(),
+    edits=st.lists(st.tuples(st.integers(0, 10_000), st.sampled_from(list(b' ,[]-.0123456789e"x:{}'))), max_size=3),
+    drops=st.lists(st.integers(0, 10_000), max_size=2),
+)
+def test_fast_path_agrees_with_the_general_parser_or_declines(
+    values: list[int], compact: bool, edits: list[tuple[int, int]], drops: list[int]
+) -> None:
+    image = np.asarray(values).reshape(28, 28).tolist()
+    body = bytearray(json.dumps({"image": image}, separators=(",", ":") if compact else None).encode())
+    for position, byte in edits:
+        body[position % len(body)] = byte
+    for position in drops:
+        if len(body) > 1:
+            del body[position % len(body)]
+    fast = _outcome(parse_compact_request, bytes(body))
+    if fast[0] == "ok" and fast[1] is None:
+        return  # declined: the general parser answers
+    assert _same(fast, _general(bytes(body)))
+
+
+def test_plain_bodies_take_the_fast_path() -> None:
+    image = np.random.default_rng(0).integers(0, 256, (28, 28)).tolist()
+    for body in (json.dumps({"image": image}), json.dumps({"image": image}, separators=(",", ":"))):
+        fast = parse_compact_request(body.encode())
+        assert fast is not None and np.array_equal(fast, np.asarray(image, dtype=np.float32))
