@@ -54,12 +54,16 @@ COPY service/ service/
 COPY training/ training/
 RUN pip install -c constraints.txt ".[train]"
 
-# ---- serve: the default runtime image --------------------------------------------------------
-FROM python-base AS serve
+# ---- runtime base: the non-root user and the registry mount point, shared by serve and train ----
+FROM python-base AS runtime-base
 ARG APP_UID
-RUN useradd --system --uid "${APP_UID}" --user-group --no-create-home --shell /usr/sbin/nologin app \
+RUN useradd --system --uid "${APP_UID}" --user-group --create-home --shell /usr/sbin/nologin app \
     && mkdir -p /models \
     && chown "${APP_UID}:${APP_UID}" /models
+
+# ---- serve: the default runtime image --------------------------------------------------------
+FROM runtime-base AS serve
+ARG APP_UID
 COPY --from=build-serve /opt/venv /opt/venv
 # MNIST_HOST/PORT are the service defaults made explicit for the HEALTHCHECK; the registry is
 # expected at /models (a read-only mount in production, see deploy/README.md).
@@ -127,11 +131,8 @@ HEALTHCHECK --interval=15s --timeout=3s --start-period=30s --retries=3 \
 CMD ["python", "-m", "service", "--host", "0.0.0.0"]
 
 # ---- train: TensorFlow + the training CLI, publishing into /models -------------------------------
-FROM python-base AS train
+FROM runtime-base AS train
 ARG APP_UID
-RUN useradd --system --uid "${APP_UID}" --user-group --create-home --shell /usr/sbin/nologin app \
-    && mkdir -p /models \
-    && chown "${APP_UID}:${APP_UID}" /models
 COPY --from=build-train /opt/venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH \
     MNIST_MODEL_DIR=/models \

@@ -16,9 +16,12 @@ import socket
 import time
 import urllib.parse
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 SIDE = 28
 
@@ -58,8 +61,8 @@ def as_json_rows(image: np.ndarray) -> list[list[int]]:
     return np.asarray(image).astype(int).tolist()
 
 
-def to_png(image: np.ndarray, *, dark_on_light: bool = False, scale: int = 1, mode: str = "L") -> bytes:
-    """PNG bytes of a uint8 digit; ``dark_on_light`` and ``scale`` mimic what people send."""
+def _as_picture(image: np.ndarray, dark_on_light: bool, scale: int) -> Image.Image:
+    """A uint8 digit as a PIL image, inverted and enlarged the way people's pictures are."""
     from PIL import Image
 
     pixels = np.asarray(image, dtype=np.uint8)
@@ -68,6 +71,12 @@ def to_png(image: np.ndarray, *, dark_on_light: bool = False, scale: int = 1, mo
     img = Image.fromarray(pixels, mode="L")
     if scale != 1:
         img = img.resize((SIDE * scale, SIDE * scale), Image.Resampling.BILINEAR)
+    return img
+
+
+def to_png(image: np.ndarray, *, dark_on_light: bool = False, scale: int = 1, mode: str = "L") -> bytes:
+    """PNG bytes of a uint8 digit; ``dark_on_light`` and ``scale`` mimic what people send."""
+    img = _as_picture(image, dark_on_light, scale)
     if mode != "L":
         img = img.convert(mode)
     buffer = io.BytesIO()
@@ -76,16 +85,8 @@ def to_png(image: np.ndarray, *, dark_on_light: bool = False, scale: int = 1, mo
 
 
 def to_jpeg(image: np.ndarray, *, dark_on_light: bool = False, scale: int = 1, quality: int = 92) -> bytes:
-    from PIL import Image
-
-    pixels = np.asarray(image, dtype=np.uint8)
-    if dark_on_light:
-        pixels = 255 - pixels
-    img = Image.fromarray(pixels, mode="L")
-    if scale != 1:
-        img = img.resize((SIDE * scale, SIDE * scale), Image.Resampling.BILINEAR)
     buffer = io.BytesIO()
-    img.save(buffer, format="JPEG", quality=quality)
+    _as_picture(image, dark_on_light, scale).save(buffer, format="JPEG", quality=quality)
     return buffer.getvalue()
 
 
