@@ -32,8 +32,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
-# ---- build the serving virtualenv (only the `serve` extra: no TensorFlow) -----------------
-FROM python-base AS build-serve
+# ---- build base: the sources and an empty virtualenv, shared by the serve and train builds ------
+FROM python-base AS build-base
 WORKDIR /src
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
@@ -41,17 +41,13 @@ COPY pyproject.toml constraints.txt README.md ./
 COPY registry/ registry/
 COPY service/ service/
 COPY training/ training/
+
+# ---- build the serving virtualenv (only the `serve` extra: no TensorFlow) -----------------
+FROM build-base AS build-serve
 RUN pip install -c constraints.txt ".[serve]"
 
 # ---- build the training virtualenv (TensorFlow, tf2onnx, ...) -----------------------------
-FROM python-base AS build-train
-WORKDIR /src
-RUN python -m venv /opt/venv
-ENV PATH=/opt/venv/bin:$PATH
-COPY pyproject.toml constraints.txt README.md ./
-COPY registry/ registry/
-COPY service/ service/
-COPY training/ training/
+FROM build-base AS build-train
 RUN pip install -c constraints.txt ".[train]"
 
 # ---- runtime base: the non-root user and the registry mount point, shared by serve and train ----

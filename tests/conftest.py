@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,8 @@ from typing import Any
 
 import httpx
 import pytest
+
+from tests.helpers import free_port, terminate
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -61,12 +62,6 @@ class ServerHandle:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _wait_for(handle: ServerHandle, path: str, deadline: float) -> bool:
     while time.monotonic() < deadline:
         if handle.process.poll() is not None:
@@ -81,13 +76,7 @@ def _wait_for(handle: ServerHandle, path: str, deadline: float) -> bool:
 
 
 def stop_server(handle: ServerHandle) -> None:
-    if handle.process.poll() is None:
-        handle.process.terminate()
-        try:
-            handle.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            handle.process.kill()
-            handle.process.wait(timeout=5)
+    terminate(handle.process)
 
 
 def launch_server(

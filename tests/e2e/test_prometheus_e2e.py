@@ -18,8 +18,8 @@ import httpx
 import pytest
 import yaml
 
-from tests.deploy_helpers import RULES, free_port, http_get, system_tool, wait_for
-from tests.helpers import as_json_rows, real_digits
+from tests.deploy_helpers import RULES, http_get, system_tool, wait_for
+from tests.helpers import as_json_rows, free_port, real_digits, terminate
 
 pytestmark = pytest.mark.e2e
 DEADLINE_S = 60.0
@@ -109,10 +109,5 @@ def test_real_prometheus_scrapes_counter_and_latency_quantile(start_server, tiny
         assert {g["name"] for g in rules} >= {"mnist-serving.alerts", "mnist-serving.recording"}
         client.close()
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
+        terminate(proc)
         log.close()

@@ -24,7 +24,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.deploy_helpers import ROOT, free_port, service_log, service_process, wait_for
+from tests.deploy_helpers import ROOT, service_log, service_process, wait_for
+from tests.helpers import free_port
 
 pytestmark = pytest.mark.integration
 NOBODY = 65534

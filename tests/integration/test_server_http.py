@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from loadtests.run import free_port, wait_ready
+from tests.helpers import terminate
 
 pytestmark = pytest.mark.integration
 
@@ -34,8 +35,7 @@ def ceiling(request: pytest.FixtureRequest) -> Iterator[int]:
         wait_ready(f"http://127.0.0.1:{port}", proc, timeout_s=30)
         yield port
     finally:
-        proc.terminate()
-        proc.wait(timeout=15)
+        terminate(proc)
 
 
 def exchange(port: int, data: bytes, pieces: int = 1) -> bytes:
