@@ -21,14 +21,10 @@ from registry import CorruptVersion, Registry, RegistryError, layout
 from service.backends import Backend, load_backend
 from service.batcher import FinishFn, PrepareFn, Runner
 from service.errors import DeviceUnavailable, ModelLoadError
-from service.guards import NOT_A_DIGIT, SUSPECTED_ADVERSARIAL, VIEWS, Guards
+from service.guards import VIEWS, Guards
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
-
-# What a runner's second output holds per image: an index into this tuple (0 = answered).
-REFUSALS: tuple[str | None, ...] = (None, NOT_A_DIGIT, SUSPECTED_ADVERSARIAL)
-_REFUSAL_CODE = {refusal: code for code, refusal in enumerate(REFUSALS)}
 
 
 class VersionRefused(ModelLoadError):
@@ -132,7 +128,7 @@ def load_version(registry: Registry, version: int, settings: Settings) -> Loaded
 def guard_steps(guards: Guards | None) -> tuple[PrepareFn | None, FinishFn]:
     """The batch-wide steps around the model call (see Runner): the guards' squeezed copies before it,
     their verdicts after it. The finish step turns the model's (probabilities, features) on the rows into
-    (probabilities [N, C], refusal codes [N] int8 indexing REFUSALS) for the N images."""
+    (probabilities [N, C], refusal codes [N] int8 indexing guards.REFUSALS) for the N images."""
     if guards is None:
 
         def answer_all(images: np.ndarray, probs: np.ndarray, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -141,8 +137,8 @@ def guard_steps(guards: Guards | None) -> tuple[PrepareFn | None, FinishFn]:
         return None, answer_all
 
     def judge(images: np.ndarray, probs: np.ndarray, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        probs, verdicts = guards.judge(images, probs, features)
-        return probs, np.fromiter((_REFUSAL_CODE[v.refusal] for v in verdicts), dtype=np.int8, count=len(verdicts))
+        probs, codes, _ = guards.refusal_codes(images, probs, features)
+        return probs, codes
 
     return guards.expand, judge
 

@@ -31,8 +31,8 @@ from service.errors import (
     ServiceError,
     SuspectedAdversarial,
 )
-from service.guards import NOT_A_DIGIT
-from service.loaded_model import REFUSALS, LoadedModel, VersionRefused, load_version
+from service.guards import NOT_A_DIGIT, REFUSALS
+from service.loaded_model import LoadedModel, VersionRefused, load_version
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -150,17 +150,17 @@ class ModelManager:
         finally:
             model.inflight -= 1
         answers: list[Prediction | ServiceError] = []
-        for i, (row, code) in enumerate(zip(probs.tolist(), refusals.tolist(), strict=True)):
-            refusal = REFUSALS[code]
-            if refusal is not None:
+        labels, version = model.labels, model.version
+        best_rows = probs.argmax(axis=1).tolist()  # the first maximum of each row
+        for i, (row, code, best) in enumerate(zip(probs.tolist(), refusals.tolist(), best_rows, strict=True)):
+            if code:
                 answers.append(
                     NotADigit(f"image {i} does not look like a handwritten digit")
-                    if refusal == NOT_A_DIGIT
+                    if REFUSALS[code] == NOT_A_DIGIT
                     else SuspectedAdversarial(f"image {i} looks altered to mislead the model")
                 )
                 continue
-            best = max(range(len(row)), key=row.__getitem__)  # first maximum, as np.argmax
-            answers.append(Prediction(model.labels[best], row[best], row, model.version))
+            answers.append(Prediction(labels[best], row[best], row, version))
         return answers
 
     # ---- loading and hot swap ----------------------------------------------------

@@ -17,10 +17,10 @@ from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.api.errors import error_response
-from service.logging_setup import REQUEST_ID
+from service.logging_setup import REQUEST_ID, AccessLog
 from service.metrics import IN_FLIGHT, REQUEST_DURATION, REQUESTS
 
-log = logging.getLogger("service.access")
+ACCESS_LOG = AccessLog("service.access")
 
 _VALID_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 QUIET_ROUTES = frozenset({"/health/live", "/health/ready", "/metrics"})
@@ -93,15 +93,18 @@ class AccessMiddleware:
             await error_response(exc)(scope, receive, send_with_id)
         finally:
             IN_FLIGHT.dec()
-            elapsed = time.perf_counter() - began
-            endpoint = route_label(scope, self.routes)
-            _request_counter(endpoint, scope["method"], status).inc()
-            _duration_histogram(endpoint, facts["model_version"]).observe(elapsed)
-            # Probes and scrapes arrive every few seconds; at info they would drown the real traffic.
-            level = logging.DEBUG if endpoint in QUIET_ROUTES else logging.INFO
-            if log.isEnabledFor(level):  # the line's fields are only built when it will be written
-                _access_line(level, scope, endpoint, status, elapsed, facts["model_version"])
+            record(scope, route_label(scope, self.routes), status, time.perf_counter() - began, facts["model_version"])
             REQUEST_ID.reset(token)
+
+
+def record(scope: Scope, endpoint: str, status: int, elapsed: float, model_version: str) -> None:
+    """The metrics and the access line of one answered request (also used by the JSON /predict lane)."""
+    _request_counter(endpoint, scope["method"], status).inc()
+    _duration_histogram(endpoint, model_version).observe(elapsed)
+    # Probes and scrapes arrive every few seconds; at info they would drown the real traffic.
+    level = logging.DEBUG if endpoint in QUIET_ROUTES else logging.INFO
+    if ACCESS_LOG.logger.isEnabledFor(level):  # the line's fields are only built when it will be written
+        _access_line(level, scope, endpoint, status, elapsed, model_version)
 
 
 # Metric children by label values: ``.labels()`` costs microseconds per request, a dict lookup far less.
@@ -127,10 +130,9 @@ def _duration_histogram(endpoint: str, model_version: str) -> Any:
 
 
 def _access_line(level: int, scope: Scope, endpoint: str, status: int, elapsed: float, model_version: str) -> None:
-    log.log(
+    ACCESS_LOG.write(
         level,
-        "request",
-        extra={
+        {
             "method": scope["method"],
             "path": scope["path"][:200],
             "route": endpoint,

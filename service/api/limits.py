@@ -42,6 +42,10 @@ def media_type(content_type: str | None) -> str:
     return (content_type or "").split(";", 1)[0].strip().lower()
 
 
+def body_timeout(timeout_s: float) -> RequestTimeout:
+    return RequestTimeout(f"the request body did not arrive within {timeout_s:g} s; send it at once")
+
+
 def _settings_timeout(scope: Scope) -> float:
     """MNIST_BODY_TIMEOUT_S from the app's settings (Starlette puts the app in the scope)."""
     settings = getattr(getattr(scope.get("app"), "state", None), "settings", None)
@@ -116,9 +120,7 @@ class LimitsMiddleware:
                 async with asyncio.timeout_at(deadline):
                     message = await receive()
             except TimeoutError:
-                raise RequestTimeout(
-                    f"the request body did not arrive within {timeout_s:g} s; send it at once"
-                ) from None
+                raise body_timeout(timeout_s) from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:

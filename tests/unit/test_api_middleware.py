@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 from collections.abc import Iterator
@@ -12,7 +13,7 @@ from prometheus_client import REGISTRY
 from starlette.testclient import TestClient
 
 from service.app import create_app
-from service.logging_setup import JsonFormatter
+from service.logging_setup import AccessLog
 from service.settings import Settings
 from tests.unit.api_fakes import FakeManager
 
@@ -104,16 +105,48 @@ def test_metrics_move_and_use_route_templates(client: TestClient) -> None:
     assert 'endpoint="/models/{version}"' in text and "not-a-number" not in text
 
 
-def test_json_log_line_carries_the_request_id(caplog: pytest.LogCaptureFixture, client: TestClient) -> None:
-    with caplog.at_level(logging.INFO, logger="service.access"):
-        client.post("/predict", content=b"{}", headers={"Content-Type": "text/plain", "X-Request-ID": "req-42"})
-    record = next(r for r in caplog.records if r.name == "service.access")
-    from service.logging_setup import REQUEST_ID
+def json_lines(stream: io.StringIO) -> list[dict]:
+    return [json.loads(line) for line in stream.getvalue().splitlines()]
 
-    token = REQUEST_ID.set("req-42")
+
+@pytest.fixture()
+def log_stream() -> Iterator[io.StringIO]:
+    """What the service's JSON handler writes (stdout in production)."""
+    handler = next(h for h in logging.getLogger().handlers if h.get_name() == "mnist-json")
+    assert isinstance(handler, logging.StreamHandler)
+    stream = io.StringIO()
+    previous = handler.setStream(stream)
     try:
-        line = json.loads(JsonFormatter().format(record))
+        yield stream
     finally:
-        REQUEST_ID.reset(token)
+        handler.setStream(previous)
+
+
+def test_access_line_is_json_with_the_request_id(client: TestClient, log_stream: io.StringIO) -> None:
+    client.post("/predict", content=b"{}", headers={"Content-Type": "text/plain", "X-Request-ID": "req-42"})
+    AccessLog.flush()
+    (line,) = [entry for entry in json_lines(log_stream) if entry["logger"] == "service.access"]
     assert line["request_id"] == "req-42" and line["status"] == 415 and line["route"] == "/predict"
-    assert {"ts", "level", "msg", "method", "path", "duration_ms"} <= set(line)
+    assert line["level"] == "info" and line["msg"] == "request" and line["method"] == "POST"
+    assert {"ts", "path", "duration_ms", "model_version"} <= set(line)
+
+
+def test_access_lines_follow_the_log_level(client: TestClient, log_stream: io.StringIO) -> None:
+    access = logging.getLogger("service.access")
+    previous = access.level
+    access.setLevel(logging.WARNING)
+    try:
+        client.post("/predict", content=b"{}", headers={"Content-Type": "text/plain"})
+    finally:
+        access.setLevel(previous)
+    client.get("/health/live")  # probes log at debug: below the default info
+    AccessLog.flush()
+    assert not [entry for entry in json_lines(log_stream) if entry["logger"] == "service.access"]
+
+
+def test_access_lines_keep_their_order_with_other_lines(client: TestClient, log_stream: io.StringIO) -> None:
+    """Access lines wait in the stream's buffer; any other record flushes them first, in order."""
+    client.post("/predict", content=b"{}", headers={"Content-Type": "text/plain", "X-Request-ID": "first"})
+    logging.getLogger("service").warning("after the request")
+    loggers = [entry["logger"] for entry in json_lines(log_stream)]
+    assert loggers.index("service.access") < loggers.index("service")
