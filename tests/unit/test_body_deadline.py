@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -14,28 +13,11 @@ import pytest
 from service.api.limits import LimitsMiddleware
 from service.app import create_app
 from service.settings import Settings
-from tests.unit.api_fakes import FakeManager
+from tests.unit.api_fakes import FakeManager, call, scope_for
 
 pytestmark = pytest.mark.unit
 
 DEADLINE_S = 0.2
-
-
-def scope_for(method: str, path: str, headers: dict[str, str]) -> dict[str, Any]:
-    return {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": method,
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
-        "client": ("127.0.0.1", 1),
-        "server": ("127.0.0.1", 8000),
-    }
 
 
 def stalling_receive(first: bytes) -> Callable[[], Awaitable[dict[str, Any]]]:
@@ -49,18 +31,6 @@ def stalling_receive(first: bytes) -> Callable[[], Awaitable[dict[str, Any]]]:
         raise AssertionError("unreachable")
 
     return receive
-
-
-async def call(app: Any, scope: dict[str, Any], receive: Any) -> tuple[int, dict[bytes, bytes], dict[str, Any]]:
-    sent: list[dict[str, Any]] = []
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    await asyncio.wait_for(app(scope, receive, send), timeout=5)
-    start = next(m for m in sent if m["type"] == "http.response.start")
-    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
-    return start["status"], dict(start.get("headers", [])), json.loads(body or b"null")
 
 
 @pytest.fixture()
