@@ -15,6 +15,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
+import psutil
 
 
 def encode_request(path: str, body: bytes, content_type: str, host: str = "127.0.0.1") -> bytes:
@@ -39,6 +40,7 @@ class CellResult:
     latencies_s: list[float] = field(default_factory=list)
     statuses: Counter[int] = field(default_factory=Counter)
     client_cpu: float = 0.0  # share of one core the client used while measuring
+    machine_cpu: float = 0.0  # cores busy on the whole machine while measuring (server, client, kernel)
 
     @property
     def rps(self) -> float:
@@ -47,6 +49,11 @@ class CellResult:
     @property
     def errors(self) -> int:
         return sum(n for status, n in self.statuses.items() if status != 200)
+
+    @property
+    def cpu_us_per_request(self) -> float:
+        """Machine CPU time per answered request: what one request costs server, client and kernel together."""
+        return self.machine_cpu * self.seconds / self.completed * 1e6 if self.completed else float("nan")
 
     def percentile_ms(self, q: float) -> float:
         return float(np.percentile(self.latencies_s, q) * 1000) if self.latencies_s else float("nan")
@@ -104,10 +111,18 @@ async def run_cell(
 
     async def cpu_probe() -> None:
         await asyncio.sleep(max(0.0, measure_from - time.perf_counter()))
-        cpu_at["start"] = time.process_time()
+        cpu_at["start"], cpu_at["machine_start"] = time.process_time(), _machine_busy_s()
         await asyncio.sleep(max(0.0, until - time.perf_counter()))
-        cpu_at["end"] = time.process_time()
+        cpu_at["end"], cpu_at["machine_end"] = time.process_time(), _machine_busy_s()
 
     await asyncio.gather(cpu_probe(), *(connection(i) for i in range(concurrency)))
     result.client_cpu = (cpu_at["end"] - cpu_at["start"]) / duration_s
+    result.machine_cpu = (cpu_at["machine_end"] - cpu_at["machine_start"]) / duration_s
     return result
+
+
+def _machine_busy_s() -> float:
+    """CPU seconds spent so far by every core, in user, system and interrupt time (idle and iowait left out)."""
+    times = psutil.cpu_times()
+    # On Linux guest time is already inside user and nice; steal is time the hypervisor took away.
+    return sum(getattr(times, name, 0.0) for name in ("user", "nice", "system", "irq", "softirq", "steal"))

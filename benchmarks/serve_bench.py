@@ -158,7 +158,8 @@ def ceiling_for(rows: list[Row], row: Row) -> Row | None:
                 None)  # fmt: skip
 
 
-HEADER = ["server", "workload", "conc", "req/s", "images/s", "p50 ms", "p99 ms", "errors", "of ceiling", "client CPU"]
+HEADER = ["server", "workload", "conc", "req/s", "images/s", "p50 ms", "p99 ms", "errors", "of ceiling", "client CPU",
+          "CPU us/req"]  # fmt: skip
 
 
 def format_row(row: Row, ceiling: Row | None, sep: str = "  ") -> str:
@@ -167,7 +168,7 @@ def format_row(row: Row, ceiling: Row | None, sep: str = "  ") -> str:
     cells = [
         f"{row.server:<26}", f"{row.workload:<10}", f"{r.concurrency:>4}", f"{r.rps:>8.0f}",
         f"{r.rps * row.images_per_request:>8.0f}", f"{r.percentile_ms(50):>7.2f}", f"{r.percentile_ms(99):>7.2f}",
-        f"{r.errors:>6}", f"{share:>10}", f"{100 * r.client_cpu:>9.0f}%",
+        f"{r.errors:>6}", f"{share:>10}", f"{100 * r.client_cpu:>9.0f}%", f"{r.cpu_us_per_request:>10.0f}",
     ]  # fmt: skip
     return sep.join(cells)
 
@@ -211,11 +212,28 @@ def environment_note(args: argparse.Namespace) -> str:
         f"{os.cpu_count()} CPUs, Python {platform.python_version()}, uvicorn http={http} loop={loop} "
         "(service and ceiling alike); "
         f"{args.duration:g} s per cell after {args.warmup:g} s warm-up. The load generator (raw asyncio, "
-        "keep-alive) runs on the same CPUs as the server: 'client CPU' is the share of one core it used."
+        "keep-alive) runs on the same CPUs as the server: 'client CPU' is the share of one core it used; "
+        "'CPU us/req' is the whole machine's CPU time (server, client, kernel) per answered request."
     )
 
 
-def write_markdown(rows: list[Row], rss: dict[str, list[float]], checks: list[tuple[bool, str]], note: str) -> Path:
+def cpu_budget(rows: list[Row]) -> str:
+    """The most each JSON c=64 server could answer if every core were busy, from the CPU it used per request."""
+    cores = psutil.cpu_count() or 1
+    lines = [f"CPU budget ({cores} cores, shared by server, client and kernel): at 100 % CPU, JSON c=64 could reach"]
+    ceiling = next((r for r in rows if r.server == "ceiling 1 worker" and r.result.concurrency == 64), None)
+    for row in rows:
+        per_request = row.result.cpu_us_per_request
+        if row.workload == "json" and row.result.concurrency == 64 and per_request == per_request:  # not NaN
+            most = cores / per_request * 1e6
+            share = f", {100 * most / ceiling.result.rps:.0f} % of the ceiling's measured req/s" if ceiling else ""
+            lines.append(f"  {row.server:<24} {per_request:6.0f} us/request -> at most {most:7.0f} req/s{share}")
+    return "\n".join(lines)
+
+
+def write_markdown(
+    rows: list[Row], rss: dict[str, list[float]], checks: list[tuple[bool, str]], note: str, budget: str
+) -> Path:
     lines = ["# Serving benchmark (latest run)", "", note, "", "| " + " | ".join(HEADER) + " |",
              "|" + "---|" * len(HEADER)]  # fmt: skip
     for row in rows:
@@ -223,7 +241,7 @@ def write_markdown(rows: list[Row], rss: dict[str, list[float]], checks: list[tu
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "| server | RSS per worker (MiB) |", "|---|---|"]
     lines += [f"| {label} | {', '.join(f'{m:.0f}' for m in values)} |" for label, values in rss.items()]
-    lines += ["", *[f"- {'PASS' if ok else 'FAIL'}: {text}" for ok, text in checks], ""]
+    lines += ["", *[f"- {'PASS' if ok else 'FAIL'}: {text}" for ok, text in checks], "", "```", budget, "```", ""]
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / "latest.md"
     path.write_text("\n".join(lines))
@@ -258,6 +276,8 @@ def main(argv: list[str] | None = None) -> int:
     run_service("service batching off", {"MNIST_BATCHING": "false"}, off_cells, args, payloads, rows, rss)
     two_cells = [("json", "json", 64)] + ([("json", "json", 1), ("png", "png", 64)] * full)
     run_service("service 2 workers", {"MNIST_WORKERS": "2"}, two_cells, args, payloads, rows, rss)
+    # What the guards cost: each image is also run as two squeezed copies, and scored, per batch.
+    run_service("service guards off", {"MNIST_GUARDS": "false"}, [("json", "json", 64)], args, payloads, rows, rss)
     if full:
         run_ceiling("ceiling 2 workers", 2, [64], args, payloads, rows)
 
@@ -271,7 +291,9 @@ def main(argv: list[str] | None = None) -> int:
     checks = verdicts(rows, rss)
     for ok, text in checks:
         print(f"{'PASS' if ok else 'FAIL'}: {text}")
-    print(f"written: {write_markdown(rows, rss, checks, note).relative_to(ROOT)}")
+    budget = cpu_budget(rows)
+    print(budget)
+    print(f"written: {write_markdown(rows, rss, checks, note, budget).relative_to(ROOT)}")
     return 0 if all(ok for ok, _ in checks) else 1
 
 
