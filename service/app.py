@@ -94,6 +94,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
     finally:
         flusher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await flusher
         AccessLog.flush()
         if not start.done():
             start.cancel()
@@ -136,8 +138,8 @@ def create_app(settings: Settings | None = None, *, manager: Any | None = None) 
     for router in routers:
         app.include_router(router)
     # add_middleware stacks outward: limits run inside the access log, so refusals are logged and counted;
-    # the /predict fast lane inside both.
-    app.add_middleware(routes_predict.PredictFastLane)
+    # the direct /predict route inside both. Plain JSON digits take the lane in front of it all (ServingApp).
+    app.add_middleware(routes_predict.PredictDirectRoute)
     app.add_middleware(LimitsMiddleware, max_body_bytes=settings.max_body_bytes, body_timeout_s=settings.body_timeout_s)
     app.add_middleware(AccessMiddleware, routes=[route for router in routers for route in router.routes])
     app.lane = JsonPredictLane(settings, app.state.manager)

@@ -110,11 +110,12 @@ async def predict_batch(request: Request) -> JSONResponse:
     return JSONResponse({"predictions": predictions, "model_version": version})
 
 
-class PredictFastLane:
+class PredictDirectRoute:
     """``POST /predict`` straight to its endpoint, past FastAPI's routing and per-request dependency machinery.
 
-    The busiest route has no dependencies or parameters for that machinery to solve, yet it cost a
-    sixth of the event loop's time per request. Installed inside the access and limits middleware,
+    Uploads, and the JSON bodies the JSON lane (``api.json_lane``) hands over, come this way. The route
+    has no dependencies or parameters for that machinery to solve, yet it cost a sixth of the event
+    loop's time per request. Installed inside the access and limits middleware,
     so ids, logs, metrics, body caps and content-type checks are the same; errors propagate to the
     access middleware, which answers them with the same envelope the app's handlers use. Any other
     method or path (405s, redirects, docs) takes the normal route; /docs still describes this one.

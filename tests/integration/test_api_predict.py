@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import time
+
 import httpx
 import numpy as np
 import pytest
@@ -99,3 +102,16 @@ def test_request_id_is_echoed(served: ServerHandle) -> None:
     assert response.headers["x-request-id"] == "trace-me.42"
     generated = httpx.get(served.base_url + "/health/live", headers={"X-Request-ID": "no spaces allowed"})
     assert generated.headers["x-request-id"] != "no spaces allowed" and len(generated.headers["x-request-id"]) == 32
+
+
+def test_a_quiet_request_reaches_the_access_log_within_two_seconds(served: ServerHandle) -> None:
+    """Access lines are buffered; the once-a-second flush still gets a lone request's line out."""
+    image = {"image": as_json_rows(DIGITS[0])}
+    response = httpx.post(served.base_url + "/predict", json=image, headers={"X-Request-ID": "lone-request.7"})
+    assert response.status_code in (200, 422), response.text
+    deadline = time.monotonic() + 2.5
+    while '"request_id":"lone-request.7"' not in served.logs() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    (line,) = [json.loads(raw) for raw in served.logs().splitlines() if '"request_id":"lone-request.7"' in raw]
+    assert line["logger"] == "service.access" and line["route"] == "/predict" and line["method"] == "POST"
+    assert line["status"] == response.status_code and line["duration_ms"] > 0

@@ -13,7 +13,7 @@ from prometheus_client import REGISTRY
 from starlette.testclient import TestClient
 
 from service.app import create_app
-from service.logging_setup import AccessLog
+from service.logging_setup import AccessLog, JsonLineHandler
 from service.settings import Settings
 from tests.unit.api_fakes import FakeManager
 
@@ -112,8 +112,7 @@ def json_lines(stream: io.StringIO) -> list[dict]:
 @pytest.fixture()
 def log_stream() -> Iterator[io.StringIO]:
     """What the service's JSON handler writes (stdout in production)."""
-    handler = next(h for h in logging.getLogger().handlers if h.get_name() == "mnist-json")
-    assert isinstance(handler, logging.StreamHandler)
+    handler = next(h for h in logging.getLogger().handlers if isinstance(h, JsonLineHandler))
     stream = io.StringIO()
     previous = handler.setStream(stream)
     try:
@@ -125,7 +124,7 @@ def log_stream() -> Iterator[io.StringIO]:
 def test_access_line_is_json_with_the_request_id(client: TestClient, log_stream: io.StringIO) -> None:
     client.post("/predict", content=b"{}", headers={"Content-Type": "text/plain", "X-Request-ID": "req-42"})
     AccessLog.flush()
-    (line,) = [entry for entry in json_lines(log_stream) if entry["logger"] == "service.access"]
+    (line,) = access_lines(log_stream)
     assert line["request_id"] == "req-42" and line["status"] == 415 and line["route"] == "/predict"
     assert line["level"] == "info" and line["msg"] == "request" and line["method"] == "POST"
     assert {"ts", "path", "duration_ms", "model_version"} <= set(line)
@@ -141,12 +140,35 @@ def test_access_lines_follow_the_log_level(client: TestClient, log_stream: io.St
         access.setLevel(previous)
     client.get("/health/live")  # probes log at debug: below the default info
     AccessLog.flush()
-    assert not [entry for entry in json_lines(log_stream) if entry["logger"] == "service.access"]
+    assert access_lines(log_stream) == []
 
 
-def test_access_lines_keep_their_order_with_other_lines(client: TestClient, log_stream: io.StringIO) -> None:
-    """Access lines wait in the stream's buffer; any other record flushes them first, in order."""
+def access_lines(stream: io.StringIO) -> list[dict]:
+    return [entry for entry in json_lines(stream) if entry["logger"] == "service.access"]
+
+
+@pytest.fixture()
+def no_timed_flush(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The service's once-a-second flush, out of the way (requested before the app starts)."""
+    monkeypatch.setattr(AccessLog, "FLUSH_EVERY_S", 3600.0)
+
+
+def test_access_lines_wait_for_a_flush_and_keep_their_order(
+    no_timed_flush: None, client: TestClient, log_stream: io.StringIO
+) -> None:
+    """Buffered, an access line is written by the next flush or before the next other record, in order."""
     client.post("/predict", content=b"{}", headers={"Content-Type": "text/plain", "X-Request-ID": "first"})
+    assert access_lines(log_stream) == []
     logging.getLogger("service").warning("after the request")
     loggers = [entry["logger"] for entry in json_lines(log_stream)]
     assert loggers.index("service.access") < loggers.index("service")
+
+
+def test_a_full_access_buffer_is_written_without_waiting() -> None:
+    stream = io.StringIO()
+    handler = JsonLineHandler(stream)
+    for i in range(handler.MAX_PENDING - 1):
+        handler.add_line(f"{i}\n")
+    assert stream.getvalue() == ""
+    handler.add_line("last\n")
+    assert stream.getvalue().splitlines() == [*map(str, range(handler.MAX_PENDING - 1)), "last"]
