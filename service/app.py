@@ -70,7 +70,8 @@ def _log_start_failure(task: asyncio.Task[None]) -> None:
 async def _flush_access_log() -> None:
     while True:
         await asyncio.sleep(AccessLog.FLUSH_EVERY_S)
-        AccessLog.flush()
+        with contextlib.suppress(Exception):  # a broken stdout: the lines wait, bounded, for the next try
+            AccessLog.flush()
 
 
 @contextlib.asynccontextmanager
@@ -96,7 +97,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         flusher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await flusher
-        AccessLog.flush()
+        with contextlib.suppress(Exception):
+            AccessLog.flush()
         if not start.done():
             start.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

@@ -68,19 +68,33 @@ class JsonLineHandler(logging.StreamHandler):  # type: ignore[type-arg]
         with self.lock:  # type: ignore[union-attr]
             self._pending.append(text)
             if len(self._pending) >= self.MAX_PENDING:
-                self._write_pending()
+                self._write_pending_or_report()
 
     def _write_pending(self) -> None:
-        if self._pending:
-            lines, self._pending = self._pending, []
-            self.stream.write("".join(lines))
+        """Write the waiting lines; on failure they stay (the newest MAX_PENDING) and the error is raised."""
+        if not self._pending:
+            return
+        try:
+            self.stream.write("".join(self._pending))
+        except Exception:
+            del self._pending[: -self.MAX_PENDING]  # a stream that stays broken must not grow the buffer
+            raise
+        self._pending.clear()
+
+    def _write_pending_or_report(self) -> None:
+        # Reported the way logging reports a failed record, never raised into a request or the model thread.
+        try:
+            self._write_pending()
+        except Exception:
+            self.handleError(logging.makeLogRecord({"msg": "access lines could not be written"}))
 
     def emit(self, record: logging.LogRecord) -> None:
         with self.lock:  # type: ignore[union-attr]
-            self._write_pending()
-            super().emit(record)
+            self._write_pending_or_report()
+            super().emit(record)  # handles its own write errors
 
     def flush(self) -> None:
+        """Raises on a broken stream, as StreamHandler.flush does (logging.shutdown expects that)."""
         with self.lock:  # type: ignore[union-attr]
             self._write_pending()
             super().flush()

@@ -30,9 +30,9 @@ from typing import Any
 import numpy as np
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.api.access import record, request_id_from
+from service.api.access import STARTED_KEY, record, request_id_from
 from service.api.errors import error_response
-from service.api.limits import CLOSE, body_timeout, media_type
+from service.api.limits import BODY_DEADLINE_KEY, CLOSE, body_timeout, media_type
 from service.api.routes_predict import count, prediction_body
 from service.errors import ServiceError
 from service.json_input import parse_compact_request
@@ -49,7 +49,7 @@ ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",",
 def _announced_json_length(headers: list[tuple[bytes, bytes]], max_body_bytes: int) -> int | None:
     """The body length when the head announces a plain JSON body the lane may take, else None."""
     length: int | None = None
-    is_json = False
+    is_json = seen_type = False
     for name, value in headers:
         if name == b"content-length":
             text = value.strip()
@@ -57,6 +57,9 @@ def _announced_json_length(headers: list[tuple[bytes, bytes]], max_body_bytes: i
                 return None  # malformed or repeated: the full app's limits decide
             length = int(text)
         elif name == b"content-type":
+            if seen_type:
+                return None  # repeated: the full app goes by the first one, and says so
+            seen_type = True
             is_json = media_type(value.decode("latin-1")) == "application/json"
         elif name == b"transfer-encoding" or (name == b"content-encoding" and value.strip().lower() != b"identity"):
             return None
@@ -92,30 +95,36 @@ class JsonPredictLane:
             await full_app(scope, receive, send)
             return
         began = time.perf_counter()
+        deadline = asyncio.get_running_loop().time() + self.body_timeout_s
+        IN_FLIGHT.inc()  # from the first byte, as the access middleware counts: a slow upload is in flight
         try:
-            chunks, rest = await self._read_body(receive, length)
-        except TimeoutError:
-            await self._answer(scope, receive, send, began, body_timeout(self.body_timeout_s))
-            return
-        if rest is not None:
-            await full_app(scope, rest, send)
-            return
-        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        try:
-            image = parse_compact_request(body)
-        except Exception:
-            image = None  # the full app parses it again and words the error (or maps the fault) the same way
-        if image is None:
-            await full_app(scope, _replay([body], False, receive), send)
-            return
-        await self._answer(scope, receive, send, began, image)
+            try:
+                chunks, rest = await self._read_body(receive, length, deadline)
+            except TimeoutError:
+                await self._answer(scope, receive, send, began, body_timeout(self.body_timeout_s))
+                return
+            if rest is None:
+                body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+                try:
+                    image = parse_compact_request(body)
+                except Exception:
+                    image = None  # the full app parses it again and words the error (or maps the fault) alike
+                if image is not None:
+                    await self._answer(scope, receive, send, began, image)
+                    return
+                rest = _replay([body], False, receive)
+        finally:
+            IN_FLIGHT.dec()
+        # The full app counts the request from here on, with the clock and body deadline it started with.
+        scope[STARTED_KEY], scope[BODY_DEADLINE_KEY] = began, deadline
+        await full_app(scope, rest, send)
 
-    async def _read_body(self, receive: Receive, length: int) -> tuple[list[bytes], Receive | None]:
+    async def _read_body(self, receive: Receive, length: int, deadline: float) -> tuple[list[bytes], Receive | None]:
         """The body's chunks, and None once it is whole as announced; else the receive the full app takes
         over with (the client left half-way, or sent other than it announced). TimeoutError past the deadline."""
         chunks: list[bytes] = []
         received = 0
-        async with asyncio.timeout(self.body_timeout_s):
+        async with asyncio.timeout_at(deadline):
             while True:
                 message = await receive()
                 if message["type"] != "http.request":
@@ -138,7 +147,6 @@ class JsonPredictLane:
         token = REQUEST_ID.set(request_id)
         id_header = (b"x-request-id", request_id.encode("ascii"))
         status, version = 500, ""
-        IN_FLIGHT.inc()
         try:
             if isinstance(work, Exception):
                 raise work
@@ -160,7 +168,6 @@ class JsonPredictLane:
             extra = [id_header, CLOSE] if work is exc else [id_header]
             await response(scope, receive, _with_headers(send, extra))
         finally:
-            IN_FLIGHT.dec()
             record(scope, PATH, status, time.perf_counter() - began, version)
             REQUEST_ID.reset(token)
 

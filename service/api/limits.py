@@ -29,6 +29,9 @@ BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 # Used when neither the constructor nor the app's settings name a deadline (bare ASGI tests).
 DEFAULT_BODY_TIMEOUT_S = 10.0
 CLOSE = (b"connection", b"close")
+# The body deadline (event-loop time) of a request whose reading began in front of this middleware
+# (the JSON lane hands over after a partial read): the deadline counts from the request's start.
+BODY_DEADLINE_KEY = "mnist.body_deadline"
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -108,7 +111,7 @@ class LimitsMiddleware:
         limit = self.max_body_bytes
         timeout_s = self.body_timeout_s if self.body_timeout_s is not None else _settings_timeout(scope)
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout_s
+        deadline = scope.get(BODY_DEADLINE_KEY) or loop.time() + timeout_s
 
         async def guarded_receive() -> Message:
             nonlocal received, body_done

@@ -172,3 +172,39 @@ def test_a_full_access_buffer_is_written_without_waiting() -> None:
     assert stream.getvalue() == ""
     handler.add_line("last\n")
     assert stream.getvalue().splitlines() == [*map(str, range(handler.MAX_PENDING - 1)), "last"]
+
+
+class FlakyStream(io.StringIO):
+    """A stream whose next ``failures`` writes raise, as a closed pipe would."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+
+    def write(self, text: str) -> int:
+        if self.failures:
+            self.failures -= 1
+            raise BrokenPipeError("stdout is gone")
+        return super().write(text)
+
+
+def test_a_failed_write_loses_no_access_line_and_never_reaches_a_request(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(logging, "raiseExceptions", False)  # handleError's report to stderr, off for the test
+    stream = FlakyStream(failures=1)
+    handler = JsonLineHandler(stream)
+    handler.add_line("one\n")
+    with pytest.raises(BrokenPipeError):
+        handler.flush()  # as StreamHandler.flush: the caller (the service's flush task) decides
+    handler.add_line("two\n")
+    logging.getLogger("isolated").addHandler(handler)
+    try:
+        stream.failures = 1
+        handler.handle(logging.makeLogRecord({"msg": "a record", "name": "isolated"}))  # reported, not raised
+    finally:
+        logging.getLogger("isolated").removeHandler(handler)
+    for _ in range(handler.MAX_PENDING):
+        handler.add_line("more\n")  # the full buffer writes itself: never raises into a request
+    handler.flush()
+    lines = stream.getvalue().splitlines()
+    assert lines.count("one") == lines.count("two") == lines.count("a record") == 1
+    assert lines.count("more") == handler.MAX_PENDING and len(lines) == handler.MAX_PENDING + 3

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -221,3 +222,47 @@ def test_answer_carries_request_id_and_the_model_version(tmp_path: Path) -> None
     assert headers[b"content-type"] == b"application/json"
     assert answer["digit"] == 7 and answer["model_version"] == 3 and len(answer["probabilities"]) == 10
     assert np.isclose(sum(answer["probabilities"]), 1.0)
+
+
+def test_a_repeated_content_type_goes_to_the_full_app(tmp_path: Path) -> None:
+    """The full app goes by the first Content-Type; the lane does not guess which one counts."""
+    app = lane_of(tmp_path)
+    full = FullApp()
+    scope = scope_for("POST", "/predict", {"content-type": "text/plain", "content-length": LENGTH})
+    scope["headers"].append((b"content-type", b"application/json"))
+
+    async def direct(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        assert app.lane is not None
+        await app.lane(scope, receive, send, full)
+
+    status, _, _ = asyncio.run(call(direct, scope, receiving(PLAIN)))
+    assert status == 299 and full.bodies == [PLAIN]
+
+
+def in_flight() -> float:
+    return REGISTRY.get_sample_value("mnist_requests_in_flight") or 0.0
+
+
+def test_a_slow_upload_is_in_flight_and_keeps_its_deadline(tmp_path: Path) -> None:
+    """In flight from its first byte; handed over half-way, the body deadline still counts from the start."""
+    app = create_app(Settings(model_dir=tmp_path, body_timeout_s=0.4), manager=FakeManager())
+    seen: list[float] = []
+
+    async def receive_slowly() -> dict[str, Any]:
+        seen.append(in_flight())
+        if len(seen) == 1:
+            return {"type": "http.request", "body": b"{", "more_body": True}
+        if len(seen) == 2:
+            await asyncio.sleep(0.3)  # then more than the 10 bytes announced: handed over to the full app
+            return {"type": "http.request", "body": b'"image":[[0,0,0]', "more_body": True}
+        await asyncio.Event().wait()  # and then nothing, ever
+        raise AssertionError("unreachable")
+
+    before = in_flight()
+    scope = scope_for("POST", "/predict", {"content-type": "application/json", "content-length": "10"})
+    began = time.monotonic()
+    status, headers, answer = asyncio.run(call(app, scope, receive_slowly))
+    elapsed = time.monotonic() - began
+    assert status == 408 and answer["error"]["code"] == "request_timeout" and headers[b"connection"] == b"close"
+    assert elapsed < 0.6, f"the deadline restarted at the hand-over ({elapsed:.2f} s)"
+    assert seen[0] == before + 1 and in_flight() == before
