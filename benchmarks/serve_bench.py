@@ -13,7 +13,6 @@ issue 3 and writes the table to benchmarks/results/latest.md.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import os
 import platform
@@ -29,7 +28,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # loadtests.* and registry are repo-root modules
 
-from benchmarks.loadgen import CellResult, encode_request, run_cell
+from benchmarks.loadgen import CellResult, encode_request, run, run_cell
 from loadtests.digits import batch_body, build_pool, multipart_file
 from loadtests.run import free_port, registry_is_empty, stop, wait_ready
 
@@ -102,7 +101,7 @@ def worker_rss(root: psutil.Process) -> list[float]:
 
 
 def measure(port: int, requests: list[bytes], concurrency: int, args: argparse.Namespace) -> CellResult:
-    return asyncio.run(run_cell(port, requests, concurrency, args.warmup, args.duration))
+    return run(run_cell(port, requests, concurrency, args.warmup, args.duration))
 
 
 def refuse_payloads(port: int, payloads: Payloads) -> None:
@@ -252,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Serving benchmark: the service next to a bare ASGI ceiling.")
     parser.add_argument("--models", type=Path, default=Path("models"), help="registry root")
     parser.add_argument("--duration", type=float, default=3.0, help="measured seconds per cell")
-    parser.add_argument("--warmup", type=float, default=0.5, help="unmeasured seconds before each cell")
+    parser.add_argument("--warmup", type=float, default=1.5, help="unmeasured seconds before each cell")
     parser.add_argument("--quick", action="store_true", help="1 s cells, fewer of them (a smoke run)")
     args = parser.parse_args(argv)
     if args.quick:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.loadgen import run, run_cell
 from loadtests.run import free_port, wait_ready
 from tests.helpers import terminate
 
@@ -76,3 +77,14 @@ def test_small_requests_do_not_wait_for_delayed_acks(ceiling: int) -> None:
             reader.read(length)
         # Without TCP_NODELAY each answer waits ~40 ms for the client's delayed ACK: 20 would take ~0.8 s.
         assert (time.perf_counter() - began) / 20 < 0.02
+
+
+def test_the_bench_load_generator_counts_answers_and_reconnects(ceiling: int) -> None:
+    """``make bench``'s client: every answer counted, and a server that closes the connection (here on the
+    client's own ``Connection: close``) costs a reconnect, not an error or a stalled connection."""
+    closing = request(b"Connection: close\r\n")
+    # Connections 0 and 2 always send the first request, 1 and 3 the second (round-robin by connection).
+    result = run(run_cell(ceiling, [request(), closing], concurrency=4, warmup_s=0.1, duration_s=0.6))
+    assert result.completed > 40 and result.errors == 0 and set(result.statuses) == {200}
+    assert len(result.latencies_s) >= result.completed and result.client_cpu > 0
+    assert result.machine_cpu > 0 and result.cpu_us_per_request > 0
