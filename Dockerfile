@@ -50,24 +50,24 @@ RUN pip install -c constraints.txt ".[serve]"
 FROM build-base AS build-train
 RUN pip install -c constraints.txt ".[train]"
 
-# ---- runtime base: the non-root user and the registry mount point, shared by serve and train ----
+# ---- runtime base: the non-root user, the venv on PATH and the registry mount point, shared by serve
+# and train (each stage copies its own /opt/venv in; COPY does not run as USER) ----------------------
 FROM python-base AS runtime-base
 ARG APP_UID
 RUN useradd --system --uid "${APP_UID}" --user-group --create-home --shell /usr/sbin/nologin app \
     && mkdir -p /models \
     && chown "${APP_UID}:${APP_UID}" /models
+# The registry is expected at /models (a read-only mount in production, see deploy/README.md).
+ENV PATH=/opt/venv/bin:$PATH \
+    MNIST_MODEL_DIR=/models
+WORKDIR /home/app
+USER ${APP_UID}:${APP_UID}
 
 # ---- serve: the default runtime image --------------------------------------------------------
 FROM runtime-base AS serve
-ARG APP_UID
 COPY --from=build-serve /opt/venv /opt/venv
-# MNIST_HOST/PORT are the service defaults made explicit for the HEALTHCHECK; the registry is
-# expected at /models (a read-only mount in production, see deploy/README.md).
-ENV PATH=/opt/venv/bin:$PATH \
-    MNIST_MODEL_DIR=/models \
-    MNIST_PORT=8000
-WORKDIR /home/app
-USER ${APP_UID}:${APP_UID}
+# The service's default port made explicit for the HEALTHCHECK.
+ENV MNIST_PORT=8000
 EXPOSE 8000
 # Liveness only: readiness (model loaded + warm-up) belongs to the orchestrator's readiness probe,
 # otherwise an empty registry would make Docker restart a process that is merely waiting for a model.
@@ -128,13 +128,8 @@ CMD ["python", "-m", "service", "--host", "0.0.0.0"]
 
 # ---- train: TensorFlow + the training CLI, publishing into /models -------------------------------
 FROM runtime-base AS train
-ARG APP_UID
 COPY --from=build-train /opt/venv /opt/venv
-ENV PATH=/opt/venv/bin:$PATH \
-    MNIST_MODEL_DIR=/models \
-    TF_CPP_MIN_LOG_LEVEL=2
-WORKDIR /home/app
-USER ${APP_UID}:${APP_UID}
+ENV TF_CPP_MIN_LOG_LEVEL=2
 ENTRYPOINT ["python", "-m", "training"]
 CMD ["--registry", "/models"]
 

@@ -82,6 +82,21 @@ def _error_code(response: Any) -> str | None:
         return None
 
 
+def _ok_json(response: Any) -> Any:
+    """The JSON body of a 200 answer; otherwise the request is marked failed and None comes back."""
+    if response.status_code != 200:
+        response.failure(f"status {response.status_code}: {_error_code(response)}")
+        return None
+    try:
+        body = response.json()
+    except ValueError:
+        response.failure("response is not JSON")
+        return None
+    if body is None:
+        response.failure("response is JSON null")
+    return body
+
+
 def _slot_error_code(slot: Any) -> str | None:
     error = slot.get("error") if isinstance(slot, dict) else None
     return error.get("code") if isinstance(error, dict) else None
@@ -114,13 +129,8 @@ class DigitClient(FastHttpUser):
                 TALLY["guard_refusals"] += 1
                 resp.success()
                 return
-            if resp.status_code != 200:
-                resp.failure(f"status {resp.status_code}: {_error_code(resp)}")
-                return
-            try:
-                body = resp.json()
-            except ValueError:
-                resp.failure("response is not JSON")
+            body = _ok_json(resp)
+            if body is None:
                 return
             problem = _check_prediction(body) or _check_version(body)
             if problem:
@@ -145,13 +155,8 @@ class DigitClient(FastHttpUser):
         with self.client.post(
             "/predict/batch", name="/predict/batch [json]", data=body, headers=JSON_HEADERS, catch_response=True
         ) as resp:
-            if resp.status_code != 200:
-                resp.failure(f"status {resp.status_code}: {_error_code(resp)}")
-                return
-            try:
-                payload = resp.json()
-            except ValueError:
-                resp.failure("response is not JSON")
+            payload = _ok_json(resp)
+            if payload is None:
                 return
             preds = payload.get("predictions")
             if not isinstance(preds, list) or len(preds) != len(labels):

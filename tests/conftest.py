@@ -6,6 +6,7 @@ training CLI, so integration tests exercise the same artifacts users get.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -111,6 +112,16 @@ def launch_server(
     return handle
 
 
+@contextlib.contextmanager
+def running_server(log_dir: Path, env: dict[str, str] | None = None, **kwargs: Any) -> Iterator[ServerHandle]:
+    """``launch_server`` for the length of a ``with`` block (module- and session-scoped fixtures)."""
+    handle = launch_server(log_dir, env, **kwargs)
+    try:
+        yield handle
+    finally:
+        stop_server(handle)
+
+
 @pytest.fixture()
 def start_server(tmp_path: Path) -> Iterator[Callable[..., ServerHandle]]:
     """Factory: ``start_server(env={...}, registry=path, wait_ready=True)``; every server stops at teardown."""
@@ -129,6 +140,5 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., ServerHandle]]:
 @pytest.fixture(scope="session")
 def served(tiny_registry: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerHandle]:
     """One ready service on the tiny registry, shared by read-only tests of the session."""
-    handle = launch_server(tmp_path_factory.mktemp("served"), registry=tiny_registry)
-    yield handle
-    stop_server(handle)
+    with running_server(tmp_path_factory.mktemp("served"), registry=tiny_registry) as handle:
+        yield handle

@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import ServerHandle, launch_server, stop_server
+from tests.conftest import ServerHandle, running_server
 
 pytestmark = pytest.mark.integration
 
@@ -27,11 +27,10 @@ FUZZED = ["/predict", "/predict/batch", "/models", "/models/{version}", "/health
 
 @pytest.fixture(scope="module")
 def fuzzed(tiny_registry: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerHandle]:
-    handle = launch_server(
+    with running_server(
         tmp_path_factory.mktemp("fuzz"), {"MNIST_ADMIN_TOKEN": "fuzz-admin-token-0123456789"}, registry=tiny_registry
-    )
-    yield handle
-    stop_server(handle)
+    ) as handle:
+        yield handle
 
 
 def test_openapi_documents_the_prediction_bodies(fuzzed: ServerHandle) -> None:

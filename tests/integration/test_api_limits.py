@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from tests.conftest import ServerHandle, launch_server, stop_server
+from tests.conftest import ServerHandle, running_server
 from tests.helpers import as_json_rows, real_digits
 
 pytestmark = pytest.mark.integration
@@ -23,11 +23,10 @@ CAP = 64 * 1024
 @pytest.fixture(scope="module")
 def capped(tiny_registry: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerHandle]:
     """One server with a small body cap for the whole module: every test here only reads."""
-    handle = launch_server(
+    with running_server(
         tmp_path_factory.mktemp("capped"), {"MNIST_MAX_BODY_BYTES": str(CAP)}, registry=tiny_registry
-    )
-    yield handle
-    stop_server(handle)
+    ) as handle:
+        yield handle
 
 
 def envelope_code(response: httpx.Response) -> str:

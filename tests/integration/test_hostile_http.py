@@ -22,7 +22,7 @@ import httpx
 import psutil
 import pytest
 
-from tests.conftest import ServerHandle, launch_server, stop_server
+from tests.conftest import ServerHandle, running_server
 from tests.helpers import as_json_rows, raw_http, real_digits, to_png
 from tests.unit.input_corpus import HOSTILE_IMAGES, HOSTILE_JSON, Case
 
@@ -68,16 +68,13 @@ class Run:
 
 @pytest.fixture(scope="module")
 def run(tiny_registry: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
-    server = launch_server(
-        tmp_path_factory.mktemp("hostile"), {"MNIST_ADMIN_TOKEN": ADMIN_TOKEN}, registry=tiny_registry
-    )
-    client = httpx.Client(base_url=server.base_url, timeout=15)
-    try:
+    log_dir = tmp_path_factory.mktemp("hostile")
+    with (
+        running_server(log_dir, {"MNIST_ADMIN_TOKEN": ADMIN_TOKEN}, registry=tiny_registry) as server,
+        httpx.Client(base_url=server.base_url, timeout=15) as client,
+    ):
         before = digit_answers(client)  # also the warm-up: first-use allocations are not the corpus' fault
         yield Run(server, client, rss(server), before)
-    finally:
-        client.close()
-        stop_server(server)
 
 
 def rss(server: ServerHandle) -> int:

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import ServerHandle, launch_server, stop_server
+from tests.conftest import ServerHandle, running_server
 from tests.helpers import RawReply, as_json_rows, raw_http, real_digits
 
 pytestmark = pytest.mark.integration
@@ -24,11 +24,10 @@ ANSWER_WITHIN_S = BODY_TIMEOUT_S + 3.0
 
 @pytest.fixture(scope="module")
 def slow_server(tiny_registry: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerHandle]:
-    handle = launch_server(
+    with running_server(
         tmp_path_factory.mktemp("slow"), {"MNIST_BODY_TIMEOUT_S": str(BODY_TIMEOUT_S)}, registry=tiny_registry
-    )
-    yield handle
-    stop_server(handle)
+    ) as handle:
+        yield handle
 
 
 MULTIPART_START = b'--b\r\nContent-Disposition: form-data; name="file"; filename="a"\r\n\r\n'
