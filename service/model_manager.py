@@ -13,9 +13,9 @@ import contextlib
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -40,8 +40,9 @@ log = logging.getLogger(__name__)
 _KEY_METRICS = ("test_accuracy", "ece", "fgsm", "latency_us_per_image", "guards")
 
 
-@dataclass(frozen=True)
-class Prediction:
+class Prediction(NamedTuple):
+    """One answered image. A named tuple: one is built per request, at a fraction of a frozen dataclass's cost."""
+
     digit: int
     confidence: float
     probabilities: list[float]
@@ -151,8 +152,7 @@ class ModelManager:
             model.inflight -= 1
         answers: list[Prediction | ServiceError] = []
         labels, version = model.labels, model.version
-        best_rows = probs.argmax(axis=1).tolist()  # the first maximum of each row
-        for i, (row, code, best) in enumerate(zip(probs.tolist(), refusals.tolist(), best_rows, strict=True)):
+        for i, (row, code) in enumerate(zip(probs.tolist(), refusals.tolist(), strict=True)):
             if code:
                 answers.append(
                     NotADigit(f"image {i} does not look like a handwritten digit")
@@ -160,7 +160,9 @@ class ModelManager:
                     else SuspectedAdversarial(f"image {i} looks altered to mislead the model")
                 )
                 continue
-            answers.append(Prediction(labels[best], row[best], row, version))
+            confidence = max(row)
+            # The first maximum, as argmax; over ten Python floats, cheaper than numpy's call overhead.
+            answers.append(Prediction(labels[row.index(confidence)], confidence, row, version))
         return answers
 
     # ---- loading and hot swap ----------------------------------------------------

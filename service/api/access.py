@@ -104,8 +104,7 @@ def record(scope: Scope, endpoint: str, status: int, elapsed: float, model_versi
     _duration_histogram(endpoint, model_version).observe(elapsed)
     # Probes and scrapes arrive every few seconds; at info they would drown the real traffic.
     level = logging.DEBUG if endpoint in QUIET_ROUTES else logging.INFO
-    if ACCESS_LOG.logger.isEnabledFor(level):  # the line's fields are only built when it will be written
-        _access_line(level, scope, endpoint, status, elapsed, model_version)
+    ACCESS_LOG.request(level, scope["method"], scope["path"], endpoint, status, elapsed, model_version)
 
 
 # Metric children by label values: ``.labels()`` costs microseconds per request, a dict lookup far less.
@@ -128,17 +127,3 @@ def _duration_histogram(endpoint: str, model_version: str) -> Any:
     if child is None:
         child = _DURATIONS[key] = REQUEST_DURATION.labels(endpoint=endpoint, model_version=model_version)
     return child
-
-
-def _access_line(level: int, scope: Scope, endpoint: str, status: int, elapsed: float, model_version: str) -> None:
-    ACCESS_LOG.write(
-        level,
-        {
-            "method": scope["method"],
-            "path": scope["path"][:200],
-            "route": endpoint,
-            "status": status,
-            "duration_ms": round(elapsed * 1000, 3),
-            "model_version": model_version or None,
-        },
-    )

@@ -22,7 +22,6 @@ other request.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -33,7 +32,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from service.api.access import STARTED_KEY, record, request_id_from
 from service.api.errors import error_response
 from service.api.limits import BODY_DEADLINE_KEY, CLOSE, body_timeout, media_type
-from service.api.routes_predict import count, prediction_body
+from service.api.routes_predict import count, prediction_json
 from service.errors import ServiceError
 from service.json_input import parse_compact_request
 from service.logging_setup import REQUEST_ID
@@ -42,8 +41,6 @@ from service.settings import Settings
 
 PATH = "/predict"
 JSON_HEADERS = [(b"content-type", b"application/json")]
-# Starlette's JSONResponse rendering, built once instead of per call.
-ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 
 
 def _announced_json_length(headers: list[tuple[bytes, bytes]], max_body_bytes: int) -> int | None:
@@ -155,7 +152,7 @@ class JsonPredictLane:
                 raise result
             count(result)
             version = str(result.model_version)
-            content = ENCODER.encode(prediction_body(result, self.settings)).encode()
+            content = prediction_json(result, self.settings)
             status = 200
             headers = [*JSON_HEADERS, (b"content-length", str(len(content)).encode()), id_header]
             await send({"type": "http.response.start", "status": 200, "headers": headers})

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import math
 from typing import Any
 
 import numpy as np
 from fastapi import APIRouter, Request
 from fastapi.routing import APIRoute
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.api.access import set_model_version
@@ -34,6 +36,23 @@ def prediction_body(prediction: Any, settings: Settings) -> dict[str, Any]:
         body["confidence"] = round(confidence, 2)
     body["model_version"] = int(prediction.model_version)
     return body
+
+
+_PREDICTION_JSON = '{"digit":%d,"confidence":%r,"probabilities":[%s],"model_version":%d}'
+_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))  # JSONResponse's options
+
+
+def prediction_json(prediction: Any, settings: Settings) -> bytes:
+    """``prediction_body`` as the bytes ``JSONResponse`` sends for it. The single-digit answer is the hot
+    path, and ``json`` spent more time on the dict than on the numbers: written here directly instead."""
+    if not settings.return_probabilities:
+        return _ENCODER.encode(prediction_body(prediction, settings)).encode()
+    confidence = round(float(prediction.confidence), 6)
+    probabilities = [round(float(p), 6) for p in prediction.probabilities]
+    if not math.isfinite(confidence + sum(probabilities)):
+        raise ValueError("Out of range float values are not JSON compliant")  # json's allow_nan=False
+    numbers = ",".join(map(repr, probabilities))  # json writes a float as its repr
+    return (_PREDICTION_JSON % (prediction.digit, confidence, numbers, prediction.model_version)).encode()
 
 
 # The children of PREDICTIONS by (digit, band, version): a label lookup costs microseconds per request.
@@ -65,7 +84,7 @@ async def _loaded_version(request: Request) -> int | None:
     responses={200: {"model": PredictionOut}, **INPUT_ERRORS},
     openapi_extra=predict_request_body(batch=False),
 )
-async def predict(request: Request) -> JSONResponse:
+async def predict(request: Request) -> Response:
     state = request.app.state
     image = await single_image(request, state.settings, state.decode_executor)
     (result,) = await state.manager.predict(image[np.newaxis].astype(np.float32, copy=False))
@@ -73,7 +92,7 @@ async def predict(request: Request) -> JSONResponse:
         raise result
     set_model_version(request.scope, result.model_version)
     count(result)
-    return JSONResponse(prediction_body(result, state.settings))
+    return Response(prediction_json(result, state.settings), media_type="application/json")
 
 
 @router.post(

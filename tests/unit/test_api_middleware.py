@@ -13,7 +13,7 @@ from prometheus_client import REGISTRY
 from starlette.testclient import TestClient
 
 from service.app import create_app
-from service.logging_setup import AccessLog, JsonLineHandler
+from service.logging_setup import REQUEST_ID, AccessLog, JsonLineHandler, request_fields
 from service.settings import Settings
 from tests.unit.api_fakes import FakeManager
 
@@ -141,6 +141,42 @@ def test_access_lines_follow_the_log_level(client: TestClient, log_stream: io.St
     client.get("/health/live")  # probes log at debug: below the default info
     AccessLog.flush()
     assert access_lines(log_stream) == []
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "route", "status", "version", "request_id"),
+    [
+        ("POST", "/predict", "/predict", 200, "3", "req-42"),
+        ("GET", "/models/7", "/models/{version}", 404, "", None),
+        ("POST", '/odd "path" \\ é\n' + "x" * 300, "unmatched", 415, "", "abc"),
+    ],
+)
+def test_the_fast_access_line_is_the_generic_line_byte_for_byte(
+    monkeypatch: pytest.MonkeyPatch,
+    method: str,
+    path: str,
+    route: str,
+    status: int,
+    version: str,
+    request_id: str | None,
+) -> None:
+    """AccessLog.request keeps its repeating parts pre-encoded; what it writes must not differ from write()."""
+    stream = io.StringIO()
+    handler = JsonLineHandler(stream)
+    monkeypatch.setattr("service.logging_setup._json_handler", lambda: handler)
+    monkeypatch.setattr("service.logging_setup.time.time", lambda: 1_700_000_000.25)
+    log = AccessLog("service.access")
+    token = REQUEST_ID.set(request_id)
+    try:
+        for _ in range(2):  # the second line comes from the kept parts
+            log.request(logging.INFO, method, path, route, status, 0.0123456, version)
+        log.write(logging.INFO, request_fields(method, path, route, status, 0.0123456, version))
+    finally:
+        REQUEST_ID.reset(token)
+    handler.flush()
+    first, again, generic = stream.getvalue().splitlines()
+    assert first == again == generic
+    assert json.loads(first)["path"] == path[:200]
 
 
 def access_lines(stream: io.StringIO) -> list[dict]:

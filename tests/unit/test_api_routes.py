@@ -220,3 +220,27 @@ def test_openapi_documents_all_three_input_forms(make_client: ClientFactory) -> 
     assert set(content) == {"application/json", "multipart/form-data", "image/png", "image/jpeg"}
     assert "example" in content["application/json"]
     assert "/predict/batch" in schema["paths"] and "/health/ready" in schema["paths"]
+
+
+def test_the_written_prediction_json_is_what_json_response_renders() -> None:
+    """/predict writes its answer by hand (the hot path); it must stay the bytes JSONResponse makes."""
+    import numpy as np
+    from starlette.responses import JSONResponse
+
+    from service.api.routes_predict import prediction_body, prediction_json
+    from service.model_manager import Prediction
+
+    rng = np.random.default_rng(7)
+    rows = [rng.dirichlet(np.full(10, alpha)).astype(np.float32).tolist() for alpha in (0.05, 0.3, 5.0)]
+    rows.append([1.0] + [0.0] * 9)
+    rows.append([1e-9, 0.9999995, *[5e-8] * 8])  # values that round to 0.0 and 1.0
+    for probabilities in rows:
+        digit = int(np.argmax(probabilities))
+        prediction = Prediction(digit, probabilities[digit], probabilities, 12)
+        for settings in (Settings(), Settings(return_probabilities=False)):
+            expected = JSONResponse(prediction_body(prediction, settings)).body
+            assert prediction_json(prediction, settings) == expected
+
+    broken = Prediction(3, float("nan"), [float("nan")] * 10, 1)
+    with pytest.raises(ValueError, match="not JSON compliant"):
+        prediction_json(broken, Settings())
