@@ -38,7 +38,7 @@ def reduce_bit_depth(images: np.ndarray, bits: int) -> np.ndarray:
 
 def median_filter(images: np.ndarray, size: int) -> np.ndarray:
     """Median over a size x size window on [N, H, W, 1] images (edge-padded)."""
-    if size == 2 and np.issubdtype(images.dtype, np.floating):  # ints would overflow in lo + hi
+    if size == 2 and np.issubdtype(images.dtype, np.floating) and images.shape[-1] == 1:  # ints overflow lo + hi
         return _median_2x2(images)
     _, h, w, _ = images.shape
     pad_before = (size - 1) // 2
@@ -50,40 +50,57 @@ def median_filter(images: np.ndarray, size: int) -> np.ndarray:
 
 def _median_2x2(images: np.ndarray) -> np.ndarray:
     """np.median of each 2x2 window (edge-padded below and right), elementwise, without sorting a stacked
-    copy: ~12x faster at serving sizes, and it runs once per batch on the event loop.
+    copy: ~20x faster at serving sizes, and it runs once per batch on the event loop.
 
     Of four values a, b (one row) and c, d (the next), the middle two are max(min(a, b), min(c, d)) and
     min(max(a, b), max(c, d)); np.median averages them as (x + y) / 2 in the input dtype, and so does
-    this, bit for bit. The pair minima and maxima of each row are shared by the two windows using it.
+    this, bit for bit. The work runs on the whole padded batch as one flat array, where the right
+    neighbour is 1 element on and the one below a padded row on: contiguous passes instead of short
+    strided rows, with the pairs of each row shared by the two windows that use them. What wraps
+    across row and image ends lands in the padding column and row, which are dropped.
     """
-    n, h, w, c = images.shape
-    padded = np.empty((n, h + 1, w + 1, c), dtype=images.dtype)
-    padded[:, :h, :w] = images
-    padded[:, :h, w] = images[:, :, w - 1]
+    n, h, w, _ = images.shape
+    row = w + 1
+    grid = images.reshape(n, h, w)
+    padded = np.empty((n, h + 1, row), dtype=images.dtype)
+    padded[:, :h, :w] = grid
+    padded[:, :h, w] = grid[:, :, w - 1]
     padded[:, h] = padded[:, h - 1]
-    pair_lo = np.minimum(padded[:, :, :w], padded[:, :, 1:])
-    pair_hi = np.maximum(padded[:, :, :w], padded[:, :, 1:])
-    lo = np.maximum(pair_lo[:, :h], pair_lo[:, 1:])
-    hi = np.minimum(pair_hi[:, :h], pair_hi[:, 1:])
-    lo += hi
+    flat = padded.reshape(-1)
+    pair_lo = np.minimum(flat[:-1], flat[1:])
+    pair_hi = np.maximum(flat[:-1], flat[1:])
+    lo = np.maximum(pair_lo[:-row], pair_lo[row:])
+    lo += np.minimum(pair_hi[:-row], pair_hi[row:])
     lo /= images.dtype.type(2)
-    return lo
+    out = np.empty(flat.size, dtype=images.dtype)
+    out[: lo.size] = lo
+    return out.reshape(n, h + 1, row)[:, :h, :w, np.newaxis]
+
+
+class MahalanobisForm:
+    """Squared distance from feature rows to the nearest class mean, for one (means, precision).
+
+    Expanded as x'Px - 2 x'Pm + m'Pm with the symmetric part of P (a quadratic form depends on nothing
+    else): two small matmuls per batch instead of one over every (row, class) difference, the parts
+    that depend only on the version computed once; float64 so the expansion loses nothing to cancellation.
+    """
+
+    def __init__(self, means: np.ndarray, precision: np.ndarray) -> None:
+        p = np.asarray(precision, dtype=np.float64)
+        m = np.asarray(means, dtype=np.float64)
+        self._p = (p + p.T) / 2
+        self._pm = self._p @ m.T  # [K, C]
+        self._mpm = (m * self._pm.T).sum(axis=1)[np.newaxis, :]  # [1, C]
+
+    def scores(self, features: np.ndarray) -> np.ndarray:
+        x = features.astype(np.float64)
+        dists = ((x @ self._p) * x).sum(axis=1)[:, np.newaxis] - 2 * (x @ self._pm) + self._mpm
+        return dists.min(axis=1)
 
 
 def mahalanobis_scores(features: np.ndarray, means: np.ndarray, precision: np.ndarray) -> np.ndarray:
-    """Squared distance from each feature row to its nearest class mean.
-
-    Expanded as x'Px - 2 x'Pm + m'Pm with the symmetric part of P (a quadratic form depends on nothing
-    else): two small matmuls instead of one over every (row, class) difference; float64 so the
-    expansion loses nothing to cancellation.
-    """
-    p = precision.astype(np.float64)
-    p = (p + p.T) / 2
-    x = features.astype(np.float64)
-    m = means.astype(np.float64)
-    xp = x @ p
-    dists = (xp * x).sum(axis=1)[:, None] - 2 * (xp @ m.T) + ((m @ p) * m).sum(axis=1)[None, :]
-    return dists.min(axis=1)
+    """Squared distance from each feature row to its nearest class mean (see MahalanobisForm)."""
+    return MahalanobisForm(means, precision).scores(features)
 
 
 def reconstruction_errors(images: np.ndarray, mean: np.ndarray, components: np.ndarray) -> np.ndarray:
@@ -130,6 +147,7 @@ class Guards:
         self.squeeze_threshold = float(adv["threshold"])
         if self.means.ndim != 2 or self.precision.shape != (self.means.shape[1], self.means.shape[1]):
             raise ValueError("guards.json: class_means [C,K] and precision [K,K] do not match")
+        self._mahalanobis = MahalanobisForm(self.means, self.precision)
         components = self.pca_components.astype(np.float64)
         if components.ndim != 2 or not np.allclose(components @ components.T, np.eye(len(components)), atol=1e-3):
             raise ValueError("guards.json: pca_components must be orthonormal rows (a PCA's)")
@@ -151,7 +169,7 @@ class Guards:
         behind it (ood, reconstruction error, squeeze), all vectors over the batch."""
         n = len(images)
         p, p_bits, p_median = probs[:n], probs[n : 2 * n], probs[2 * n :]
-        ood = mahalanobis_scores(features[:n], self.means, self.precision)
+        ood = self._mahalanobis.scores(features[:n])
         recon = reconstruction_errors(images, self.pca_mean, self.pca_components)
         squeeze = squeeze_scores(p, p_bits, p_median)
         not_digit = (ood > self.ood_threshold) | (recon > self.pca_threshold) | (p.max(axis=1) < self.min_confidence)

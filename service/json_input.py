@@ -114,9 +114,9 @@ def parse_json_image(obj: object, where: str = "image") -> np.ndarray:
     return _checked(arr, where)
 
 
-def _checked(arr: np.ndarray, where: str) -> np.ndarray:
-    """The checks after the shape and range: not 0..1, not blank."""
-    peak = float(arr.max())
+def _checked(arr: np.ndarray, where: str, peak: float | None = None) -> np.ndarray:
+    """The checks after the shape and range: not 0..1, not blank. ``peak``: arr.max(), when known."""
+    peak = float(arr.max()) if peak is None else peak
     if 0 < peak <= 1.0:
         raise InvalidInput(
             f"{where} values are all <= 1: this API takes 0..255 (0 background, 255 ink), not 0..1; multiply by 255"
@@ -163,13 +163,14 @@ def parse_compact_request(body: bytes) -> np.ndarray | None:
     if b",," in flat or flat.startswith(b",") or flat.endswith(b","):
         return None  # an empty number
     ints = np.fromstring(flat, dtype=np.int64, sep=",")  # only digits and commas: no sign, no fraction
-    if ints.size != SIDE * SIDE or ints.max() > 255:
+    peak = int(ints.max()) if ints.size == SIDE * SIDE else -1
+    if not 0 <= peak <= 255:
         return None
     # Every number is a digit string; JSON forbids leading zeros, so each one must be its value's shortest form.
     digits = len(flat) - (SIDE * SIDE - 1)
     if digits != ints.size + int(np.count_nonzero(ints >= 10)) + int(np.count_nonzero(ints >= 100)):
         return None
-    return _checked(ints.reshape(SIDE, SIDE).astype(np.float32), "image")
+    return _checked(ints.reshape(SIDE, SIDE).astype(np.float32), "image", peak)
 
 
 def parse_json_request(obj: object) -> np.ndarray:

@@ -57,7 +57,7 @@ def _announced_json_length(headers: list[tuple[bytes, bytes]], max_body_bytes: i
             if seen_type:
                 return None  # repeated: the full app goes by the first one, and says so
             seen_type = True
-            is_json = media_type(value.decode("latin-1")) == "application/json"
+            is_json = value == b"application/json" or media_type(value.decode("latin-1")) == "application/json"
         elif name == b"transfer-encoding" or (name == b"content-encoding" and value.strip().lower() != b"identity"):
             return None
     if not is_json or length is None or not 0 < length <= max_body_bytes:

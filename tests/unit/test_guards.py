@@ -133,3 +133,10 @@ def test_a_non_digit_is_not_also_called_adversarial() -> None:
     assert [REFUSALS[c] for c in codes.tolist()] == [None, SUSPECTED_ADVERSARIAL, NOT_A_DIGIT]
     _, verdicts = guards.judge(images, probs, features)
     assert [v.refusal for v in verdicts] == [None, SUSPECTED_ADVERSARIAL, NOT_A_DIGIT]
+
+
+@pytest.mark.parametrize("shape", [(1, 28, 28, 1), (2, 5, 7, 1), (4, 9, 3, 1), (1, 1, 1, 1)])
+def test_the_flat_2x2_median_holds_at_every_edge(shape: tuple[int, int, int, int]) -> None:
+    """The 2x2 median runs on the padded batch as one flat array: no value may leak across rows or images."""
+    images = np.random.default_rng(len(shape) + shape[1]).random(shape, dtype=np.float32)
+    np.testing.assert_array_equal(median_filter(images, 2), reference_median(images, 2))
