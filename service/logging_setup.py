@@ -184,7 +184,7 @@ class AccessLog:
         request_id = REQUEST_ID.get()
         # Request ids are [A-Za-z0-9._-] (see access.request_id_from): nothing in them needs escaping.
         rid = f',"request_id":"{request_id}"' if request_id else ""
-        duration_ms = round(elapsed_s * 1000, 3)
+        duration_ms = round(float(elapsed_s) * 1000, 3)  # a float's repr is its JSON; a numpy scalar's is not
         handler.add_line(f'{{"ts":"{_timestamp(time.time())}"{head}{rid}{middle}{duration_ms!r}{tail}')
 
     def _encode_parts(

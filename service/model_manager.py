@@ -160,9 +160,11 @@ class ModelManager:
                     else SuspectedAdversarial(f"image {i} looks altered to mislead the model")
                 )
                 continue
-            confidence = max(row)
             # The first maximum, as argmax; over ten Python floats, cheaper than numpy's call overhead.
-            answers.append(Prediction(labels[row.index(confidence)], confidence, row, version))
+            # A NaN (a broken model) makes max() order-dependent: argmax then picks it, as it always did,
+            # and the answer fails to encode (500) instead of naming a digit.
+            best = row.index(max(row)) if math.isfinite(sum(row)) else int(np.argmax(row))
+            answers.append(Prediction(labels[best], row[best], row, version))
         return answers
 
     # ---- loading and hot swap ----------------------------------------------------

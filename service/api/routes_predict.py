@@ -49,7 +49,7 @@ def prediction_json(prediction: Any, settings: Settings) -> bytes:
         return _ENCODER.encode(prediction_body(prediction, settings)).encode()
     confidence = round(float(prediction.confidence), 6)
     probabilities = [round(float(p), 6) for p in prediction.probabilities]
-    if not math.isfinite(confidence + sum(probabilities)):
+    if not math.isfinite(confidence + sum(probabilities)):  # probabilities are <= 1: the sum cannot overflow
         raise ValueError("Out of range float values are not JSON compliant")  # json's allow_nan=False
     numbers = ",".join(map(repr, probabilities))  # json writes a float as its repr
     return (_PREDICTION_JSON % (prediction.digit, confidence, numbers, prediction.model_version)).encode()

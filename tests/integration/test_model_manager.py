@@ -204,3 +204,34 @@ def test_onnx_and_savedmodel_agree(registry_copy: Path):
         saved_backend.close()
     assert np.max(np.abs(onnx_probs - saved_probs)) <= 1e-4
     assert np.allclose(onnx_features, saved_features, rtol=1e-4, atol=1e-4)
+
+
+def test_a_model_that_outputs_nan_never_names_a_confident_digit(registry_copy: Path):
+    """A broken model's NaN must reach the answer (and fail its encoding as a 500), not be skipped over."""
+    import dataclasses
+
+    from service.api.routes_predict import prediction_json
+
+    async def scenario() -> None:
+        manager = ModelManager(settings_for(registry_copy, guards=False))
+        await manager.start()
+        try:
+            model = manager._current
+            assert model is not None
+
+            def broken(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                probs, features = model.backend.run(rows)
+                probs = probs.copy()
+                probs[:, 1] = np.nan  # before the true maximum: max() over the list would skip it
+                return probs, features
+
+            model.runner = dataclasses.replace(model.runner, fn=broken)
+            (answer,) = await manager.predict(digits(1))
+            assert isinstance(answer, Prediction) and np.isnan(answer.confidence)
+            for settings in (Settings(return_probabilities=True), Settings(return_probabilities=False)):
+                with pytest.raises(ValueError, match="not JSON compliant"):
+                    prediction_json(answer, settings)
+        finally:
+            await manager.stop()
+
+    asyncio.run(scenario())

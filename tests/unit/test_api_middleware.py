@@ -244,3 +244,13 @@ def test_a_failed_write_loses_no_access_line_and_never_reaches_a_request(monkeyp
     lines = stream.getvalue().splitlines()
     assert lines.count("one") == lines.count("two") == lines.count("a record") == 1
     assert lines.count("more") == handler.MAX_PENDING and len(lines) == handler.MAX_PENDING + 3
+
+
+@pytest.mark.parametrize("sent", [b"abc\n", b"abc\r", b"a" * 129, b"", b"ab c", b'a"b'])
+def test_a_request_id_unsafe_to_log_or_echo_is_replaced(sent: bytes) -> None:
+    """Ids go raw into access lines and response headers: only [A-Za-z0-9._-]{1,128}, the whole value."""
+    from service.api.access import request_id_from
+
+    got = request_id_from([(b"x-request-id", sent)])
+    assert got != sent.decode("latin-1") and len(got) == 32
+    assert request_id_from([(b"x-request-id", b"req-42.a_b")]) == "req-42.a_b"

@@ -237,10 +237,11 @@ def test_the_written_prediction_json_is_what_json_response_renders() -> None:
     for probabilities in rows:
         digit = int(np.argmax(probabilities))
         prediction = Prediction(digit, probabilities[digit], probabilities, 12)
-        for settings in (Settings(), Settings(return_probabilities=False)):
+        for settings in (Settings(return_probabilities=True), Settings(return_probabilities=False)):
             expected = JSONResponse(prediction_body(prediction, settings)).body
             assert prediction_json(prediction, settings) == expected
 
-    broken = Prediction(3, float("nan"), [float("nan")] * 10, 1)
-    with pytest.raises(ValueError, match="not JSON compliant"):
-        prediction_json(broken, Settings())
+    for bad in (float("nan"), float("inf")):
+        broken = Prediction(3, 0.5, [0.1, 0.2, 0.3, bad, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0], 1)
+        with pytest.raises(ValueError, match="not JSON compliant"):
+            prediction_json(broken, Settings(return_probabilities=True))
