@@ -305,18 +305,17 @@ class Batcher:
         """Run on the model thread; more rows than max_batch_size (a large submission) run in chunks."""
         # Measured here, not at dispatch: a batch queued behind a running call is still waiting for the model.
         started = time.monotonic()
-        queue_wait = metrics.QUEUE_WAIT.labels(runner.model_version)  # once per batch: .labels() costs µs
+        queue_wait = metrics.child(metrics.QUEUE_WAIT, runner.model_version)
         for item in batch:
             queue_wait.observe(started - item.enqueued)
-        metrics.BATCH_SIZE.labels(runner.model_version).observe(sum(item.size for item in batch))
+        metrics.child(metrics.BATCH_SIZE, runner.model_version).observe(sum(item.size for item in batch))
         probs_parts, feature_parts = [], []
         for start in range(0, rows.shape[0], self.max_batch_size):
             chunk = rows[start : start + self.max_batch_size]
             began = time.perf_counter()
             probs, features = runner.fn(chunk)
-            metrics.INFERENCE_DURATION.labels(runner.model_version, runner.backend, runner.device).observe(
-                time.perf_counter() - began
-            )
+            inference = metrics.child(metrics.INFERENCE_DURATION, runner.model_version, runner.backend, runner.device)
+            inference.observe(time.perf_counter() - began)
             if probs.shape[0] != chunk.shape[0] or features.shape[0] != chunk.shape[0]:
                 raise ValueError(f"model returned {probs.shape[0]}/{features.shape[0]} rows for {chunk.shape[0]}")
             probs_parts.append(probs)

@@ -18,7 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.api.errors import error_response
 from service.logging_setup import REQUEST_ID, AccessLog
-from service.metrics import IN_FLIGHT, REQUEST_DURATION, REQUESTS
+from service.metrics import IN_FLIGHT, REQUEST_DURATION, REQUESTS, child
 
 ACCESS_LOG = AccessLog("service.access")
 
@@ -100,30 +100,8 @@ class AccessMiddleware:
 
 def record(scope: Scope, endpoint: str, status: int, elapsed: float, model_version: str) -> None:
     """The metrics and the access line of one answered request (also used by the JSON /predict lane)."""
-    _request_counter(endpoint, scope["method"], status).inc()
-    _duration_histogram(endpoint, model_version).observe(elapsed)
+    child(REQUESTS, endpoint, scope["method"], status).inc()
+    child(REQUEST_DURATION, endpoint, model_version).observe(elapsed)
     # Probes and scrapes arrive every few seconds; at info they would drown the real traffic.
     level = logging.DEBUG if endpoint in QUIET_ROUTES else logging.INFO
     ACCESS_LOG.request(level, scope["method"], scope["path"], endpoint, status, elapsed, model_version)
-
-
-# Metric children by label values: ``.labels()`` costs microseconds per request, a dict lookup far less.
-# Bounded like the labels themselves: route templates, methods, statuses and model versions.
-_COUNTERS: dict[tuple[str, str, int], Any] = {}
-_DURATIONS: dict[tuple[str, str], Any] = {}
-
-
-def _request_counter(endpoint: str, method: str, status: int) -> Any:
-    key = (endpoint, method, status)
-    child = _COUNTERS.get(key)
-    if child is None:
-        child = _COUNTERS[key] = REQUESTS.labels(endpoint=endpoint, method=method, status=str(status))
-    return child
-
-
-def _duration_histogram(endpoint: str, model_version: str) -> Any:
-    key = (endpoint, model_version)
-    child = _DURATIONS.get(key)
-    if child is None:
-        child = _DURATIONS[key] = REQUEST_DURATION.labels(endpoint=endpoint, model_version=model_version)
-    return child

@@ -17,7 +17,7 @@ from service.api.errors import entry_error
 from service.api.inputs import Slot, batch_images, single_image
 from service.api.schemas import BatchOut, PredictionOut, error_responses, predict_request_body
 from service.errors import ServiceError
-from service.metrics import PREDICTIONS, confidence_band
+from service.metrics import PREDICTIONS, child, confidence_band
 from service.settings import Settings
 
 router = APIRouter(tags=["predict"])
@@ -55,17 +55,9 @@ def prediction_json(prediction: Any, settings: Settings) -> bytes:
     return (_PREDICTION_JSON % (prediction.digit, confidence, numbers, prediction.model_version)).encode()
 
 
-# The children of PREDICTIONS by (digit, band, version): a label lookup costs microseconds per request.
-_PREDICTION_COUNTERS: dict[tuple[Any, str, Any], Any] = {}
-
-
 def count(prediction: Any) -> None:
-    key = (prediction.digit, confidence_band(float(prediction.confidence)), prediction.model_version)
-    counter = _PREDICTION_COUNTERS.get(key)
-    if counter is None:
-        counter = PREDICTIONS.labels(digit=str(key[0]), confidence=key[1], model_version=str(key[2]))
-        _PREDICTION_COUNTERS[key] = counter
-    counter.inc()
+    band = confidence_band(float(prediction.confidence))
+    child(PREDICTIONS, prediction.digit, band, prediction.model_version).inc()
 
 
 async def _loaded_version(request: Request) -> int | None:
