@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from service import metrics
+from service import deadlines, metrics
 from service.errors import DeadlineExceeded, InferenceError, ModelNotReady, QueueFull
 
 log = logging.getLogger(__name__)
@@ -82,10 +82,10 @@ class _Item:
     def size(self) -> int:
         return int(self.images.shape[0])
 
-
-def _expire(future: asyncio.Future[tuple[np.ndarray, np.ndarray]], timeout: float) -> None:
-    if not future.done():
-        future.set_exception(DeadlineExceeded(f"no result within the {timeout:.3g} s request deadline"))
+    def expire(self) -> None:
+        if not self.future.done():
+            timeout = self.deadline - self.enqueued
+            self.future.set_exception(DeadlineExceeded(f"no result within the {timeout:.3g} s request deadline"))
 
 
 class Batcher:
@@ -160,22 +160,19 @@ class Batcher:
         # A submission larger than the whole queue is let in when the queue is empty, or it could never run.
         if self._depth > 0 and self._depth + n > self.max_queue_size:
             raise QueueFull(f"{self._depth} images are waiting for the model; retry shortly", retry_after_s=1)
-        timeout = deadline - time.monotonic()
-        if timeout <= 0:
+        if deadline <= time.monotonic():
             raise DeadlineExceeded("the request deadline passed before inference could start")
-        loop = asyncio.get_running_loop()
-        item = _Item(images, deadline, runner, loop.create_future())
+        item = _Item(images, deadline, runner, asyncio.get_running_loop().create_future())
         self._queue.append(item)
         self._depth += n
         metrics.QUEUE_DEPTH.set(self._depth)
         self._wakeup.set()
-        # The deadline settles the future itself (the loop then skips it), so a caller never waits forever:
-        # one timer per request instead of wait_for's extra future and callbacks.
-        expiry = loop.call_later(timeout, _expire, item.future, timeout)
+        # The deadline settles the future itself (the loop then skips it), so a caller never waits forever.
+        slot = deadlines.arm(deadline, item, item.expire)
         try:
             return await item.future  # a cancelled caller cancels the future too
         finally:
-            expiry.cancel()
+            deadlines.drop(slot, item)
 
     async def call_on_model_thread(self, fn: Callable[[], object]) -> None:
         """Run ``fn`` on the model thread, after any model call already running (used to close old models)."""

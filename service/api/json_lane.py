@@ -21,7 +21,6 @@ other request.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -29,6 +28,7 @@ from typing import Any
 import numpy as np
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service import deadlines
 from service.api.access import STARTED_KEY, record, request_id_from
 from service.api.errors import error_response
 from service.api.limits import BODY_DEADLINE_KEY, CLOSE, body_timeout, media_type
@@ -92,7 +92,7 @@ class JsonPredictLane:
             await full_app(scope, receive, send)
             return
         began = time.perf_counter()
-        deadline = asyncio.get_running_loop().time() + self.body_timeout_s
+        deadline = time.monotonic() + self.body_timeout_s
         IN_FLIGHT.inc()  # from the first byte, as the access middleware counts: a slow upload is in flight
         try:
             try:
@@ -121,7 +121,7 @@ class JsonPredictLane:
         over with (the client left half-way, or sent other than it announced). TimeoutError past the deadline."""
         chunks: list[bytes] = []
         received = 0
-        async with asyncio.timeout_at(deadline):
+        with deadlines.timeout_at(deadline):
             while True:
                 message = await receive()
                 if message["type"] != "http.request":

@@ -17,10 +17,11 @@ parser has no timeout for them; a proxy in front must enforce that one.
 
 from __future__ import annotations
 
-import asyncio
+import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service import deadlines
 from service.api.errors import error_response
 from service.errors import PayloadTooLarge, RequestTimeout, UnsupportedEncoding, UnsupportedMediaType
 
@@ -29,7 +30,7 @@ BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 # Used when neither the constructor nor the app's settings name a deadline (bare ASGI tests).
 DEFAULT_BODY_TIMEOUT_S = 10.0
 CLOSE = (b"connection", b"close")
-# The body deadline (event-loop time) of a request whose reading began in front of this middleware
+# The body deadline (time.monotonic() seconds) of a request whose reading began in front of this middleware
 # (the JSON lane hands over after a partial read): the deadline counts from the request's start.
 BODY_DEADLINE_KEY = "mnist.body_deadline"
 
@@ -110,8 +111,7 @@ class LimitsMiddleware:
         received = 0
         limit = self.max_body_bytes
         timeout_s = self.body_timeout_s if self.body_timeout_s is not None else _settings_timeout(scope)
-        loop = asyncio.get_running_loop()
-        deadline = scope.get(BODY_DEADLINE_KEY) or loop.time() + timeout_s
+        deadline = scope.get(BODY_DEADLINE_KEY) or time.monotonic() + timeout_s
 
         async def guarded_receive() -> Message:
             nonlocal received, body_done
@@ -120,7 +120,7 @@ class LimitsMiddleware:
                 return await receive()
             try:
                 # Data already buffered is returned even past the deadline: only waiting for more is bounded.
-                async with asyncio.timeout_at(deadline):
+                with deadlines.timeout_at(deadline):
                     message = await receive()
             except TimeoutError:
                 raise body_timeout(timeout_s) from None
