@@ -131,9 +131,9 @@ def _checked(arr: np.ndarray, where: str, peak: float | None = None) -> np.ndarr
 _JSON_SPACE = b" \t\n\r"
 _COMPACT_HEAD = b'{"image":[['
 _COMPACT_TAIL = b"]]}"
-_NOT_IN_ROWS = b"0123456789,[]"
-_COMMAS = [b","] * SIDE
-_ROW_COMMAS = {SIDE - 1}
+_DIGITS = b"0123456789"
+# What a valid rows part leaves once its digits are deleted: 27 commas a row, "],[" between rows.
+_ROW_SEPARATORS = b"],[".join([b"," * (SIDE - 1)] * SIDE)
 
 
 def parse_compact_request(body: bytes) -> np.ndarray | None:
@@ -142,7 +142,7 @@ def parse_compact_request(body: bytes) -> np.ndarray | None:
     Accepts only ``{"image":[[n,...],...]}`` with 28 rows of 28 integers 0..255 written as JSON
     writes them (no leading zeros), optionally with the spaces ``json.dumps`` puts after ``,`` and
     ``:`` and whitespace around the whole. For those bodies the answer is exactly what
-    ``parse_json_request(json.loads(body))`` gives, at a third of the cost; anything else (other
+    ``parse_json_request(json.loads(body))`` gives, at a quarter of the cost; anything else (other
     whitespace, floats, extra fields, errors) returns None and takes that general path, which
     words the error messages.
     """
@@ -153,16 +153,16 @@ def parse_compact_request(body: bytes) -> np.ndarray | None:
     if not (text.startswith(_COMPACT_HEAD) and text.endswith(_COMPACT_TAIL)):
         return None
     rows_text = text[len(_COMPACT_HEAD) : -len(_COMPACT_TAIL)]
-    # Only digits, commas and brackets; every bracket part of a "],[" between two rows.
-    if rows_text.translate(None, _NOT_IN_ROWS) or rows_text.count(b"[") != SIDE - 1:
+    # Only digits, and between them exactly the commas and brackets of 28 rows of 28 numbers.
+    if rows_text.translate(None, _DIGITS) != _ROW_SEPARATORS:
         return None
-    rows = rows_text.split(b"],[")
-    if len(rows) != SIDE or rows_text.count(b"]") != SIDE - 1 or set(map(bytes.count, rows, _COMMAS)) != _ROW_COMMAS:
+    flat = rows_text.translate(None, b"[]")  # "5],[6" -> "5,6": the 784 numbers and the 783 commas between
+    try:
+        # With the commas counted, an empty number is what makes numpy read fewer than 784 (it says so with a
+        # DeprecationWarning, a ValueError in numpy to come): cheaper than searching the text for one.
+        ints = np.fromstring(flat, dtype=np.int64, sep=",")
+    except (ValueError, DeprecationWarning):
         return None
-    flat = b",".join(rows)
-    if b",," in flat or flat.startswith(b",") or flat.endswith(b","):
-        return None  # an empty number
-    ints = np.fromstring(flat, dtype=np.int64, sep=",")  # only digits and commas: no sign, no fraction
     peak = int(ints.max()) if ints.size == SIDE * SIDE else -1
     if not 0 <= peak <= 255:
         return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -65,3 +66,34 @@ def test_plain_bodies_take_the_fast_path() -> None:
     for body in (json.dumps({"image": image}), json.dumps({"image": image}, separators=(",", ":"))):
         fast = parse_compact_request(body.encode())
         assert fast is not None and np.array_equal(fast, np.asarray(image, dtype=np.float32))
+
+
+def _rows_text(image: list[list[int]]) -> str:
+    return "],[".join(",".join(map(str, row)) for row in image)
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        pytest.param(lambda t: t.replace("],[", "],[,", 1), id="empty number opening a row"),
+        pytest.param(lambda t: t.replace("],[", ",],[", 1), id="empty number closing a row"),
+        pytest.param(lambda t: t.replace(",", ",,", 1), id="empty number inside a row"),
+        pytest.param(lambda t: "," + t, id="empty first number"),
+        pytest.param(lambda t: t + ",", id="empty last number"),
+        pytest.param(lambda t: t.replace("],[", ",", 1), id="27 rows, one of 56"),
+        pytest.param(lambda t: t.replace(",", "],[", 1), id="29 rows, one of 1"),
+        pytest.param(lambda t: t.replace("],[", ",", 1).replace(",", "],[", 1), id="same separators count, moved"),
+        pytest.param(lambda t: t.replace("7", "07", 1), id="leading zero"),
+        pytest.param(lambda t: t.replace("1", "256", 1), id="over 255"),
+        pytest.param(lambda t: t.replace("7", "99999999999999999999", 1), id="past int64"),
+        pytest.param(lambda t: t.replace("],[", "] ,[", 1), id="space before a comma"),
+        pytest.param(lambda t: t.replace("],[", "]],[[", 1), id="extra nesting"),
+    ],
+)
+@pytest.mark.parametrize("warnings_as", ["default", "error"])
+def test_malformed_rows_are_left_to_the_general_parser(edit, warnings_as: str) -> None:
+    image = np.random.default_rng(1).integers(0, 256, (28, 28)).tolist()
+    body = ('{"image":[[' + edit(_rows_text(image)) + "]]}").encode()
+    with warnings.catch_warnings():
+        warnings.simplefilter(warnings_as)  # numpy warns about an empty number; under -W error it raises
+        assert parse_compact_request(body) is None, "a malformed body took the fast path"
