@@ -222,24 +222,37 @@ def test_openapi_documents_all_three_input_forms(make_client: ClientFactory) -> 
     assert "/predict/batch" in schema["paths"] and "/health/ready" in schema["paths"]
 
 
-def test_the_written_prediction_json_is_what_json_response_renders() -> None:
-    """/predict writes its answer by hand (the hot path); it must stay the bytes JSONResponse makes."""
-    import numpy as np
-    from starlette.responses import JSONResponse
+def test_the_written_prediction_holds_the_rounded_values_with_fixed_decimals() -> None:
+    """/predict writes its answer as one format string (the hot path): valid JSON whose numbers are the
+    model's, rounded as round() rounds them, six decimals each (two for a confidence given alone)."""
+    import json
+    import re
 
-    from service.api.routes_predict import prediction_body, prediction_json
+    import numpy as np
+
+    from service.api.routes_predict import prediction_json
     from service.model_manager import Prediction
 
     rng = np.random.default_rng(7)
     rows = [rng.dirichlet(np.full(10, alpha)).astype(np.float32).tolist() for alpha in (0.05, 0.3, 5.0)]
     rows.append([1.0] + [0.0] * 9)
-    rows.append([1e-9, 0.9999995, *[5e-8] * 8])  # values that round to 0.0 and 1.0
+    rows.append([1e-9, 0.9999995, 5e-05, 0.0049995, *[5e-8] * 6])  # round to 0, to 1, tiny, and a near-tie
     for probabilities in rows:
         digit = int(np.argmax(probabilities))
         prediction = Prediction(digit, probabilities[digit], probabilities, 12)
-        for settings in (Settings(return_probabilities=True), Settings(return_probabilities=False)):
-            expected = JSONResponse(prediction_body(prediction, settings)).body
-            assert prediction_json(prediction, settings) == expected
+
+        text = prediction_json(prediction, Settings(return_probabilities=True)).decode()
+        assert json.loads(text) == {
+            "digit": digit,
+            "confidence": round(probabilities[digit], 6),
+            "probabilities": [round(p, 6) for p in probabilities],
+            "model_version": 12,
+        }
+        assert len(re.findall(r"\d\.\d{6}(?=[,\]])", text)) == 11, text  # no exponent, no shortest repr
+
+        text = prediction_json(prediction, Settings(return_probabilities=False)).decode()
+        assert json.loads(text) == {"digit": digit, "confidence": round(probabilities[digit], 2), "model_version": 12}
+        assert re.search(r'"confidence":\d\.\d\d,', text), text
 
     for bad in (float("nan"), float("inf")):
         broken = Prediction(3, 0.5, [0.1, 0.2, 0.3, bad, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0], 1)
