@@ -68,19 +68,19 @@ class Runner:
     # Model rows one image becomes in prepare (3 with the guards' squeezed copies): max_batch_size bounds the
     # rows of one model call, so such a runner takes max_batch_size // rows_per_image images a batch.
     rows_per_image: int = 1
+    # The model's input scaling (metadata's pixel_scale), applied to each gathered batch before prepare: one
+    # multiplication a batch instead of one a request. finish sees the scaled images.
+    input_scale: float = 1.0
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class _Item:
     images: np.ndarray
+    size: int  # images.shape[0]
     deadline: float  # time.monotonic() seconds
     runner: Runner
     future: asyncio.Future[tuple[np.ndarray, np.ndarray]]
     enqueued: float = field(default_factory=time.monotonic)
-
-    @property
-    def size(self) -> int:
-        return int(self.images.shape[0])
 
     def expire(self) -> None:
         if not self.future.done():
@@ -139,6 +139,7 @@ class Batcher:
             item = self._take()
             if not item.future.done():
                 item.future.set_exception(ModelNotReady("the service is shutting down"))
+        self._gauge_depth()
         if self._executor is not None:
             # Waiting lets the model calls already dispatched finish before their backend may be closed.
             await asyncio.to_thread(self._executor.shutdown, wait=True)
@@ -162,7 +163,7 @@ class Batcher:
             raise QueueFull(f"{self._depth} images are waiting for the model; retry shortly", retry_after_s=1)
         if deadline <= time.monotonic():
             raise DeadlineExceeded("the request deadline passed before inference could start")
-        item = _Item(images, deadline, runner, asyncio.get_running_loop().create_future())
+        item = _Item(images, n, deadline, runner, asyncio.get_running_loop().create_future())
         self._queue.append(item)
         self._depth += n
         metrics.QUEUE_DEPTH.set(self._depth)
@@ -183,14 +184,18 @@ class Batcher:
 
     # ---- the background task ---------------------------------------------------
     def _take(self) -> _Item:
+        """The queue's head; QUEUE_DEPTH follows once the taking is done (``_gauge_depth``)."""
         item = self._queue.popleft()
         self._depth -= item.size
-        metrics.QUEUE_DEPTH.set(self._depth)
         return item
+
+    def _gauge_depth(self) -> None:
+        metrics.QUEUE_DEPTH.set(self._depth)
 
     def _next_live(self) -> _Item | None:
         """Drop items whose caller gave up or whose deadline passed; return the next one still wanted."""
         now = time.monotonic()
+        dropped = False
         while self._queue:
             head = self._queue[0]
             if head.future.done():
@@ -198,8 +203,11 @@ class Batcher:
             elif head.deadline <= now:
                 self._take().future.set_exception(DeadlineExceeded("the request deadline passed while queued"))
             else:
-                return head
-        return None
+                break
+            dropped = True
+        if dropped:
+            self._gauge_depth()
+        return self._queue[0] if self._queue else None
 
     def images_per_call(self, runner: Runner) -> int:
         return max(1, self.max_batch_size // max(1, runner.rows_per_image))
@@ -236,10 +244,11 @@ class Batcher:
                     remaining = close_at - time.monotonic()
                     if not self._calls or remaining <= 0:
                         break
+                    self._gauge_depth()
                     await self._wait(remaining)
                     continue
                 # Order is kept: a submission that does not fit (or needs another model) starts the next batch.
-                if head.runner != first.runner or total + head.size > limit:
+                if (head.runner is not first.runner and head.runner != first.runner) or total + head.size > limit:
                     break
                 batch.append(self._take())
                 total += head.size
@@ -253,13 +262,20 @@ class Batcher:
 
     async def _loop(self) -> None:
         while True:
-            self._dispatch(await self._gather())
+            batch = await self._gather()
+            self._gauge_depth()
+            self._dispatch(batch)
 
     def _dispatch(self, batch: list[_Item]) -> None:
         """Prepare ``batch`` on the loop and queue its model call; ``_answer`` routes the rows when it ends."""
         runner = batch[0].runner
         try:
-            images = batch[0].images if len(batch) == 1 else np.concatenate([i.images for i in batch], axis=0)
+            scale = np.float32(runner.input_scale)
+            if len(batch) == 1:
+                images = batch[0].images * scale  # a copy: the caller's array stays as it was
+            else:
+                images = np.concatenate([i.images for i in batch], axis=0)
+                images *= scale
             rows = runner.prepare(images) if runner.prepare is not None else images
         except Exception as exc:
             self._fail(batch, exc)

@@ -106,7 +106,7 @@ def load_version(registry: Registry, version: int, settings: Settings) -> Loaded
 
     prepare, finish = guard_steps(guards)
     views = VIEWS if guards is not None else 1
-    runner = Runner(backend.run, str(version), backend.name, backend.device, prepare, finish, views)
+    runner = Runner(backend.run, str(version), backend.name, backend.device, prepare, finish, views, scale)
     model = LoadedModel(version, meta, backend, guards, runner, scale, shape, labels)
     try:
         warm_up(model, settings.max_batch_size)

@@ -145,9 +145,8 @@ class ModelManager:
         deadline = time.monotonic() + self.settings.request_timeout_s
         model.inflight += 1
         try:
-            scaled = images.reshape(n, *model.input_shape) * np.float32(model.pixel_scale)
-            # The guards run once per gathered batch inside the batcher (Runner.prepare/finish), not per request.
-            probs, refusals = await self._batcher.submit(scaled, deadline, model.runner)
+            # Scaling and the guards run once per gathered batch inside the batcher (the model's Runner).
+            probs, refusals = await self._batcher.submit(images.reshape(n, *model.input_shape), deadline, model.runner)
         finally:
             model.inflight -= 1
         answers: list[Prediction | ServiceError] = []

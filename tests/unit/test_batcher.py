@@ -313,3 +313,52 @@ def test_stop_answers_dispatched_calls_and_refuses_the_queue():
     assert [float(r[0][0, 0]) for r in results[:2]] == [0, 1]
     assert isinstance(results[2], ModelNotReady)
     assert model.calls == [1, 1]
+
+
+def queue_depth_gauge() -> float | None:
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value("mnist_queue_depth")
+
+
+def test_the_queue_depth_gauge_shows_images_waiting_behind_a_busy_model_and_empties():
+    model = GatedModel()
+
+    async def body(batcher: Batcher) -> list[float | None]:
+        blocker = asyncio.create_task(batcher.submit(images_with_ids(0), deadline(), runner(model)))
+        await until(model.started.is_set)
+        waiting = [
+            asyncio.create_task(batcher.submit(images_with_ids(i, i), deadline(), runner(model))) for i in (1, 2)
+        ]
+        await asyncio.sleep(0.01)
+        seen = [queue_depth_gauge()]
+        model.gate.set()
+        await asyncio.gather(blocker, *waiting)
+        seen.append(queue_depth_gauge())
+        return seen
+
+    # One batch may wait behind the running call (taken out of the queue); without batching none does.
+    while_busy, after = run(lambda: with_batcher(body, batching=False))
+    assert while_busy == 4 and after == 0
+
+
+def test_the_runner_scales_each_gathered_batch_and_leaves_the_callers_arrays_alone():
+    model = FakeModel(delay_s=0.01)
+    seen_by_finish: list[np.ndarray] = []
+
+    def finish(images: np.ndarray, probs: np.ndarray, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        seen_by_finish.append(images[:, 0, 0, 0].copy())
+        return probs, features
+
+    scaled = Runner(model, "1", "fake", "cpu", finish=finish, input_scale=0.5)
+    submissions = [images_with_ids(i) for i in (2.0, 4.0, 6.0)]
+
+    async def body(batcher: Batcher) -> list[tuple[np.ndarray, np.ndarray]]:
+        alone = await batcher.submit(submissions[0], deadline(), scaled)  # an idle model: a batch of one
+        together = await asyncio.gather(*(batcher.submit(images, deadline(), scaled) for images in submissions[1:]))
+        return [alone, *together]
+
+    results = run(lambda: with_batcher(body))
+    assert [float(probs[0, 0]) for probs, _ in results] == [1.0, 2.0, 3.0]  # the model saw the scaled pixels
+    assert sorted(np.concatenate(seen_by_finish).tolist()) == [1.0, 2.0, 3.0]
+    assert [float(images[0, 0, 0, 0]) for images in submissions] == [2.0, 4.0, 6.0]
