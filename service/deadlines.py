@@ -5,7 +5,7 @@ Every request carries two deadlines: its body must arrive within
 Nearly all are met within milliseconds and dropped. A loop timer each
 (``asyncio.timeout``, ``loop.call_later``) costs microseconds to arm and cancel,
 a libuv handle each under uvloop: taking them out lifted JSON ``/predict`` at 64
-clients by ~6 % (``make bench``), the event loop being the limit.
+clients by ~6 % in alternated runs, the event loop being the limit.
 
 Here a deadline joins the slot of ``RESOLUTION_S`` it falls in, and one timer per
 slot runs what is still in it when the slot ends. Arming and dropping a deadline
@@ -19,6 +19,7 @@ import asyncio
 import logging
 import math
 import time
+import weakref
 from collections.abc import Callable
 from types import TracebackType
 
@@ -26,43 +27,52 @@ log = logging.getLogger(__name__)
 
 RESOLUTION_S = 0.01
 
-# (loop, slot number) -> what is still armed in it, by key. The loop is part of the key: tests run several
-# loops in turn, and a slot's timer belongs to the loop that armed it.
-_Slot = tuple[asyncio.AbstractEventLoop, int]
-_slots: dict[_Slot, dict[object, Callable[[], object]]] = {}
+# Per loop, slot number -> what is still armed in it, by key. Per loop because tests run several in turn and a
+# slot's timer belongs to the loop that armed it; weakly, so a loop closed with slots pending is let go.
+_Armed = dict[object, Callable[[], object]]
+Slot = tuple[dict[int, _Armed], int]
+_loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, _Armed]] = weakref.WeakKeyDictionary()
+_NEVER: Slot = ({}, 0)
 
 
-def arm(deadline: float, key: object, on_expiry: Callable[[], object]) -> _Slot:
+def arm(deadline: float, key: object, on_expiry: Callable[[], object]) -> Slot:
     """Call ``on_expiry()`` on this loop once ``deadline`` has passed, unless ``drop(slot, key)`` comes first.
 
     ``key`` must be unique among the armed deadlines (the waiting object itself). Returns the slot for drop.
+    An infinite deadline never fires, as with asyncio; a NaN one is a ValueError.
     """
-    slot = (asyncio.get_running_loop(), math.ceil(deadline / RESOLUTION_S))
-    armed = _slots.get(slot)
+    if deadline == math.inf:
+        return _NEVER
+    loop = asyncio.get_running_loop()
+    slots = _loops.get(loop)
+    if slots is None:
+        slots = _loops[loop] = {}
+    number = math.floor(deadline / RESOLUTION_S) + 1  # the slot that ends after the deadline
+    armed = slots.get(number)
     if armed is None:
-        armed = _slots[slot] = {}
-        _schedule(slot)
+        armed = slots[number] = {}
+        _schedule(loop, slots, number)
     armed[key] = on_expiry
-    return slot
+    return slots, number
 
 
-def drop(slot: _Slot, key: object) -> None:
-    armed = _slots.get(slot)
+def drop(slot: Slot, key: object) -> None:
+    slots, number = slot
+    armed = slots.get(number)
     if armed is not None:
         armed.pop(key, None)
 
 
-def _schedule(slot: _Slot) -> None:
-    loop, number = slot
+def _schedule(loop: asyncio.AbstractEventLoop, slots: dict[int, _Armed], number: int) -> None:
     # uvloop rounds timers to whole milliseconds and may run one early: _expire checks the clock again.
-    loop.call_later(max(0.0, number * RESOLUTION_S - time.monotonic()), _expire, slot)
+    loop.call_later(max(0.0, number * RESOLUTION_S - time.monotonic()), _expire, slots, number)
 
 
-def _expire(slot: _Slot) -> None:
-    if time.monotonic() < slot[1] * RESOLUTION_S:
-        _schedule(slot)
+def _expire(slots: dict[int, _Armed], number: int) -> None:
+    if time.monotonic() < number * RESOLUTION_S:
+        _schedule(asyncio.get_running_loop(), slots, number)
         return
-    for on_expiry in _slots.pop(slot, {}).values():
+    for on_expiry in slots.pop(number, {}).values():
         try:
             on_expiry()
         except Exception:  # one broken callback must not leave the others waiting for ever
@@ -76,7 +86,7 @@ def timeout_at(deadline: float) -> TaskTimeout:
 
 
 class TaskTimeout:
-    __slots__ = ("_deadline", "_expired", "_slot", "_task")
+    __slots__ = ("_cancelling", "_deadline", "_expired", "_slot", "_task")
 
     def __init__(self, deadline: float) -> None:
         self._deadline = deadline
@@ -87,6 +97,7 @@ class TaskTimeout:
         if task is None:
             raise RuntimeError("timeout_at is used inside a task")
         self._task = task
+        self._cancelling = task.cancelling()
         self._slot = arm(self._deadline, self, self._expire)
 
     def _expire(self) -> None:
@@ -97,6 +108,7 @@ class TaskTimeout:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         drop(self._slot, self)
-        # Our cancellation becomes TimeoutError; one asked for by anyone else as well stays a cancellation.
-        if self._expired and exc_type is asyncio.CancelledError and self._task.uncancel() == 0:
+        # As asyncio.Timeout: our cancellation is taken back whatever the block raised, and becomes TimeoutError
+        # unless someone else asked for one too while in the block (that one stays a cancellation).
+        if self._expired and self._task.uncancel() <= self._cancelling and exc_type is asyncio.CancelledError:
             raise TimeoutError from exc

@@ -43,7 +43,8 @@ def prediction_json(prediction: Any, settings: Settings) -> bytes:
     (``MNIST_RETURN_PROBABILITIES=false``) the confidence has two: model-extraction hygiene, since a
     full, precise probability vector is what a thief needs."""
     probabilities = prediction.probabilities
-    if not math.isfinite(prediction.confidence + sum(probabilities)):  # probabilities are <= 1: no overflow
+    written = probabilities if settings.return_probabilities else ()
+    if not math.isfinite(prediction.confidence + sum(written)):  # probabilities are <= 1: the sum cannot overflow
         raise ValueError("Out of range float values are not JSON compliant")  # as json's allow_nan=False
     if not settings.return_probabilities:
         return (_WITHOUT_PROBABILITIES % (prediction.digit, prediction.confidence, prediction.model_version)).encode()

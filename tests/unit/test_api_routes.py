@@ -254,6 +254,10 @@ def test_the_written_prediction_holds_the_rounded_values_with_fixed_decimals() -
         assert json.loads(text) == {"digit": digit, "confidence": round(probabilities[digit], 2), "model_version": 12}
         assert re.search(r'"confidence":\d\.\d\d,', text), text
 
+    # Only what is written must be finite: withheld probabilities do not fail an answer.
+    withheld = Prediction(3, 0.9, [float("-inf"), 0.05, 0.05, 0.9, *[0.0] * 6], 1)
+    assert json.loads(prediction_json(withheld, Settings(return_probabilities=False)))["confidence"] == 0.9
+
     for bad in (float("nan"), float("inf")):
         broken = Prediction(3, 0.5, [0.1, 0.2, 0.3, bad, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0], 1)
         with pytest.raises(ValueError, match="not JSON compliant"):

@@ -4,6 +4,7 @@ asyncio.timeout_at does. Run on both loops the service may get: asyncio's and uv
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -120,3 +121,46 @@ def test_a_cancellation_from_outside_stays_a_cancellation(run) -> None:
         return False
 
     assert run(scenario()) is True
+
+
+def test_a_loop_closed_with_deadlines_pending_is_not_kept_alive_by_them() -> None:
+    import gc
+    import weakref
+
+    async def leave_one_pending() -> weakref.ref[asyncio.AbstractEventLoop]:
+        deadlines.arm(time.monotonic() + 60, object(), lambda: None)
+        return weakref.ref(asyncio.get_running_loop())
+
+    closed = asyncio.run(leave_one_pending())
+    gc.collect()
+    assert closed() is None, "a closed loop is kept alive by its pending slots"
+
+
+def test_an_infinite_deadline_never_fires_and_a_nan_one_is_refused(run) -> None:
+    async def scenario() -> list[str]:
+        fired: list[str] = []
+        slot = deadlines.arm(float("inf"), object(), lambda: fired.append("inf"))
+        with pytest.raises(ValueError):
+            deadlines.arm(float("nan"), object(), lambda: fired.append("nan"))
+        await asyncio.sleep(3 * deadlines.RESOLUTION_S)
+        deadlines.drop(slot, object())
+        return fired
+
+    assert run(scenario()) == []
+
+
+def test_an_expiry_is_a_timeout_even_when_an_earlier_cancellation_was_caught(run) -> None:
+    """As asyncio.timeout_at: a cancellation caught (and not taken back) before the block does not turn
+    the block's own expiry into a CancelledError."""
+
+    async def scenario() -> int:
+        task = asyncio.current_task()
+        assert task is not None
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):  # caught without uncancel(): cancelling() stays 1
+            await asyncio.sleep(1)
+        with pytest.raises(TimeoutError), deadlines.timeout_at(time.monotonic() + 0.02):
+            await asyncio.Event().wait()
+        return task.cancelling()
+
+    assert run(scenario()) == 1  # ours was taken back; the earlier one is left as it was
