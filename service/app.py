@@ -21,6 +21,7 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.types import Receive, Scope, Send
 
+from service import metrics
 from service.api import errors, routes_admin, routes_health, routes_models, routes_predict
 from service.api.access import AccessMiddleware
 from service.api.json_lane import JsonPredictLane
@@ -67,9 +68,11 @@ def _log_start_failure(task: asyncio.Task[None]) -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
-async def _flush_access_log() -> None:
+async def _housekeeping() -> None:
+    """Once a second: buffered access lines out, tallied metrics in (see metrics.publish)."""
     while True:
         await asyncio.sleep(AccessLog.FLUSH_EVERY_S)
+        metrics.publish()
         with contextlib.suppress(Exception):  # a broken stdout: the lines wait, bounded, for the next try
             AccessLog.flush()
 
@@ -90,13 +93,14 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     gc.collect()
     gc.freeze()
     log.info("service started", extra={"backend": app.state.settings.backend, "device": app.state.settings.device})
-    flusher = asyncio.create_task(_flush_access_log(), name="access-log-flush")
+    flusher = asyncio.create_task(_housekeeping(), name="housekeeping")
     try:
         yield
     finally:
         flusher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await flusher
+        metrics.publish()
         with contextlib.suppress(Exception):
             AccessLog.flush()
         if not start.done():

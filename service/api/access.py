@@ -18,7 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.api.errors import error_response
 from service.logging_setup import REQUEST_ID, AccessLog
-from service.metrics import IN_FLIGHT, REQUEST_DURATION, REQUESTS, child
+from service.metrics import REQUEST_DURATION, REQUESTS, REQUESTS_IN_FLIGHT, child, tally
 
 ACCESS_LOG = AccessLog("service.access")
 
@@ -84,7 +84,7 @@ class AccessMiddleware:
                 message["headers"] = [*message.get("headers", []), header]
             await send(message)
 
-        IN_FLIGHT.inc()
+        REQUESTS_IN_FLIGHT.value += 1
         try:
             await self.app(scope, receive, send_with_id)
         except Exception as exc:
@@ -93,14 +93,14 @@ class AccessMiddleware:
                 raise
             await error_response(exc)(scope, receive, send_with_id)
         finally:
-            IN_FLIGHT.dec()
+            REQUESTS_IN_FLIGHT.value -= 1
             record(scope, route_label(scope, self.routes), status, time.perf_counter() - began, facts["model_version"])
             REQUEST_ID.reset(token)
 
 
 def record(scope: Scope, endpoint: str, status: int, elapsed: float, model_version: str) -> None:
     """The metrics and the access line of one answered request (also used by the JSON /predict lane)."""
-    child(REQUESTS, endpoint, scope["method"], status).inc()
+    tally(REQUESTS, endpoint, scope["method"], status)
     child(REQUEST_DURATION, endpoint, model_version).observe(elapsed)
     # Probes and scrapes arrive every few seconds; at info they would drown the real traffic.
     level = logging.DEBUG if endpoint in QUIET_ROUTES else logging.INFO

@@ -36,7 +36,7 @@ from service.api.routes_predict import count, prediction_json
 from service.errors import ServiceError
 from service.json_input import parse_compact_request
 from service.logging_setup import REQUEST_ID
-from service.metrics import IN_FLIGHT
+from service.metrics import REQUESTS_IN_FLIGHT
 from service.settings import Settings
 
 PATH = "/predict"
@@ -93,7 +93,7 @@ class JsonPredictLane:
             return
         began = time.perf_counter()
         deadline = time.monotonic() + self.body_timeout_s
-        IN_FLIGHT.inc()  # from the first byte, as the access middleware counts: a slow upload is in flight
+        REQUESTS_IN_FLIGHT.value += 1  # from the first byte, as the access middleware counts: a slow upload
         try:
             try:
                 chunks, rest = await self._read_body(receive, length, deadline)
@@ -111,7 +111,7 @@ class JsonPredictLane:
                     return
                 rest = _replay([body], False, receive)
         finally:
-            IN_FLIGHT.dec()
+            REQUESTS_IN_FLIGHT.value -= 1
         # The full app counts the request from here on, with the clock and body deadline it started with.
         scope[STARTED_KEY], scope[BODY_DEADLINE_KEY] = began, deadline
         await full_app(scope, rest, send)

@@ -18,7 +18,7 @@ from service.api.errors import entry_error
 from service.api.inputs import Slot, batch_images, single_image
 from service.api.schemas import BatchOut, PredictionOut, error_responses, predict_request_body
 from service.errors import ServiceError
-from service.metrics import PREDICTIONS, child, confidence_band
+from service.metrics import PREDICTIONS, confidence_band, tally
 from service.settings import Settings
 
 router = APIRouter(tags=["predict"])
@@ -54,7 +54,7 @@ def prediction_json(prediction: Any, settings: Settings) -> bytes:
 
 def count(prediction: Any) -> None:
     band = confidence_band(float(prediction.confidence))
-    child(PREDICTIONS, prediction.digit, band, prediction.model_version).inc()
+    tally(PREDICTIONS, prediction.digit, band, prediction.model_version)
 
 
 async def _loaded_version(request: Request) -> int | None:

@@ -12,6 +12,7 @@ import pytest
 from prometheus_client import REGISTRY
 from starlette.testclient import TestClient
 
+from service import metrics
 from service.app import create_app
 from service.logging_setup import REQUEST_ID, AccessLog, JsonLineHandler, request_fields
 from service.settings import Settings
@@ -94,10 +95,12 @@ def test_request_id_is_echoed_or_generated(client: TestClient) -> None:
 def test_metrics_move_and_use_route_templates(client: TestClient) -> None:
     registry = REGISTRY
     labels = {"endpoint": "/models/{version}", "method": "GET", "status": "422"}
+    metrics.publish()
     before = registry.get_sample_value("mnist_requests_total", labels) or 0.0
     rejected = registry.get_sample_value("mnist_rejected_inputs_total", {"reason": "unsupported_media_type"}) or 0.0
     client.get("/models/not-a-number")
     client.post("/predict", content=b"{}", headers={"Content-Type": "text/plain"})
+    metrics.publish()  # what a scrape does first: per-request counts are tallied until then
     assert registry.get_sample_value("mnist_requests_total", labels) == before + 1
     after = registry.get_sample_value("mnist_rejected_inputs_total", {"reason": "unsupported_media_type"})
     assert after == rejected + 1
