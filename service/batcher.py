@@ -166,7 +166,7 @@ class Batcher:
         item = _Item(images, n, deadline, runner, asyncio.get_running_loop().create_future())
         self._queue.append(item)
         self._depth += n
-        metrics.QUEUE_DEPTH.set(self._depth)
+        self._gauge_depth()
         self._wakeup.set()
         # The deadline settles the future itself (the loop then skips it), so a caller never waits forever.
         slot = deadlines.arm(deadline, item, item.expire)
@@ -184,13 +184,13 @@ class Batcher:
 
     # ---- the background task ---------------------------------------------------
     def _take(self) -> _Item:
-        """The queue's head; QUEUE_DEPTH follows once the taking is done (``_gauge_depth``)."""
+        """The queue's head; the queue-depth gauge follows once the taking is done (``_gauge_depth``)."""
         item = self._queue.popleft()
         self._depth -= item.size
         return item
 
     def _gauge_depth(self) -> None:
-        metrics.QUEUE_DEPTH.set(self._depth)
+        metrics.IMAGES_QUEUED.value = self._depth
 
     def _next_live(self) -> _Item | None:
         """Drop items whose caller gave up or whose deadline passed; return the next one still wanted."""

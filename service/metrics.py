@@ -99,9 +99,9 @@ def child(metric: Any, *values: object) -> Any:
 
 # ---- per-request updates ---------------------------------------------------------------------------------
 # Under load a child's inc() costs about a microsecond of the event loop, several times a request. The
-# per-request counters and the in-flight gauge are therefore kept as a dict count and an int, and publish()
-# hands them to Prometheus at every /metrics render and once a second (the app's housekeeping task; with
-# several workers each publishes its own). Updated and published on the event loop only, like the requests.
+# per-request counters are therefore kept as dict counts, the in-flight and queue-depth gauges as ints, and
+# publish() hands them to Prometheus at every /metrics render and once a second (the app's housekeeping
+# task; with several workers each publishes its own). Updated and published on the event loop only.
 _pending: dict[tuple[Any, ...], int] = {}
 
 
@@ -122,6 +122,7 @@ class LiveCount:
 
 
 REQUESTS_IN_FLIGHT = LiveCount(IN_FLIGHT)
+IMAGES_QUEUED = LiveCount(QUEUE_DEPTH)
 
 
 def publish() -> None:
@@ -130,7 +131,8 @@ def publish() -> None:
     _pending.clear()
     for (metric, *values), n in counts:
         child(metric, *values).inc(n)
-    REQUESTS_IN_FLIGHT.gauge.set(REQUESTS_IN_FLIGHT.value)
+    for live in (REQUESTS_IN_FLIGHT, IMAGES_QUEUED):
+        live.gauge.set(live.value)
 
 
 def render() -> tuple[bytes, str]:

@@ -318,6 +318,9 @@ def test_stop_answers_dispatched_calls_and_refuses_the_queue():
 def queue_depth_gauge() -> float | None:
     from prometheus_client import REGISTRY
 
+    from service import metrics
+
+    metrics.publish()  # as a scrape does
     return REGISTRY.get_sample_value("mnist_queue_depth")
 
 
