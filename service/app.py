@@ -69,12 +69,20 @@ def _log_start_failure(task: asyncio.Task[None]) -> None:
 
 
 async def _housekeeping() -> None:
-    """Once a second: buffered access lines out, tallied metrics in (see metrics.publish)."""
+    """Once a second: tallied metrics in (see metrics.publish), buffered access lines out."""
     while True:
         await asyncio.sleep(AccessLog.FLUSH_EVERY_S)
+        _publish_and_flush()
+
+
+def _publish_and_flush() -> None:
+    """Neither may stop the other, nor the task that calls them."""
+    try:
         metrics.publish()
-        with contextlib.suppress(Exception):  # a broken stdout: the lines wait, bounded, for the next try
-            AccessLog.flush()
+    except Exception:
+        log.exception("publishing metrics failed")
+    with contextlib.suppress(Exception):  # a broken stdout: the lines wait, bounded, for the next try
+        AccessLog.flush()
 
 
 @contextlib.asynccontextmanager
@@ -98,17 +106,17 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
     finally:
         flusher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
+        with contextlib.suppress(asyncio.CancelledError, Exception):
             await flusher
-        metrics.publish()
-        with contextlib.suppress(Exception):
-            AccessLog.flush()
         if not start.done():
             start.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await start
         await manager.stop()
         app.state.decode_executor.shutdown(wait=False, cancel_futures=True)
+        # After the batcher answered or refused everything: the last figures this worker writes.
+        _publish_and_flush()
+        metrics.forget_live_gauges()
         log.info("service stopped")
 
 

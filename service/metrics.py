@@ -135,6 +135,13 @@ def publish() -> None:
         live.gauge.set(live.value)
 
 
+def forget_live_gauges() -> None:
+    """As this process exits: with several workers, take its live gauges (in flight, queue depth, model info)
+    out of the sums ``/metrics`` reports. Its counters stay: they count what it did."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        multiprocess.mark_process_dead(os.getpid())
+
+
 def render() -> tuple[bytes, str]:
     """The exposition text, summed over workers in multiprocess mode."""
     publish()

@@ -61,3 +61,24 @@ def test_the_running_app_publishes_once_a_second_without_a_scrape(tmp_path: Path
 
     before, after = asyncio.run(scenario())
     assert after == before + 1
+
+
+def test_what_was_tallied_before_shutdown_is_published_after_the_model_manager_stopped(tmp_path: Path) -> None:
+    class EmptyingManager(FakeManager):
+        async def stop(self) -> None:
+            await super().stop()
+            metrics.IMAGES_QUEUED.value = 0  # as the batcher does once it has refused what was still queued
+
+    app = create_app(Settings(model_dir=tmp_path), manager=EmptyingManager())
+
+    async def scenario() -> float:
+        async with app.router.lifespan_context(app):
+            metrics.publish()
+            before = requests_total()
+            metrics.tally(metrics.REQUESTS, *LABELS.values())
+            metrics.IMAGES_QUEUED.value = 5
+        return before
+
+    before = asyncio.run(scenario())
+    assert requests_total() == before + 1, "a worker's last second of counts was lost at shutdown"
+    assert REGISTRY.get_sample_value("mnist_queue_depth") == 0
