@@ -139,7 +139,6 @@ class Batcher:
             item = self._take()
             if not item.future.done():
                 item.future.set_exception(ModelNotReady("the service is shutting down"))
-        self._gauge_depth()
         if self._executor is not None:
             # Waiting lets the model calls already dispatched finish before their backend may be closed.
             await asyncio.to_thread(self._executor.shutdown, wait=True)
@@ -166,7 +165,7 @@ class Batcher:
         item = _Item(images, n, deadline, runner, asyncio.get_running_loop().create_future())
         self._queue.append(item)
         self._depth += n
-        self._gauge_depth()
+        metrics.IMAGES_QUEUED.value = self._depth
         self._wakeup.set()
         # The deadline settles the future itself (the loop then skips it), so a caller never waits forever.
         slot = deadlines.arm(deadline, item, item.expire)
@@ -184,18 +183,14 @@ class Batcher:
 
     # ---- the background task ---------------------------------------------------
     def _take(self) -> _Item:
-        """The queue's head; the queue-depth gauge follows once the taking is done (``_gauge_depth``)."""
         item = self._queue.popleft()
         self._depth -= item.size
-        return item
-
-    def _gauge_depth(self) -> None:
         metrics.IMAGES_QUEUED.value = self._depth
+        return item
 
     def _next_live(self) -> _Item | None:
         """Drop items whose caller gave up or whose deadline passed; return the next one still wanted."""
         now = time.monotonic()
-        dropped = False
         while self._queue:
             head = self._queue[0]
             if head.future.done():
@@ -203,11 +198,8 @@ class Batcher:
             elif head.deadline <= now:
                 self._take().future.set_exception(DeadlineExceeded("the request deadline passed while queued"))
             else:
-                break
-            dropped = True
-        if dropped:
-            self._gauge_depth()
-        return self._queue[0] if self._queue else None
+                return head
+        return None
 
     def images_per_call(self, runner: Runner) -> int:
         return max(1, self.max_batch_size // max(1, runner.rows_per_image))
@@ -244,7 +236,6 @@ class Batcher:
                     remaining = close_at - time.monotonic()
                     if not self._calls or remaining <= 0:
                         break
-                    self._gauge_depth()
                     await self._wait(remaining)
                     continue
                 # Order is kept: a submission that does not fit (or needs another model) starts the next batch.
@@ -262,9 +253,7 @@ class Batcher:
 
     async def _loop(self) -> None:
         while True:
-            batch = await self._gather()
-            self._gauge_depth()
-            self._dispatch(batch)
+            self._dispatch(await self._gather())
 
     def _dispatch(self, batch: list[_Item]) -> None:
         """Prepare ``batch`` on the loop and queue its model call; ``_answer`` routes the rows when it ends."""

@@ -41,8 +41,7 @@ class LoadedModel:
     metadata: dict[str, Any]
     backend: Backend
     guards: Guards | None
-    runner: Runner
-    pixel_scale: float
+    runner: Runner  # carries the input scaling (metadata's pixel_scale) too
     input_shape: tuple[int, ...]  # one image, e.g. (28, 28, 1)
     labels: list[int]
     loaded_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
@@ -107,7 +106,7 @@ def load_version(registry: Registry, version: int, settings: Settings) -> Loaded
     prepare, finish = guard_steps(guards)
     views = VIEWS if guards is not None else 1
     runner = Runner(backend.run, str(version), backend.name, backend.device, prepare, finish, views, scale)
-    model = LoadedModel(version, meta, backend, guards, runner, scale, shape, labels)
+    model = LoadedModel(version, meta, backend, guards, runner, shape, labels)
     try:
         warm_up(model, settings.max_batch_size)
     except Exception as exc:

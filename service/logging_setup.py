@@ -14,6 +14,8 @@ REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("request
 # Attributes every LogRecord has; anything else was passed through ``extra=`` and belongs in the line.
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName", "color_message"}
 _HANDLER_NAME = "mnist-json"
+# The handler configure_logging installed (a list: set from inside the function without a global statement).
+_installed: list[JsonLineHandler | None] = [None]
 
 
 # One encoder for every line (json.dumps with options builds a new one per call).
@@ -109,6 +111,7 @@ def configure_logging(level: str = "info") -> None:
         handler.set_name(_HANDLER_NAME)
         handler.setFormatter(JsonFormatter())
         root.addHandler(handler)
+        _installed[0] = handler
     for name in ("uvicorn", "uvicorn.error"):
         logger = logging.getLogger(name)
         logger.handlers.clear()
@@ -118,7 +121,13 @@ def configure_logging(level: str = "info") -> None:
 
 
 def _json_handler() -> JsonLineHandler | None:
-    return next((h for h in logging.getLogger().handlers if isinstance(h, JsonLineHandler)), None)
+    """The JSON handler on the root logger, if any; the one configure_logging installed is checked first
+    (asked once per access line)."""
+    handlers = logging.root.handlers
+    installed = _installed[0]
+    if installed is not None and installed in handlers:
+        return installed
+    return next((h for h in handlers if isinstance(h, JsonLineHandler)), None)
 
 
 def request_fields(method: str, path: str, route: str, status: int, elapsed_s: float, version: str) -> dict[str, Any]:
