@@ -27,8 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from registry import Registry, layout
 from service.errors import NoDigit, ServiceError
 from service.guards import Guards
-from service.json_input import parse_json_image
-from service.normalise import image_to_mnist
+from service.inputs.json_input import parse_json_image
+from service.inputs.normalise import image_to_mnist
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")
 

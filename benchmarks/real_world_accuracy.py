@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from registry import layout
 from registry.store import Registry
 from service.errors import ServiceError
-from service.normalise import image_to_mnist
+from service.inputs.normalise import image_to_mnist
 
 MAX_SIDE = 4096
 MAX_PIXELS = 4_000_000

@@ -60,7 +60,7 @@ def check_device_or_exit(settings: Settings) -> None:
         return
     import onnxruntime
 
-    from service.backends.devices import select_providers
+    from service.inference.backends.devices import select_providers
     from service.errors import DeviceUnavailable
 
     try:
@@ -114,7 +114,7 @@ def http_protocol() -> str:
     uvicorn applies only to h11."""
     if importlib.util.find_spec("httptools") is None:
         return "h11"
-    return "service.http_protocol:HeadCappedHttpToolsProtocol"
+    return "service.api.http_protocol:HeadCappedHttpToolsProtocol"
 
 
 def bind_tcp(host: str, port: int) -> socket.socket:

@@ -53,7 +53,7 @@ GIL_SWITCH_INTERVAL_S = 0.0005
 
 
 def _default_manager(settings: Settings) -> Any:
-    from service.model_manager import ModelManager
+    from service.inference.model_manager import ModelManager
 
     return ModelManager(settings)
 

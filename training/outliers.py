@@ -104,7 +104,7 @@ def scrambled_digit(digit: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 def as_served(arr: np.ndarray) -> np.ndarray | None:
     """The outlier as the service's image path presents it: cropped, 20 px, centred by mass."""
     from service.errors import NoDigit
-    from service.normalise import to_mnist
+    from service.inputs.normalise import to_mnist
 
     try:
         return to_mnist(np.clip(arr, 0, 255).astype(np.uint8))

@@ -34,7 +34,7 @@ from service.api.errors import error_response
 from service.api.limits import BODY_DEADLINE_KEY, CLOSE, body_timeout, media_type
 from service.api.routes_predict import count, prediction_json
 from service.errors import ServiceError
-from service.json_input import parse_compact_request
+from service.inputs.json_input import parse_compact_request
 from service.logging_setup import REQUEST_ID
 from service.metrics import REQUESTS_IN_FLIGHT
 from service.settings import Settings

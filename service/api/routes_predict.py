@@ -15,7 +15,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.api.access import set_model_version
 from service.api.errors import entry_error
-from service.api.inputs import Slot, batch_images, single_image
+from service.api.input_forms import Slot, batch_images, single_image
 from service.api.schemas import BatchOut, PredictionOut, error_responses, predict_request_body
 from service.errors import ServiceError
 from service.metrics import PREDICTIONS, confidence_band, tally

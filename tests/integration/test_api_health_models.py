@@ -123,7 +123,7 @@ def test_bad_setting_exits_2_naming_the_variable() -> None:
 
 
 def test_serving_path_never_imports_tensorflow() -> None:
-    code = "import sys, service.__main__, service.app, service.model_manager; print('tensorflow' in sys.modules)"
+    code = "import sys, service.__main__, service.app, service.inference.model_manager; print('tensorflow' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "False"

@@ -15,7 +15,7 @@ import pytest
 from registry import Registry, layout
 from service import metrics
 from service.errors import ModelLoadError, ModelNotReady, NotADigit, ServiceError, SuspectedAdversarial
-from service.model_manager import ModelManager, Prediction
+from service.inference.model_manager import ModelManager, Prediction
 from service.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -183,7 +183,7 @@ def test_corrupt_new_version_is_refused_and_old_keeps_serving(registry_copy: Pat
 
 def test_onnx_and_savedmodel_agree(registry_copy: Path):
     pytest.importorskip("tensorflow")
-    from service.backends import load_backend
+    from service.inference.backends import load_backend
 
     registry = Registry(registry_copy)
     version = serving(registry_copy)

@@ -231,7 +231,7 @@ def test_the_written_prediction_holds_the_rounded_values_with_fixed_decimals() -
     import numpy as np
 
     from service.api.routes_predict import prediction_json
-    from service.model_manager import Prediction
+    from service.inference.model_manager import Prediction
 
     rng = np.random.default_rng(7)
     rows = [rng.dirichlet(np.full(10, alpha)).astype(np.float32).tolist() for alpha in (0.05, 0.3, 5.0)]

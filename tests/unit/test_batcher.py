@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from service.batcher import Batcher, Runner
+from service.inference.batcher import Batcher, Runner
 from service.errors import DeadlineExceeded, InferenceError, ModelNotReady, QueueFull
 
 pytestmark = pytest.mark.unit

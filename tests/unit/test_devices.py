@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from service.backends.devices import CPU, CUDA, check_device, device_in_use, select_providers
+from service.inference.backends.devices import CPU, CUDA, check_device, device_in_use, select_providers
 from service.errors import DeviceUnavailable
 
 pytestmark = pytest.mark.unit
@@ -59,7 +59,7 @@ def test_onnx_backend_with_cuda_on_this_machine_raises(tmp_path: Path):
     ort = pytest.importorskip("onnxruntime")
     if CUDA in ort.get_available_providers():
         pytest.skip("this machine has a CUDA provider")
-    from service.backends.onnx_backend import OnnxBackend
+    from service.inference.backends.onnx_backend import OnnxBackend
 
     model = tmp_path / "model.onnx"
     model.write_bytes(b"not even read: the device is checked first")
@@ -101,7 +101,7 @@ def test_fixed_size_padding_on_cuda_returns_only_the_real_rows(tmp_path: Path):
     """On CUDA every call is padded to one shape (cuDNN re-searches algorithms on each new shape)."""
     import numpy as np
 
-    from service.backends.onnx_backend import OnnxBackend
+    from service.inference.backends.onnx_backend import OnnxBackend
 
     metadata = _linear_onnx(tmp_path / "model.onnx")
     plain = OnnxBackend(tmp_path / "model.onnx", metadata, device="cpu", max_batch_rows=16)

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from service.errors import ServiceError
-from service.json_input import parse_json_image
-from service.normalise import image_to_mnist
+from service.inputs.json_input import parse_json_image
+from service.inputs.normalise import image_to_mnist
 from tests.unit.input_corpus import HOSTILE_IMAGES, HOSTILE_JSON, MAX_PIXELS, MAX_SIDE, Case
 
 pytestmark = pytest.mark.unit

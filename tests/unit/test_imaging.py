@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from service.errors import ImageTooLarge, InvalidImage, MultiFrameImage, UnsupportedImageFormat
-from service.imaging import JPEG_DRAFT_SIDE, decode_image, make_ink_bright, sniff_format, to_grey
+from service.inputs.imaging import JPEG_DRAFT_SIDE, decode_image, make_ink_bright, sniff_format, to_grey
 from tests.unit.input_corpus import (
     MAX_PIXELS,
     MAX_SIDE,

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from pydantic import ValidationError
 
-from service.api.inputs import decode_image, parse_json
+from service.api.input_forms import decode_image, parse_json
 from service.errors import InvalidJSON, QueueFull
 from service.settings import Settings
 

@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from service.errors import ServiceError
-from service.json_input import parse_json_batch, parse_json_image
-from service.normalise import image_to_mnist, to_mnist
+from service.inputs.json_input import parse_json_batch, parse_json_image
+from service.inputs.normalise import image_to_mnist, to_mnist
 from tests.unit.input_corpus import MAX_PIXELS, MAX_SIDE, draw_one_rgba, draw_seven, encode, seven_small
 
 pytestmark = pytest.mark.unit

@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service.api.inputs import parse_json
+from service.api.input_forms import parse_json
 from service.errors import ServiceError
-from service.json_input import parse_compact_request, parse_json_request
+from service.inputs.json_input import parse_compact_request, parse_json_request
 
 pytestmark = pytest.mark.unit
 

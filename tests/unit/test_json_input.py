@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from service.errors import InvalidInput, NoDigit, TooManyImages
-from service.json_input import parse_json_batch, parse_json_image, parse_json_request
+from service.inputs.json_input import parse_json_batch, parse_json_image, parse_json_request
 
 pytestmark = pytest.mark.unit
 

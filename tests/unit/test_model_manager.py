@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from registry import Registry, layout
-from service.backends.onnx_backend import OnnxBackend
+from service.inference.backends.onnx_backend import OnnxBackend
 from service.errors import DeviceUnavailable, ModelLoadError, ModelNotReady
-from service.model_manager import ModelManager
+from service.inference.model_manager import ModelManager
 from service.settings import Settings
 
 pytestmark = pytest.mark.unit

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from service.errors import NoDigit
-from service.normalise import check_not_blank, image_to_mnist, to_mnist
+from service.inputs.normalise import check_not_blank, image_to_mnist, to_mnist
 from tests.unit.input_corpus import MAX_PIXELS, MAX_SIDE, draw_one_rgba, draw_seven, encode, paper_photo
 
 pytestmark = pytest.mark.unit

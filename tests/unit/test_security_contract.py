@@ -38,7 +38,7 @@ def test_the_onnx_path_never_imports_tensorflow() -> None:
         "import json, sys, tempfile\n"
         "from service.app import create_app\n"
         "from service.settings import Settings\n"
-        "import service.model_manager, service.loaded_model, service.backends.onnx_backend\n"
+        "import service.inference.model_manager, service.inference.loaded_model, service.inference.backends.onnx_backend\n"
         "create_app(Settings(model_dir=tempfile.mkdtemp(), backend='onnx'))\n"
         "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in {'tensorflow', 'keras', 'tf2onnx'})))\n"
     )
@@ -71,4 +71,4 @@ def test_no_unsafe_deserialisation(folder: Path) -> None:
 def test_the_scan_sees_the_backends() -> None:
     """Guard against a vacuous scan: the model-loading modules are among the parsed files."""
     names = {path.relative_to(ROOT).as_posix() for path, _ in sources()}
-    assert {"service/backends/onnx_backend.py", "service/backends/savedmodel_backend.py"} <= names
+    assert {"service/inference/backends/onnx_backend.py", "service/inference/backends/savedmodel_backend.py"} <= names

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from registry import layout
-from service.backends.base import Backend
+from service.inference.backends.base import Backend
 
 
 def load_backend(
@@ -21,7 +21,7 @@ def load_backend(
 ) -> Backend:
     """Load one verified version folder (from ``Registry.version_dir``) on the named runtime."""
     if kind == "onnx":
-        from service.backends.onnx_backend import OnnxBackend
+        from service.inference.backends.onnx_backend import OnnxBackend
 
         return OnnxBackend(
             version_dir / layout.ONNX_FILE,
@@ -34,7 +34,7 @@ def load_backend(
         )
     if kind == "savedmodel":
         # Imported here so that TensorFlow loads only when asked for.
-        from service.backends.savedmodel_backend import SavedModelBackend
+        from service.inference.backends.savedmodel_backend import SavedModelBackend
 
         return SavedModelBackend(
             version_dir / layout.SAVEDMODEL_DIR,

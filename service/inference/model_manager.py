@@ -21,7 +21,7 @@ import numpy as np
 
 from registry import InvalidVersion, Registry, RegistryError, VersionNotFound, layout
 from service import metrics
-from service.batcher import Batcher
+from service.inference.batcher import Batcher
 from service.errors import (
     DeviceUnavailable,
     InvalidInput,
@@ -32,7 +32,7 @@ from service.errors import (
     SuspectedAdversarial,
 )
 from service.guards import NOT_A_DIGIT, REFUSALS
-from service.loaded_model import LoadedModel, VersionRefused, load_version
+from service.inference.loaded_model import LoadedModel, VersionRefused, load_version
 from service.settings import Settings
 
 log = logging.getLogger(__name__)

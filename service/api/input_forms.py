@@ -19,7 +19,7 @@ import numpy as np
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 
-from service import json_input, normalise
+from service.inputs import json_input, normalise
 from service.api.limits import media_type
 from service.errors import (
     DecodeTimeout,

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from service.backends.devices import check_device, select_providers
+from service.inference.backends.devices import check_device, select_providers
 from service.errors import ModelLoadError
 
 # onnxruntime's documented config key for models loaded from memory.

@@ -18,7 +18,7 @@ from itertools import chain
 import numpy as np
 
 from service.errors import InvalidInput, NoDigit, ServiceError, TooManyImages
-from service.normalise import check_not_blank
+from service.inputs.normalise import check_not_blank
 
 SIDE = 28
 _NUMBER_TYPES = frozenset({int, float})

@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from service.errors import NoDigit
-from service.imaging import decode_image
+from service.inputs.imaging import decode_image
 
 # Cleaning runs on a copy whose longer side is at most this: enough to keep a
 # digit that fills a tenth of a phone photo, cheap enough for ~10 ms a call.

@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 
 from registry import CorruptVersion, Registry, RegistryError, layout
-from service.backends import Backend, load_backend
-from service.batcher import FinishFn, PrepareFn, Runner
+from service.inference.backends import Backend, load_backend
+from service.inference.batcher import FinishFn, PrepareFn, Runner
 from service.errors import DeviceUnavailable, ModelLoadError
 from service.guards import VIEWS, Guards
 from service.settings import Settings

@@ -6,7 +6,7 @@ line or header and have it buffered. This subclass applies the same rule, with t
 a request head still incomplete after more than ``h11_max_incomplete_event_size`` bytes is answered 400
 and the connection closed (a head that arrives whole in one read is parsed, as h11 parses it).
 
-    uvicorn.Config(app, http="service.http_protocol:HeadCappedHttpToolsProtocol")
+    uvicorn.Config(app, http="service.api.http_protocol:HeadCappedHttpToolsProtocol")
 """
 
 from __future__ import annotations
