@@ -90,7 +90,10 @@ def test_readme_stays_a_front_door() -> None:
     assert size <= README_LIMIT_BYTES, f"README.md is {size} bytes; move reference material to docs/"
 
 
-@pytest.mark.parametrize("doc", [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))], ids=lambda p: p.name)
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), *sorted(ROOT.glob("*/README.md"))]
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: str(p.relative_to(ROOT)))
 def test_relative_links_point_at_files(doc: Path) -> None:
     targets = [t.split("#")[0] for t in LINK.findall(doc.read_text(encoding="utf-8"))]
     relative = [t for t in targets if t and not re.match(r"[a-z]+:", t)]
