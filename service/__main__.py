@@ -60,8 +60,8 @@ def check_device_or_exit(settings: Settings) -> None:
         return
     import onnxruntime
 
-    from service.inference.backends.devices import select_providers
     from service.errors import DeviceUnavailable
+    from service.inference.backends.devices import select_providers
 
     try:
         select_providers(settings.device, onnxruntime.get_available_providers())

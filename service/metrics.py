@@ -9,7 +9,6 @@ all workers through ``prometheus_client.multiprocess``.
 from __future__ import annotations
 
 import os
-from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
@@ -83,58 +82,6 @@ def confidence_band(confidence: float) -> str:
     return CONFIDENCE_BUCKETS[-1]
 
 
-# Children by label values for the paths taken per request or per batch: ``.labels()`` costs microseconds
-# a call, a dict lookup far less. Bounded like the label values themselves (routes, statuses, digits, versions).
-_CHILDREN: dict[tuple[Any, ...], Any] = {}
-
-
-def child(metric: Any, *values: object) -> Any:
-    """``metric.labels(*values)`` with the values in label order (turned to str), looked up once."""
-    key = (metric, *values)
-    found = _CHILDREN.get(key)
-    if found is None:
-        found = _CHILDREN[key] = metric.labels(*map(str, values))
-    return found
-
-
-# ---- per-request updates ---------------------------------------------------------------------------------
-# Under load a child's inc() costs about a microsecond of the event loop, several times a request. The
-# per-request counters are therefore kept as dict counts, the in-flight and queue-depth gauges as ints, and
-# publish() hands them to Prometheus at every /metrics render and once a second (the app's housekeeping
-# task; with several workers each publishes its own). Updated and published on the event loop only.
-_pending: dict[tuple[Any, ...], int] = {}
-
-
-def tally(metric: Any, *values: object) -> None:
-    """``child(metric, *values).inc()``, as of the next publish()."""
-    key = (metric, *values)
-    _pending[key] = _pending.get(key, 0) + 1
-
-
-class LiveCount:
-    """An up-down count (``value``) that publish() reads into ``gauge``."""
-
-    __slots__ = ("gauge", "value")
-
-    def __init__(self, gauge: Gauge) -> None:
-        self.gauge = gauge
-        self.value = 0
-
-
-REQUESTS_IN_FLIGHT = LiveCount(IN_FLIGHT)
-IMAGES_QUEUED = LiveCount(QUEUE_DEPTH)
-
-
-def publish() -> None:
-    """Hand the tallied counts and the live counts to Prometheus."""
-    counts = list(_pending.items())
-    _pending.clear()
-    for (metric, *values), n in counts:
-        child(metric, *values).inc(n)
-    for live in (REQUESTS_IN_FLIGHT, IMAGES_QUEUED):
-        live.gauge.set(live.value)
-
-
 def forget_live_gauges() -> None:
     """As this process exits: with several workers, take its live gauges (in flight, queue depth, model info)
     out of the sums ``/metrics`` reports. Its counters stay: they count what it did."""
@@ -144,7 +91,6 @@ def forget_live_gauges() -> None:
 
 def render() -> tuple[bytes, str]:
     """The exposition text, summed over workers in multiprocess mode."""
-    publish()
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)

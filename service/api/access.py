@@ -1,7 +1,8 @@
 """Outermost middleware: request id, one JSON access line, and the request metrics.
 
-Pure ASGI so it costs little per request and sees every answer, including the
-ones the limits middleware sends before the app runs.
+Pure ASGI so it sees every answer, including the ones the limits middleware
+sends before the app runs. The model version of an answer comes from its
+``X-Model-Version`` header, which the prediction routes set.
 """
 
 from __future__ import annotations
@@ -11,21 +12,19 @@ import os
 import re
 import time
 from collections.abc import Sequence
-from typing import Any
 
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.api.errors import error_response
-from service.logging_setup import REQUEST_ID, AccessLog
-from service.metrics import REQUEST_DURATION, REQUESTS, REQUESTS_IN_FLIGHT, child, tally
+from service.logging_setup import REQUEST_ID
+from service.metrics import IN_FLIGHT, REQUEST_DURATION, REQUESTS
 
-ACCESS_LOG = AccessLog("service.access")
+log = logging.getLogger("service.access")
 
 _VALID_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")  # whole value: fullmatch ($ would let a final newline in)
 QUIET_ROUTES = frozenset({"/health/live", "/health/ready", "/metrics"})
-SCOPE_KEY = "mnist"  # per-request facts routes hand back to this middleware (model version)
-STARTED_KEY = "mnist.started"  # perf_counter() when the JSON lane began reading a request it then handed over
+MODEL_VERSION_HEADER = b"x-model-version"
 
 
 def request_id_from(headers: list[tuple[bytes, bytes]]) -> str:
@@ -36,7 +35,7 @@ def request_id_from(headers: list[tuple[bytes, bytes]]) -> str:
             if _VALID_ID.fullmatch(text):
                 return text
             break
-    return os.urandom(16).hex()  # 32 random hex digits, as uuid4().hex, at a quarter of the cost
+    return os.urandom(16).hex()
 
 
 def route_label(scope: Scope, routes: Sequence[BaseRoute] = ()) -> str:
@@ -52,12 +51,6 @@ def route_label(scope: Scope, routes: Sequence[BaseRoute] = ()) -> str:
     return "unmatched"
 
 
-def set_model_version(scope: Scope, version: int | None) -> None:
-    facts = scope.get(SCOPE_KEY)
-    if isinstance(facts, dict) and version is not None:
-        facts["model_version"] = str(version)
-
-
 class AccessMiddleware:
     def __init__(self, app: ASGIApp, routes: Sequence[BaseRoute] = ()) -> None:
         self.app = app
@@ -67,24 +60,22 @@ class AccessMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = request_id_from(scope.get("headers", []))
+        request_id = request_id_from(scope["headers"])
         token = REQUEST_ID.set(request_id)
-        facts: dict[str, Any] = {"model_version": ""}
-        scope[SCOPE_KEY] = facts
-        status = 500
-        began = scope.get(STARTED_KEY) or time.perf_counter()
-        header = (b"x-request-id", request_id.encode("ascii"))
-        started = False
+        began = time.perf_counter()
+        status, version, started = 500, "", False
+        id_header = (b"x-request-id", request_id.encode("ascii"))
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status, started
+            nonlocal status, version, started
             if message["type"] == "http.response.start":
-                status = message["status"]
-                started = True
-                message["headers"] = [*message.get("headers", []), header]
+                status, started = message["status"], True
+                headers = message.setdefault("headers", [])
+                version = next((v.decode() for k, v in headers if k == MODEL_VERSION_HEADER), "")
+                headers.append(id_header)
             await send(message)
 
-        REQUESTS_IN_FLIGHT.value += 1
+        IN_FLIGHT.inc()
         try:
             await self.app(scope, receive, send_with_id)
         except Exception as exc:
@@ -93,15 +84,20 @@ class AccessMiddleware:
                 raise
             await error_response(exc)(scope, receive, send_with_id)
         finally:
-            REQUESTS_IN_FLIGHT.value -= 1
-            record(scope, route_label(scope, self.routes), status, time.perf_counter() - began, facts["model_version"])
+            IN_FLIGHT.dec()
+            elapsed = time.perf_counter() - began
+            endpoint = route_label(scope, self.routes)
+            REQUESTS.labels(endpoint, scope["method"], status).inc()
+            REQUEST_DURATION.labels(endpoint, version).observe(elapsed)
+            # Probes and scrapes arrive every few seconds; at info they would drown the real traffic.
+            level = logging.DEBUG if endpoint in QUIET_ROUTES else logging.INFO
+            fields = {
+                "method": scope["method"],
+                "path": scope["path"][:200],
+                "route": endpoint,
+                "status": status,
+                "duration_ms": round(elapsed * 1000, 3),
+                "model_version": version or None,
+            }
+            log.log(level, "request", extra=fields)
             REQUEST_ID.reset(token)
-
-
-def record(scope: Scope, endpoint: str, status: int, elapsed: float, model_version: str) -> None:
-    """The metrics and the access line of one answered request (also used by the JSON /predict lane)."""
-    tally(REQUESTS, endpoint, scope["method"], status)
-    child(REQUEST_DURATION, endpoint, model_version).observe(elapsed)
-    # Probes and scrapes arrive every few seconds; at info they would drown the real traffic.
-    level = logging.DEBUG if endpoint in QUIET_ROUTES else logging.INFO
-    ACCESS_LOG.request(level, scope["method"], scope["path"], endpoint, status, elapsed, model_version)

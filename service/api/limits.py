@@ -11,28 +11,22 @@ arrive within ``body_timeout_s`` of the request's start, else 408. Any answer
 sent before the body was read to its end carries ``Connection: close``:
 otherwise uvicorn keeps the connection open to drain the unread body, and each
 byte the client sends resets its keep-alive timer, so a trickler would never
-leave. Request heads (line and headers) are outside our reach: uvicorn's h11
-parser has no timeout for them; a proxy in front must enforce that one.
+leave. Request heads (line and headers) are outside our reach: uvicorn's
+httptools parser has no timeout for them; a proxy in front must enforce that one.
 """
 
 from __future__ import annotations
 
-import time
+import asyncio
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service import deadlines
 from service.api.errors import error_response
 from service.errors import PayloadTooLarge, RequestTimeout, UnsupportedEncoding, UnsupportedMediaType
 
 ALLOWED_TYPES = frozenset({"multipart/form-data", "image/png", "image/jpeg", "application/json"})
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
-# Used when neither the constructor nor the app's settings name a deadline (bare ASGI tests).
-DEFAULT_BODY_TIMEOUT_S = 10.0
 CLOSE = (b"connection", b"close")
-# The body deadline (time.monotonic() seconds) of a request whose reading began in front of this middleware
-# (the JSON lane hands over after a partial read): the deadline counts from the request's start.
-BODY_DEADLINE_KEY = "mnist.body_deadline"
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -50,17 +44,9 @@ def body_timeout(timeout_s: float) -> RequestTimeout:
     return RequestTimeout(f"the request body did not arrive within {timeout_s:g} s; send it at once")
 
 
-def _settings_timeout(scope: Scope) -> float:
-    """MNIST_BODY_TIMEOUT_S from the app's settings (Starlette puts the app in the scope)."""
-    settings = getattr(getattr(scope.get("app"), "state", None), "settings", None)
-    value = getattr(settings, "body_timeout_s", None)
-    return float(value) if isinstance(value, int | float) else DEFAULT_BODY_TIMEOUT_S
-
-
 class LimitsMiddleware:
-    def __init__(self, app: ASGIApp, max_body_bytes: int, body_timeout_s: float | None = None) -> None:
-        """``body_timeout_s=None`` reads the deadline from ``app.state.settings`` at request time."""
-        if body_timeout_s is not None and body_timeout_s <= 0:
+    def __init__(self, app: ASGIApp, max_body_bytes: int, body_timeout_s: float) -> None:
+        if body_timeout_s <= 0:
             raise ValueError("body_timeout_s must be positive (seconds to receive a whole request body)")
         self.app = app
         self.max_body_bytes = max_body_bytes
@@ -110,8 +96,8 @@ class LimitsMiddleware:
 
         received = 0
         limit = self.max_body_bytes
-        timeout_s = self.body_timeout_s if self.body_timeout_s is not None else _settings_timeout(scope)
-        deadline = scope.get(BODY_DEADLINE_KEY) or time.monotonic() + timeout_s
+        timeout_s = self.body_timeout_s
+        deadline = asyncio.get_running_loop().time() + timeout_s
 
         async def guarded_receive() -> Message:
             nonlocal received, body_done
@@ -120,7 +106,7 @@ class LimitsMiddleware:
                 return await receive()
             try:
                 # Data already buffered is returned even past the deadline: only waiting for more is bounded.
-                with deadlines.timeout_at(deadline):
+                async with asyncio.timeout_at(deadline):
                     message = await receive()
             except TimeoutError:
                 raise body_timeout(timeout_s) from None

@@ -1,65 +1,64 @@
-"""POST /predict and POST /predict/batch."""
+"""POST /predict and POST /predict/batch: the whole prediction path of the HTTP layer.
+
+A request has already passed the access log and the limits (``app.py``). Here:
+the input form is decided and turned into 28x28 arrays (``input_forms``), the
+model manager answers through the batcher, and the answer is written with
+orjson. The served version goes back in the ``X-Model-Version`` header, where
+the access line and the request metrics read it.
+"""
 
 from __future__ import annotations
 
-import functools
-import json
 import math
 from typing import Any
 
 import numpy as np
+import orjson
 from fastapi import APIRouter, Request
-from fastapi.routing import APIRoute
 from starlette.responses import Response
-from starlette.types import ASGIApp, Receive, Scope, Send
 
-from service.api.access import set_model_version
+from service.api.access import MODEL_VERSION_HEADER
 from service.api.errors import entry_error
 from service.api.input_forms import Slot, batch_images, single_image
 from service.api.schemas import BatchOut, PredictionOut, error_responses, predict_request_body
-from service.errors import ServiceError
-from service.metrics import PREDICTIONS, confidence_band, tally
+from service.errors import InferenceError, ServiceError
+from service.metrics import PREDICTIONS, confidence_band
 from service.settings import Settings
 
 router = APIRouter(tags=["predict"])
 
 INPUT_ERRORS = error_responses(400, 413, 415, 422, 503, 504)
-_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))  # JSONResponse's options
+VERSION_HEADER = MODEL_VERSION_HEADER.decode()
 
 
-# Numbers go out with a fixed count of decimals: "%.6f" rounds exactly as round(x, 6) does, and writing
-# the answer as one format string costs a quarter of rounding and repr-ing each float (the hot path).
-_WITHOUT_PROBABILITIES = '{"digit":%d,"confidence":%.2f,"model_version":%d}'
-
-
-@functools.cache
-def _with_probabilities(classes: int) -> str:
-    numbers = ",".join(["%.6f"] * classes)
-    return '{"digit":%d,"confidence":%.6f,"probabilities":[' + numbers + '],"model_version":%d}'
-
-
-def prediction_json(prediction: Any, settings: Settings) -> bytes:
-    """One answer as JSON: confidence and probabilities with six decimals. Without probabilities
+def prediction_answer(prediction: Any, settings: Settings) -> dict[str, Any]:
+    """One answer: confidence and probabilities rounded to six decimals. Without probabilities
     (``MNIST_RETURN_PROBABILITIES=false``) the confidence has two: model-extraction hygiene, since a
     full, precise probability vector is what a thief needs."""
-    probabilities = prediction.probabilities
-    written = probabilities if settings.return_probabilities else ()
-    if not math.isfinite(prediction.confidence + sum(written)):  # probabilities are <= 1: the sum cannot overflow
-        raise ValueError("Out of range float values are not JSON compliant")  # as json's allow_nan=False
     if not settings.return_probabilities:
-        return (_WITHOUT_PROBABILITIES % (prediction.digit, prediction.confidence, prediction.model_version)).encode()
-    template = _with_probabilities(len(probabilities))
-    return (template % (prediction.digit, prediction.confidence, *probabilities, prediction.model_version)).encode()
+        confidence = round(prediction.confidence, 2)
+        if not math.isfinite(confidence):
+            raise InferenceError("the model returned a non-finite confidence")
+        return {"digit": prediction.digit, "confidence": confidence, "model_version": prediction.model_version}
+    probabilities = [round(p, 6) for p in prediction.probabilities]
+    if not math.isfinite(sum(probabilities)):  # orjson would write NaN as null: a broken model must fail (500)
+        raise InferenceError("the model returned non-finite probabilities")
+    return {
+        "digit": prediction.digit,
+        "confidence": round(prediction.confidence, 6),
+        "probabilities": probabilities,
+        "model_version": prediction.model_version,
+    }
 
 
-def count(prediction: Any) -> None:
+def _count(prediction: Any) -> None:
     band = confidence_band(float(prediction.confidence))
-    tally(PREDICTIONS, prediction.digit, band, prediction.model_version)
+    PREDICTIONS.labels(prediction.digit, band, prediction.model_version).inc()
 
 
-async def _loaded_version(request: Request) -> int | None:
-    # Only when every image of a batch was refused: the version being served, from memory.
-    return request.app.state.manager.model_version
+def _json(body: dict[str, Any], version: int | None) -> Response:
+    headers = {VERSION_HEADER: str(version)} if version is not None else None
+    return Response(orjson.dumps(body), media_type="application/json", headers=headers)
 
 
 @router.post(
@@ -76,12 +75,12 @@ async def _loaded_version(request: Request) -> int | None:
 async def predict(request: Request) -> Response:
     state = request.app.state
     image = await single_image(request, state.settings, state.decode_executor)
-    (result,) = await state.manager.predict(image[np.newaxis].astype(np.float32, copy=False))
+    (result,) = await state.manager.predict(image[np.newaxis])
     if isinstance(result, ServiceError):
         raise result
-    set_model_version(request.scope, result.model_version)
-    count(result)
-    return Response(prediction_json(result, state.settings), media_type="application/json")
+    answer = prediction_answer(result, state.settings)
+    _count(result)
+    return _json(answer, result.model_version)
 
 
 @router.post(
@@ -101,44 +100,19 @@ async def predict_batch(request: Request) -> Response:
     state = request.app.state
     slots: list[Slot] = await batch_images(request, state.settings, state.decode_executor)
     good = [i for i, slot in enumerate(slots) if isinstance(slot, np.ndarray)]
-    answers: list[Any] = list(slots)
+    results: list[Any] = list(slots)
     if good:
-        stacked = np.stack([slots[i] for i in good]).astype(np.float32, copy=False)
+        stacked = np.stack([slots[i] for i in good])
         for i, result in zip(good, await state.manager.predict(stacked), strict=True):
-            answers[i] = result
-            if not isinstance(result, ServiceError):
-                count(result)
-    version = next((a.model_version for a in answers if not isinstance(a, (ServiceError, np.ndarray))), None)
-    if version is None:
-        version = await _loaded_version(request)
-    set_model_version(request.scope, version)
-    entries = [
-        _ENCODER.encode(entry_error(a)).encode() if isinstance(a, ServiceError) else prediction_json(a, state.settings)
-        for a in answers
-    ]
-    body = b'{"predictions":[' + b",".join(entries) + b'],"model_version":' + _ENCODER.encode(version).encode() + b"}"
-    return Response(body, media_type="application/json")
-
-
-class PredictDirectRoute:
-    """``POST /predict`` straight to its endpoint, past FastAPI's routing and per-request dependency machinery.
-
-    Uploads, and the JSON bodies the JSON lane (``api.json_lane``) hands over, come this way. The route
-    has no dependencies or parameters for that machinery to solve, yet it cost a sixth of the event
-    loop's time per request. Installed inside the access and limits middleware,
-    so ids, logs, metrics, body caps and content-type checks are the same; errors propagate to the
-    access middleware, which answers them with the same envelope the app's handlers use. Any other
-    method or path (405s, redirects, docs) takes the normal route; /docs still describes this one.
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-        self.route = next(r for r in router.routes if isinstance(r, APIRoute) and r.path == "/predict")
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != "/predict":
-            await self.app(scope, receive, send)
-            return
-        scope["route"] = self.route  # as the router would set it: metrics label the route template
-        response = await predict(Request(scope, receive))
-        await response(scope, receive, send)
+            results[i] = result
+    entries = []
+    for result in results:
+        if isinstance(result, ServiceError):
+            entries.append(entry_error(result))
+        else:
+            entries.append(prediction_answer(result, state.settings))
+            _count(result)
+    version = next((e["model_version"] for e in entries if "model_version" in e), None)
+    if version is None:  # every image refused: the version being served, from memory
+        version = state.manager.model_version
+    return _json({"predictions": entries, "model_version": version}, version)

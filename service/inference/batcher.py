@@ -40,37 +40,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from service import deadlines, metrics
+from service import metrics
 from service.errors import DeadlineExceeded, InferenceError, ModelNotReady, QueueFull
+from service.inference.runner import Runner
 
 log = logging.getLogger(__name__)
-
-# The model call, on the model thread: [rows, ...] -> two arrays with one row per input row.
-ModelFn = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
-# Batch-wide steps around it, on the event loop: images -> model rows; (images, *model outputs) -> one row per image.
-PrepareFn = Callable[[np.ndarray], np.ndarray]
-FinishFn = Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
-
-
-@dataclass(frozen=True)
-class Runner:
-    """A model call and the labels its metrics carry; equal runners may share a batch."""
-
-    fn: ModelFn
-    model_version: str
-    backend: str
-    device: str
-    # Optional steps run once per gathered batch on the event loop, not the model thread: they are short numpy
-    # code (the guards: 0.3 ms for 21 images) whose dozens of GIL releases would each wait for the busy loop
-    # there, which stretched a model call from 3 ms to 12-15 ms under load.
-    prepare: PrepareFn | None = None
-    finish: FinishFn | None = None
-    # Model rows one image becomes in prepare (3 with the guards' squeezed copies): max_batch_size bounds the
-    # rows of one model call, so such a runner takes max_batch_size // rows_per_image images a batch.
-    rows_per_image: int = 1
-    # The model's input scaling (metadata's pixel_scale), applied to each gathered batch before prepare: one
-    # multiplication a batch instead of one a request. finish sees the scaled images.
-    input_scale: float = 1.0
 
 
 @dataclass(eq=False, slots=True)
@@ -165,14 +139,14 @@ class Batcher:
         item = _Item(images, n, deadline, runner, asyncio.get_running_loop().create_future())
         self._queue.append(item)
         self._depth += n
-        metrics.IMAGES_QUEUED.value = self._depth
+        metrics.QUEUE_DEPTH.set(self._depth)
         self._wakeup.set()
         # The deadline settles the future itself (the loop then skips it), so a caller never waits forever.
-        slot = deadlines.arm(deadline, item, item.expire)
+        timer = asyncio.get_running_loop().call_later(deadline - time.monotonic(), item.expire)
         try:
             return await item.future  # a cancelled caller cancels the future too
         finally:
-            deadlines.drop(slot, item)
+            timer.cancel()
 
     async def call_on_model_thread(self, fn: Callable[[], object]) -> None:
         """Run ``fn`` on the model thread, after any model call already running (used to close old models)."""
@@ -185,7 +159,7 @@ class Batcher:
     def _take(self) -> _Item:
         item = self._queue.popleft()
         self._depth -= item.size
-        metrics.IMAGES_QUEUED.value = self._depth
+        metrics.QUEUE_DEPTH.set(self._depth)
         return item
 
     def _next_live(self) -> _Item | None:
@@ -307,16 +281,16 @@ class Batcher:
         """Run on the model thread; more rows than max_batch_size (a large submission) run in chunks."""
         # Measured here, not at dispatch: a batch queued behind a running call is still waiting for the model.
         started = time.monotonic()
-        queue_wait = metrics.child(metrics.QUEUE_WAIT, runner.model_version)
+        queue_wait = metrics.QUEUE_WAIT.labels(runner.model_version)
         for item in batch:
             queue_wait.observe(started - item.enqueued)
-        metrics.child(metrics.BATCH_SIZE, runner.model_version).observe(sum(item.size for item in batch))
+        metrics.BATCH_SIZE.labels(runner.model_version).observe(sum(item.size for item in batch))
         probs_parts, feature_parts = [], []
         for start in range(0, rows.shape[0], self.max_batch_size):
             chunk = rows[start : start + self.max_batch_size]
             began = time.perf_counter()
             probs, features = runner.fn(chunk)
-            inference = metrics.child(metrics.INFERENCE_DURATION, runner.model_version, runner.backend, runner.device)
+            inference = metrics.INFERENCE_DURATION.labels(runner.model_version, runner.backend, runner.device)
             inference.observe(time.perf_counter() - began)
             if probs.shape[0] != chunk.shape[0] or features.shape[0] != chunk.shape[0]:
                 raise ValueError(f"model returned {probs.shape[0]}/{features.shape[0]} rows for {chunk.shape[0]}")

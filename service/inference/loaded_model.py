@@ -17,11 +17,11 @@ from typing import Any
 
 import numpy as np
 
+from digits.guards import VIEWS, Guards
 from registry import CorruptVersion, Registry, RegistryError, layout
-from service.inference.backends import Backend, load_backend
-from service.inference.batcher import FinishFn, PrepareFn, Runner
 from service.errors import DeviceUnavailable, ModelLoadError
-from service.guards import VIEWS, Guards
+from service.inference.backends import Backend, load_backend
+from service.inference.runner import FinishFn, PrepareFn, Runner
 from service.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -15,38 +15,27 @@ import math
 import time
 from dataclasses import asdict
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
 from registry import InvalidVersion, Registry, RegistryError, VersionNotFound, layout
 from service import metrics
-from service.inference.batcher import Batcher
 from service.errors import (
     DeviceUnavailable,
     InvalidInput,
     ModelLoadError,
     ModelNotReady,
-    NotADigit,
     ServiceError,
-    SuspectedAdversarial,
 )
-from service.guards import NOT_A_DIGIT, REFUSALS
+from service.inference.answers import Prediction, answers
+from service.inference.batcher import Batcher
 from service.inference.loaded_model import LoadedModel, VersionRefused, load_version
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
 
 _KEY_METRICS = ("test_accuracy", "ece", "fgsm", "latency_us_per_image", "guards")
-
-
-class Prediction(NamedTuple):
-    """One answered image. A named tuple: one is built per request, at a fraction of a frozen dataclass's cost."""
-
-    digit: int
-    confidence: float
-    probabilities: list[float]
-    model_version: int
 
 
 class ModelManager:
@@ -149,22 +138,7 @@ class ModelManager:
             probs, refusals = await self._batcher.submit(images.reshape(n, *model.input_shape), deadline, model.runner)
         finally:
             model.inflight -= 1
-        answers: list[Prediction | ServiceError] = []
-        labels, version = model.labels, model.version
-        for i, (row, code) in enumerate(zip(probs.tolist(), refusals.tolist(), strict=True)):
-            if code:
-                answers.append(
-                    NotADigit(f"image {i} does not look like a handwritten digit")
-                    if REFUSALS[code] == NOT_A_DIGIT
-                    else SuspectedAdversarial(f"image {i} looks altered to mislead the model")
-                )
-                continue
-            # The first maximum, as argmax; over ten Python floats, cheaper than numpy's call overhead.
-            # A NaN (a broken model) makes max() order-dependent: argmax then picks it, as it always did,
-            # and the answer fails to encode (500) instead of naming a digit.
-            best = row.index(max(row)) if math.isfinite(sum(row)) else int(np.argmax(row))
-            answers.append(Prediction(labels[best], row[best], row, version))
-        return answers
+        return answers(probs, refusals, model.labels, model.version)
 
     # ---- loading and hot swap ----------------------------------------------------
     async def reload(self, ref: str | int | None = None) -> int:

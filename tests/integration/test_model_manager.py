@@ -15,10 +15,9 @@ import pytest
 from registry import Registry, layout
 from service import metrics
 from service.errors import ModelLoadError, ModelNotReady, NotADigit, ServiceError, SuspectedAdversarial
-from service.inference.model_manager import ModelManager, Prediction
+from service.inference.answers import Prediction
+from service.inference.model_manager import ModelManager
 from service.settings import Settings
-
-pytestmark = pytest.mark.integration
 
 
 def settings_for(root: Path, **overrides: Any) -> Settings:

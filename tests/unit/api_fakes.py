@@ -59,6 +59,10 @@ class FakeManager:
     reloads: list[Any] = field(default_factory=list)
     registry: Any = None
 
+    @property
+    def model_version(self) -> int | None:
+        return self.version if self.ready else None
+
     async def start(self) -> None:
         self.started = True
 

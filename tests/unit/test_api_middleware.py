@@ -12,9 +12,8 @@ import pytest
 from prometheus_client import REGISTRY
 from starlette.testclient import TestClient
 
-from service import metrics
 from service.app import create_app
-from service.logging_setup import REQUEST_ID, AccessLog, JsonLineHandler, request_fields
+from service.logging_setup import REQUEST_ID, drain, json_handler
 from service.settings import Settings
 from tests.unit.api_fakes import FakeManager
 
@@ -95,12 +94,10 @@ def test_request_id_is_echoed_or_generated(client: TestClient) -> None:
 def test_metrics_move_and_use_route_templates(client: TestClient) -> None:
     registry = REGISTRY
     labels = {"endpoint": "/models/{version}", "method": "GET", "status": "422"}
-    metrics.publish()
     before = registry.get_sample_value("mnist_requests_total", labels) or 0.0
     rejected = registry.get_sample_value("mnist_rejected_inputs_total", {"reason": "unsupported_media_type"}) or 0.0
     client.get("/models/not-a-number")
     client.post("/predict", content=b"{}", headers={"Content-Type": "text/plain"})
-    metrics.publish()  # what a scrape does first: per-request counts are tallied until then
     assert registry.get_sample_value("mnist_requests_total", labels) == before + 1
     after = registry.get_sample_value("mnist_rejected_inputs_total", {"reason": "unsupported_media_type"})
     assert after == rejected + 1
@@ -109,28 +106,44 @@ def test_metrics_move_and_use_route_templates(client: TestClient) -> None:
 
 
 def json_lines(stream: io.StringIO) -> list[dict]:
+    drain()
     return [json.loads(line) for line in stream.getvalue().splitlines()]
 
 
+def access_lines(stream: io.StringIO) -> list[dict]:
+    return [entry for entry in json_lines(stream) if entry["logger"] == "service.access"]
+
+
 @pytest.fixture()
-def log_stream() -> Iterator[io.StringIO]:
+def log_stream(client: TestClient) -> Iterator[io.StringIO]:
     """What the service's JSON handler writes (stdout in production)."""
-    handler = next(h for h in logging.getLogger().handlers if isinstance(h, JsonLineHandler))
+    handler = json_handler()
+    assert handler is not None
+    drain()
     stream = io.StringIO()
-    previous = handler.setStream(stream)
+    previous = handler.writer.setStream(stream)
     try:
         yield stream
     finally:
-        handler.setStream(previous)
+        drain()
+        handler.writer.setStream(previous)
 
 
 def test_access_line_is_json_with_the_request_id(client: TestClient, log_stream: io.StringIO) -> None:
     client.post("/predict", content=b"{}", headers={"Content-Type": "text/plain", "X-Request-ID": "req-42"})
-    AccessLog.flush()
     (line,) = access_lines(log_stream)
     assert line["request_id"] == "req-42" and line["status"] == 415 and line["route"] == "/predict"
     assert line["level"] == "info" and line["msg"] == "request" and line["method"] == "POST"
-    assert {"ts", "path", "duration_ms", "model_version"} <= set(line)
+    assert line["model_version"] is None and isinstance(line["duration_ms"], float)
+    assert line["ts"].endswith("Z") and line["path"] == "/predict"
+
+
+def test_a_prediction_access_line_names_the_model_version(client: TestClient, log_stream: io.StringIO) -> None:
+    image = [[255 if 13 <= c <= 15 and 4 <= r <= 23 else 0 for c in range(28)] for r in range(28)]
+    response = client.post("/predict", json={"image": image}, headers={"X-Request-ID": "req-7"})
+    assert response.status_code == 200 and response.headers["x-model-version"] == "3"
+    (line,) = access_lines(log_stream)
+    assert line["model_version"] == "3" and line["status"] == 200 and line["request_id"] == "req-7"
 
 
 def test_access_lines_follow_the_log_level(client: TestClient, log_stream: io.StringIO) -> None:
@@ -142,111 +155,22 @@ def test_access_lines_follow_the_log_level(client: TestClient, log_stream: io.St
     finally:
         access.setLevel(previous)
     client.get("/health/live")  # probes log at debug: below the default info
-    AccessLog.flush()
     assert access_lines(log_stream) == []
 
 
-@pytest.mark.parametrize(
-    ("method", "path", "route", "status", "version", "request_id"),
-    [
-        ("POST", "/predict", "/predict", 200, "3", "req-42"),
-        ("GET", "/models/7", "/models/{version}", 404, "", None),
-        ("POST", '/odd "path" \\ é\n' + "x" * 300, "unmatched", 415, "", "abc"),
-    ],
-)
-def test_the_fast_access_line_is_the_generic_line_byte_for_byte(
-    monkeypatch: pytest.MonkeyPatch,
-    method: str,
-    path: str,
-    route: str,
-    status: int,
-    version: str,
-    request_id: str | None,
-) -> None:
-    """AccessLog.request keeps its repeating parts pre-encoded; what it writes must not differ from write()."""
-    stream = io.StringIO()
-    handler = JsonLineHandler(stream)
-    monkeypatch.setattr("service.logging_setup._json_handler", lambda: handler)
-    monkeypatch.setattr("service.logging_setup.time.time", lambda: 1_700_000_000.25)
-    log = AccessLog("service.access")
-    token = REQUEST_ID.set(request_id)
+def test_a_record_logged_while_serving_carries_the_request_id_and_its_traceback(log_stream: io.StringIO) -> None:
+    """Lines are written on the listener's thread, which does not see the request's context."""
+    token = REQUEST_ID.set("req-99")
     try:
-        for _ in range(2):  # the second line comes from the kept parts
-            log.request(logging.INFO, method, path, route, status, 0.0123456, version)
-        log.write(logging.INFO, request_fields(method, path, route, status, 0.0123456, version))
+        try:
+            raise ValueError("broken")
+        except ValueError:
+            logging.getLogger("service").exception("it failed", extra={"model_version": 4})
     finally:
         REQUEST_ID.reset(token)
-    handler.flush()
-    first, again, generic = stream.getvalue().splitlines()
-    assert first == again == generic
-    assert json.loads(first)["path"] == path[:200]
-
-
-def access_lines(stream: io.StringIO) -> list[dict]:
-    return [entry for entry in json_lines(stream) if entry["logger"] == "service.access"]
-
-
-@pytest.fixture()
-def no_timed_flush(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The service's once-a-second flush, out of the way (requested before the app starts)."""
-    monkeypatch.setattr(AccessLog, "FLUSH_EVERY_S", 3600.0)
-
-
-def test_access_lines_wait_for_a_flush_and_keep_their_order(
-    no_timed_flush: None, client: TestClient, log_stream: io.StringIO
-) -> None:
-    """Buffered, an access line is written by the next flush or before the next other record, in order."""
-    client.post("/predict", content=b"{}", headers={"Content-Type": "text/plain", "X-Request-ID": "first"})
-    assert access_lines(log_stream) == []
-    logging.getLogger("service").warning("after the request")
-    loggers = [entry["logger"] for entry in json_lines(log_stream)]
-    assert loggers.index("service.access") < loggers.index("service")
-
-
-def test_a_full_access_buffer_is_written_without_waiting() -> None:
-    stream = io.StringIO()
-    handler = JsonLineHandler(stream)
-    for i in range(handler.MAX_PENDING - 1):
-        handler.add_line(f"{i}\n")
-    assert stream.getvalue() == ""
-    handler.add_line("last\n")
-    assert stream.getvalue().splitlines() == [*map(str, range(handler.MAX_PENDING - 1)), "last"]
-
-
-class FlakyStream(io.StringIO):
-    """A stream whose next ``failures`` writes raise, as a closed pipe would."""
-
-    def __init__(self, failures: int) -> None:
-        super().__init__()
-        self.failures = failures
-
-    def write(self, text: str) -> int:
-        if self.failures:
-            self.failures -= 1
-            raise BrokenPipeError("stdout is gone")
-        return super().write(text)
-
-
-def test_a_failed_write_loses_no_access_line_and_never_reaches_a_request(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(logging, "raiseExceptions", False)  # handleError's report to stderr, off for the test
-    stream = FlakyStream(failures=1)
-    handler = JsonLineHandler(stream)
-    handler.add_line("one\n")
-    with pytest.raises(BrokenPipeError):
-        handler.flush()  # as StreamHandler.flush: the caller (the service's flush task) decides
-    handler.add_line("two\n")
-    logging.getLogger("isolated").addHandler(handler)
-    try:
-        stream.failures = 1
-        handler.handle(logging.makeLogRecord({"msg": "a record", "name": "isolated"}))  # reported, not raised
-    finally:
-        logging.getLogger("isolated").removeHandler(handler)
-    for _ in range(handler.MAX_PENDING):
-        handler.add_line("more\n")  # the full buffer writes itself: never raises into a request
-    handler.flush()
-    lines = stream.getvalue().splitlines()
-    assert lines.count("one") == lines.count("two") == lines.count("a record") == 1
-    assert lines.count("more") == handler.MAX_PENDING and len(lines) == handler.MAX_PENDING + 3
+    (line,) = [entry for entry in json_lines(log_stream) if entry["logger"] == "service"]
+    assert line["request_id"] == "req-99" and line["level"] == "error" and line["model_version"] == 4
+    assert line["msg"] == "it failed" and "ValueError: broken" in line["exc"]
 
 
 @pytest.mark.parametrize("sent", [b"abc\n", b"abc\r", b"a" * 129, b"", b"ab c", b'a"b'])

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from service.api import inputs
+from service.api import input_forms as inputs
 from service.app import create_app
 from service.settings import Settings
 from tests.helpers import as_json_rows, synthetic_digit
@@ -222,16 +222,14 @@ def test_openapi_documents_all_three_input_forms(make_client: ClientFactory) -> 
     assert "/predict/batch" in schema["paths"] and "/health/ready" in schema["paths"]
 
 
-def test_the_written_prediction_holds_the_rounded_values_with_fixed_decimals() -> None:
-    """/predict writes its answer as one format string (the hot path): valid JSON whose numbers are the
-    model's, rounded as round() rounds them, six decimals each (two for a confidence given alone)."""
-    import json
-    import re
-
+def test_an_answer_holds_the_model_values_rounded_to_six_decimals() -> None:
+    """Confidence and probabilities rounded as round() rounds them, six decimals each (two for a confidence
+    given alone); a broken model's NaN or infinity fails the answer instead of being written as null."""
     import numpy as np
 
-    from service.api.routes_predict import prediction_json
-    from service.inference.model_manager import Prediction
+    from service.api.routes_predict import prediction_answer
+    from service.errors import InferenceError
+    from service.inference.answers import Prediction
 
     rng = np.random.default_rng(7)
     rows = [rng.dirichlet(np.full(10, alpha)).astype(np.float32).tolist() for alpha in (0.05, 0.3, 5.0)]
@@ -240,25 +238,20 @@ def test_the_written_prediction_holds_the_rounded_values_with_fixed_decimals() -
     for probabilities in rows:
         digit = int(np.argmax(probabilities))
         prediction = Prediction(digit, probabilities[digit], probabilities, 12)
-
-        text = prediction_json(prediction, Settings(return_probabilities=True)).decode()
-        assert json.loads(text) == {
+        assert prediction_answer(prediction, Settings(return_probabilities=True)) == {
             "digit": digit,
             "confidence": round(probabilities[digit], 6),
             "probabilities": [round(p, 6) for p in probabilities],
             "model_version": 12,
         }
-        assert len(re.findall(r"\d\.\d{6}(?=[,\]])", text)) == 11, text  # no exponent, no shortest repr
-
-        text = prediction_json(prediction, Settings(return_probabilities=False)).decode()
-        assert json.loads(text) == {"digit": digit, "confidence": round(probabilities[digit], 2), "model_version": 12}
-        assert re.search(r'"confidence":\d\.\d\d,', text), text
+        alone = prediction_answer(prediction, Settings(return_probabilities=False))
+        assert alone == {"digit": digit, "confidence": round(probabilities[digit], 2), "model_version": 12}
 
     # Only what is written must be finite: withheld probabilities do not fail an answer.
     withheld = Prediction(3, 0.9, [float("-inf"), 0.05, 0.05, 0.9, *[0.0] * 6], 1)
-    assert json.loads(prediction_json(withheld, Settings(return_probabilities=False)))["confidence"] == 0.9
+    assert prediction_answer(withheld, Settings(return_probabilities=False))["confidence"] == 0.9
 
     for bad in (float("nan"), float("inf")):
         broken = Prediction(3, 0.5, [0.1, 0.2, 0.3, bad, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0], 1)
-        with pytest.raises(ValueError, match="not JSON compliant"):
-            prediction_json(broken, Settings(return_probabilities=True))
+        with pytest.raises(InferenceError, match="non-finite"):
+            prediction_answer(broken, Settings(return_probabilities=True))

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from service.inference.backends.devices import CPU, CUDA, check_device, device_in_use, select_providers
 from service.errors import DeviceUnavailable
+from service.inference.backends.devices import CPU, CUDA, check_device, device_in_use, select_providers
 
 pytestmark = pytest.mark.unit
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from registry import Registry, layout
-from service.inference.backends.onnx_backend import OnnxBackend
 from service.errors import DeviceUnavailable, ModelLoadError, ModelNotReady
+from service.inference.backends.onnx_backend import OnnxBackend
 from service.inference.model_manager import ModelManager
 from service.settings import Settings
 

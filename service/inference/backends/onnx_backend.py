@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from service.inference.backends.devices import check_device, select_providers
 from service.errors import ModelLoadError
+from service.inference.backends.devices import check_device, select_providers
 
 # onnxruntime's documented config key for models loaded from memory.
 _EXTERNAL_FOLDER_KEY = "session.model_external_initializers_file_folder_path"
