@@ -4,20 +4,27 @@ from registry.errors import (
     AliasError,
     AliasMoved,
     CorruptVersion,
+    InvalidMetadata,
     InvalidVersion,
     RegistryError,
     VersionNotFound,
 )
 from registry.files import file_sha256, parse_version
+from registry.metadata import InputSpec, ModelMetadata, Preprocessing, TensorSpec
 from registry.store import Registry, VersionInfo
 
 __all__ = [
     "AliasError",
     "AliasMoved",
     "CorruptVersion",
+    "InputSpec",
+    "InvalidMetadata",
     "InvalidVersion",
+    "ModelMetadata",
+    "Preprocessing",
     "Registry",
     "RegistryError",
+    "TensorSpec",
     "VersionInfo",
     "VersionNotFound",
     "file_sha256",

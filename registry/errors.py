@@ -25,3 +25,7 @@ class AliasError(RegistryError):
 
 class AliasMoved(AliasError):
     """A compare-and-set promotion found the alias changed since the decision."""
+
+
+class InvalidMetadata(CorruptVersion):
+    """metadata.json misses a field or holds a bad one; the message names the field."""

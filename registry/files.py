@@ -1,13 +1,15 @@
-"""File-level helpers of the registry: checksums, atomic JSON writes, version ids."""
+"""File-level helpers of the registry: checksums, atomic JSON writes, the lock, version ids."""
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import re
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -64,3 +66,15 @@ def write_json_atomic(path: Path, payload: Any) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+@contextlib.contextmanager
+def locked(folder: Path) -> Iterator[None]:
+    """Hold the folder's exclusive flock (``layout.LOCK_FILE``): publishers and promoters take turns."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / layout.LOCK_FILE).open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -3,25 +3,25 @@
 Publishing is atomic: a version is built in a staging folder beside the
 versions and renamed into place under an exclusive lock, so a reader sees a
 complete folder or none, and two concurrent publishers get two numbers.
+Every metadata.json read or written goes through ``registry.metadata.ModelMetadata``.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import os
 import shutil
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from registry import aliases as alias_file
 from registry import layout
 from registry.errors import AliasError, AliasMoved, CorruptVersion, VersionNotFound
-from registry.files import VERSION_RE, checksums, parse_version, write_json_atomic
+from registry.files import VERSION_RE, checksums, locked, parse_version, write_json_atomic
+from registry.metadata import ModelMetadata
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ class Registry:
         self.root = Path(root)
         self.model_dir = self.root / layout.MODEL_NAME
 
-    # ---- reading -------------------------------------------------------
+    # ---- versions -------------------------------------------------------
     def versions(self) -> list[int]:
         if not self.model_dir.is_dir():
             return []
@@ -63,27 +63,35 @@ class Registry:
         return path
 
     def metadata(self, version: int | str) -> dict[str, Any]:
+        """The version's metadata.json as JSON (for display), checked against the schema."""
+        return self._read_metadata(version)[0]
+
+    def verify(self, version: int | str) -> dict[str, Any]:
+        """``metadata`` after checking every file against its sha256."""
+        return self._verified(version)[0]
+
+    def model_metadata(self, version: int | str) -> ModelMetadata:
+        """The verified version's facts, typed: what loading a version reads."""
+        return self._verified(version)[1]
+
+    def _read_metadata(self, version: int | str) -> tuple[dict[str, Any], ModelMetadata]:
         path = self.version_dir(version) / layout.METADATA_FILE
         try:
-            meta = json.loads(path.read_text())
+            doc = json.loads(path.read_text())
         except FileNotFoundError as exc:
             raise CorruptVersion(f"version {version} has no {layout.METADATA_FILE}") from exc
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise CorruptVersion(f"version {version}: {layout.METADATA_FILE} is not valid JSON") from exc
-        if not isinstance(meta, dict) or meta.get("version") != parse_version(version):
+        if not isinstance(doc, dict) or doc.get("version") != parse_version(version):
             raise CorruptVersion(f"version {version}: metadata does not describe this version")
-        return meta
+        return doc, ModelMetadata.from_dict(doc)
 
-    def verify(self, version: int | str) -> dict[str, Any]:
-        """Return the metadata after checking every file against its sha256.
-
-        A version with a missing, changed or unlisted file is refused: an
-        ambiguous folder is never guessed at.
-        """
+    def _verified(self, version: int | str) -> tuple[dict[str, Any], ModelMetadata]:
+        """A missing, changed or unlisted file refuses the version: an ambiguous folder is never guessed at."""
         folder = self.version_dir(version)
-        meta = self.metadata(version)
-        expected = meta.get("files")
-        if not isinstance(expected, dict) or not expected:
+        doc, facts = self._read_metadata(version)
+        expected = facts.files
+        if not expected:
             raise CorruptVersion(f"version {version}: metadata lists no file checksums")
         actual = checksums(folder)
         missing = sorted(set(expected) - set(actual))
@@ -98,7 +106,7 @@ class Registry:
             if unlisted:
                 parts.append(f"unlisted {unlisted[:3]}")
             raise CorruptVersion(f"version {version} failed verification: {'; '.join(parts)}")
-        return meta
+        return doc, facts
 
     def read_json_file(self, version: int | str, name: str) -> Any:
         """Read a JSON artifact (e.g. guards.json) of a version."""
@@ -108,28 +116,30 @@ class Registry:
         except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise CorruptVersion(f"version {version}: cannot read {name}") from exc
 
+    def describe(self) -> list[VersionInfo]:
+        by_version: dict[int, list[str]] = {}
+        for alias, version in self.aliases().items():
+            by_version.setdefault(version, []).append(alias)
+        rows = []
+        for version in self.versions():
+            try:
+                facts: ModelMetadata | None = self._read_metadata(version)[1]
+            except CorruptVersion:
+                facts = None
+            rows.append(
+                VersionInfo(
+                    version=version,
+                    created=(facts and facts.created) or "?",
+                    model=str(facts.training_config.get("model", "?")) if facts else "?",
+                    test_accuracy=facts.metrics.get("test_accuracy") if facts else None,
+                    aliases=sorted(by_version.get(version, [])),
+                )
+            )
+        return rows
+
+    # ---- aliases --------------------------------------------------------
     def _alias_state(self) -> dict[str, Any]:
-        path = self.model_dir / layout.ALIASES_FILE
-        if not path.exists():
-            return {"aliases": {}, "history": []}
-        try:
-            state = json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise AliasError(f"{path} is not valid JSON; fix or delete it") from exc
-        if not isinstance(state, dict):
-            raise AliasError(f"{path} must hold a JSON object; fix or delete it")
-        state.setdefault("aliases", {})
-        state.setdefault("history", [])
-        aliases, history = state["aliases"], state["history"]
-        valid = (
-            isinstance(aliases, dict)
-            and isinstance(history, list)
-            and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in aliases.values())
-            and all(isinstance(h, dict) and isinstance(h.get("version"), int) for h in history)
-        )
-        if not valid:
-            raise AliasError(f"{path}: aliases must map names to positive integer versions; fix or delete it")
-        return state
+        return alias_file.read_state(self.model_dir / layout.ALIASES_FILE)
 
     def aliases(self) -> dict[str, int]:
         return {k: int(v) for k, v in self._alias_state()["aliases"].items()}
@@ -156,27 +166,6 @@ class Registry:
         self.version_dir(number)
         return number
 
-    def describe(self) -> list[VersionInfo]:
-        by_version: dict[int, list[str]] = {}
-        for alias, version in self.aliases().items():
-            by_version.setdefault(version, []).append(alias)
-        rows = []
-        for version in self.versions():
-            try:
-                meta = self.metadata(version)
-            except CorruptVersion:
-                meta = {}
-            rows.append(
-                VersionInfo(
-                    version=version,
-                    created=str(meta.get("created", "?")),
-                    model=str(meta.get("training_config", {}).get("model", "?")),
-                    test_accuracy=meta.get("metrics", {}).get("test_accuracy"),
-                    aliases=sorted(by_version.get(version, [])),
-                )
-            )
-        return rows
-
     def change_token(self) -> tuple[int, int]:
         """Cheap fingerprint of aliases.json for pollers (mtime and size)."""
         try:
@@ -184,59 +173,6 @@ class Registry:
         except FileNotFoundError:
             return (0, 0)
         return (st.st_mtime_ns, st.st_size)
-
-    # ---- writing -------------------------------------------------------
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        self.model_dir.mkdir(parents=True, exist_ok=True)
-        with (self.model_dir / layout.LOCK_FILE).open("a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
-
-    def new_staging_dir(self) -> Path:
-        """A private folder on the registry's filesystem, so publishing is one rename."""
-        self.model_dir.mkdir(parents=True, exist_ok=True)
-        path = self.model_dir / f"{layout.STAGING_PREFIX}{uuid.uuid4().hex}"
-        path.mkdir()
-        return path
-
-    def publish(
-        self,
-        staging: Path,
-        metadata: dict[str, Any],
-        finalize: Callable[[int, Path], None] | None = None,
-    ) -> int:
-        """Number the staging folder, checksum it and rename it into place.
-
-        ``finalize(version, folder)`` may write files that need the number
-        (the model card) before the checksums are taken.
-        """
-        staging = Path(staging)
-        if staging.parent.resolve() != self.model_dir.resolve():
-            raise CorruptVersion("staging folder must come from Registry.new_staging_dir()")
-        with self._locked():
-            # Never reuse a number an alias or its history has named, even if that folder
-            # was deleted: a stale alias must not silently point at a new, unpromoted build.
-            state = self._alias_state()
-            named = [*state["aliases"].values(), *(h["version"] for h in state["history"])]
-            version = max([*self.versions(), *named], default=0) + 1
-            if finalize is not None:
-                finalize(version, staging)
-            files = checksums(staging)
-            if layout.ONNX_FILE not in files:
-                raise CorruptVersion(f"refusing to publish a version without {layout.ONNX_FILE}")
-            meta = dict(metadata, version=version, files=files)
-            meta.setdefault("schema_version", layout.METADATA_SCHEMA_VERSION)
-            meta.setdefault("name", layout.MODEL_NAME)
-            write_json_atomic(staging / layout.METADATA_FILE, meta)
-            os.rename(staging, self.model_dir / str(version))
-        return version
-
-    def discard(self, staging: Path) -> None:
-        shutil.rmtree(staging, ignore_errors=True)
 
     def promote(
         self,
@@ -249,59 +185,71 @@ class Registry:
         """Point ``alias`` at ``version``.
 
         ``expected`` makes it a compare-and-set: the alias must still name that
-        version (None: unset), else AliasError, so a decision taken against an
+        version (None: unset), else AliasMoved, so a decision taken against an
         old champion is never applied over a newer one.
         """
         if alias not in layout.KNOWN_ALIASES:
             raise AliasError(f"unknown alias {alias!r}; use one of {list(layout.KNOWN_ALIASES)}")
         number = parse_version(version)
         self.verify(number)
-        with self._locked():
+        with locked(self.model_dir):
             state = self._alias_state()
             current = state["aliases"].get(alias)
             if expected is not ... and current != expected:
                 raise AliasMoved(f"alias {alias!r} moved to {current} since the decision (expected {expected})")
-            state["aliases"][alias] = number
-            state["history"].append(
-                {
-                    "alias": alias,
-                    "version": number,
-                    "at": datetime.now(UTC).isoformat(timespec="seconds"),
-                    "reason": reason,
-                }
-            )
+            alias_file.point(state, alias, number, reason)
             write_json_atomic(self.model_dir / layout.ALIASES_FILE, state)
 
     def rollback(self, alias: str = layout.PRODUCTION) -> int:
         """Point the alias back at the version it had before its current one."""
-        with self._locked():
+        with locked(self.model_dir):
             state = self._alias_state()
-            current = state["aliases"].get(alias)
-            if current is None:
-                raise AliasError(f"alias {alias!r} is not set; nothing to roll back")
-            # Replay the history as a stack: a promotion pushes, a rollback pops.
-            stack: list[int] = []
-            for entry in state["history"]:
-                if entry.get("alias") != alias:
-                    continue
-                if entry.get("rollback") and stack:
-                    stack.pop()
-                else:
-                    stack.append(int(entry["version"]))
-            previous = [v for v in stack[:-1] if v != current and (self.model_dir / str(v)).is_dir()]
-            if not previous:
-                raise AliasError(f"alias {alias!r} has no earlier version to roll back to")
-            target = int(previous[-1])
+            target = alias_file.previous_version(state, alias, lambda v: (self.model_dir / str(v)).is_dir())
             self.verify(target)
-            state["aliases"][alias] = target
-            state["history"].append(
-                {
-                    "alias": alias,
-                    "version": target,
-                    "at": datetime.now(UTC).isoformat(timespec="seconds"),
-                    "reason": f"rollback from {current}",
-                    "rollback": True,
-                }
-            )
+            alias_file.point(state, alias, target, f"rollback from {state['aliases'][alias]}", rollback=True)
             write_json_atomic(self.model_dir / layout.ALIASES_FILE, state)
         return target
+
+    # ---- publishing -----------------------------------------------------
+    def new_staging_dir(self) -> Path:
+        """A private folder on the registry's filesystem, so publishing is one rename."""
+        self.model_dir.mkdir(parents=True, exist_ok=True)
+        path = self.model_dir / f"{layout.STAGING_PREFIX}{uuid.uuid4().hex}"
+        path.mkdir()
+        return path
+
+    def publish(
+        self,
+        staging: Path,
+        metadata: ModelMetadata | dict[str, Any],
+        finalize: Callable[[int, Path], None] | None = None,
+    ) -> int:
+        """Number the staging folder, checksum it, write its metadata.json and rename it into place.
+
+        ``metadata`` goes through the schema: a ModelMetadata, or a document (a copied version's, say)
+        that ``ModelMetadata.from_dict`` accepts once the number and checksums are in. ``finalize(version,
+        folder)`` may write files that need the number (the model card) before the checksums are taken.
+        """
+        staging = Path(staging)
+        if staging.parent.resolve() != self.model_dir.resolve():
+            raise CorruptVersion("staging folder must come from Registry.new_staging_dir()")
+        doc = metadata.to_dict() if isinstance(metadata, ModelMetadata) else dict(metadata)
+        doc.setdefault("schema_version", layout.METADATA_SCHEMA_VERSION)
+        doc.setdefault("name", layout.MODEL_NAME)
+        with locked(self.model_dir):
+            # Never reuse a number an alias or its history has named, even if that folder
+            # was deleted: a stale alias must not silently point at a new, unpromoted build.
+            named = alias_file.named_versions(self._alias_state())
+            version = max([*self.versions(), *named], default=0) + 1
+            if finalize is not None:
+                finalize(version, staging)
+            files = checksums(staging)
+            if layout.ONNX_FILE not in files:
+                raise CorruptVersion(f"refusing to publish a version without {layout.ONNX_FILE}")
+            doc.update(version=version, files=files)
+            write_json_atomic(staging / layout.METADATA_FILE, ModelMetadata.from_dict(doc).to_dict())
+            os.rename(staging, self.model_dir / str(version))
+        return version
+
+    def discard(self, staging: Path) -> None:
+        shutil.rmtree(staging, ignore_errors=True)
