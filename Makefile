@@ -17,13 +17,14 @@ P99_MS     ?= 250
 FAIL_RATIO ?= 0.001
 LOADTEST_HOST ?=
 
-.PHONY: install train serve test test-fast lint format bench loadtest system-deps clean help
+.PHONY: install train serve test test-fast lint format bench bench-ab loadtest system-deps clean help
 
 help:
 	@echo "make serve   install, train a first version if the registry is empty, serve on $(HOST):$(PORT)"
-	@echo "make test    install and run the whole test suite"
+	@echo "make test    install and run the whole test suite (tiers: tests/unit, integration, tools, e2e)"
+	@echo "make test-fast  the unit tier only: no TensorFlow, no processes, about 20 s"
 	@echo "make train   train, evaluate, export and register a new version (ARGS='--model mlp' ...)"
-	@echo "make lint | bench | loadtest | clean"
+	@echo "make lint | bench | bench-ab BASE=<rev> | loadtest | clean"
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -53,8 +54,9 @@ system-deps:
 test: $(STAMP) system-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# The unit tier by folder, so no other tier's module (TensorFlow, tools) is even imported.
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -m "unit" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -67,6 +69,11 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/serve_bench.py --models $(MODELS)
+
+# Alternated before/after runs against another revision (benchmarks/README.md): make bench-ab BASE=<rev>
+BASE ?= HEAD~1
+bench-ab: $(STAMP)
+	$(BIN)/python benchmarks/ab.py --a $(BASE) --b . --models $(MODELS)
 
 loadtest: $(STAMP)
 	$(BIN)/python loadtests/run.py --models $(MODELS) --users $(USERS) --spawn-rate $(SPAWN_RATE) \

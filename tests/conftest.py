@@ -23,6 +23,22 @@ import pytest
 from tests.helpers import free_port, terminate
 
 ROOT = Path(__file__).resolve().parents[1]
+# A test's tier is the directory it lives in (markers declared in pyproject.toml): a new file cannot drop out
+# of a tier by forgetting a ``pytestmark`` line, and `-m unit` selects exactly what `pytest tests/unit` runs.
+TIERS = ("unit", "integration", "tools", "e2e")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    tests_dir = Path(__file__).resolve().parent
+    for item in items:
+        parts = item.path.resolve().relative_to(tests_dir).parts
+        tier = parts[0] if len(parts) > 1 else None
+        if tier not in TIERS:
+            raise pytest.UsageError(f"{item.nodeid}: a test belongs in one of tests/{{{','.join(TIERS)}}}/")
+        others = {mark.name for mark in item.iter_markers() if mark.name in TIERS and mark.name != tier}
+        if others:
+            raise pytest.UsageError(f"{item.nodeid}: marked {sorted(others)} but lives in tests/{tier}/")
+        item.add_marker(getattr(pytest.mark, tier))
 
 
 @pytest.fixture(scope="session")

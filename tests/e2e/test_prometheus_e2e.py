@@ -21,7 +21,6 @@ import yaml
 from tests.deploy_helpers import RULES, http_get, system_tool, wait_for
 from tests.helpers import as_json_rows, free_port, real_digits, terminate
 
-pytestmark = pytest.mark.e2e
 DEADLINE_S = 60.0
 
 

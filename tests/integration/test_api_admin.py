@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import httpx
-import pytest
-
-pytestmark = pytest.mark.integration
 
 TOKEN = "integration-admin-token-0123456789"
 

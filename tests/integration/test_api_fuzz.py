@@ -19,8 +19,6 @@ import pytest
 
 from tests.conftest import ServerHandle, running_server
 
-pytestmark = pytest.mark.integration
-
 SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
 FUZZED = ["/predict", "/predict/batch", "/models", "/models/{version}", "/health/live", "/health/ready"]
 

@@ -16,8 +16,6 @@ import pytest
 from tests.conftest import ROOT, ServerHandle
 from tests.helpers import as_json_rows, real_digits
 
-pytestmark = pytest.mark.integration
-
 
 def sample(text: str, name: str, **labels: str) -> float:
     """Sum of the samples of ``name`` whose labels include ``labels``."""
@@ -123,7 +121,9 @@ def test_bad_setting_exits_2_naming_the_variable() -> None:
 
 
 def test_serving_path_never_imports_tensorflow() -> None:
-    code = "import sys, service.__main__, service.app, service.inference.model_manager; print('tensorflow' in sys.modules)"
+    code = (
+        "import sys, service.__main__, service.app, service.inference.model_manager; print('tensorflow' in sys.modules)"
+    )
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "False"

@@ -15,8 +15,6 @@ import pytest
 from tests.conftest import ServerHandle, running_server
 from tests.helpers import as_json_rows, real_digits
 
-pytestmark = pytest.mark.integration
-
 CAP = 64 * 1024
 
 

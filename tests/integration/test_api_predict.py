@@ -7,12 +7,9 @@ import time
 
 import httpx
 import numpy as np
-import pytest
 
 from tests.conftest import ServerHandle
 from tests.helpers import as_json_rows, real_digits, to_jpeg, to_png
-
-pytestmark = pytest.mark.integration
 
 DIGITS, LABELS = real_digits(10)
 

@@ -9,12 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
-import pytest
 
 from tests.deploy_helpers import dashboard_expressions, exported_names, rule_expressions, unknown_names
 from tests.helpers import as_json_rows, real_digits
-
-pytestmark = pytest.mark.integration
 
 
 def test_dashboard_and_alerts_query_only_exported_metrics(start_server, tiny_registry: Path) -> None:

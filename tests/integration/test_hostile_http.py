@@ -26,8 +26,6 @@ from tests.conftest import ServerHandle, running_server
 from tests.helpers import as_json_rows, raw_http, real_digits, to_png
 from tests.unit.input_corpus import HOSTILE_IMAGES, HOSTILE_JSON, Case
 
-pytestmark = pytest.mark.integration
-
 ADMIN_TOKEN = "hostile-run-admin-token-0123456789"
 ANSWER_WITHIN_S = 5.0
 MAX_ANSWER_BYTES = 2048  # an error that echoed its input would be far larger

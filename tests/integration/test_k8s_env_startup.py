@@ -27,7 +27,6 @@ import yaml
 from tests.deploy_helpers import ROOT, service_log, service_process, wait_for
 from tests.helpers import free_port
 
-pytestmark = pytest.mark.integration
 NOBODY = 65534
 
 

@@ -17,8 +17,6 @@ from benchmarks.loadgen import run, run_cell
 from loadtests.run import free_port, wait_ready
 from tests.helpers import terminate
 
-pytestmark = pytest.mark.integration
-
 ROOT = Path(__file__).resolve().parents[2]
 BODY = b'{"image":[' + b",".join([b"[" + b",".join([b"0"] * 28) + b"]"] * 28) + b"]}"
 

@@ -12,14 +12,11 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-import pytest
 
 from registry import Registry, layout
 from registry.files import write_json_atomic
 from tests.conftest import ServerHandle
 from tests.helpers import as_json_rows, real_digits
-
-pytestmark = pytest.mark.integration
 
 
 def _answered_digits(base_url: str, n: int = 8) -> list[dict]:

@@ -15,8 +15,6 @@ import pytest
 from tests.conftest import ServerHandle, running_server
 from tests.helpers import RawReply, as_json_rows, raw_http, real_digits
 
-pytestmark = pytest.mark.integration
-
 BODY_TIMEOUT_S = 1.0
 # The answer must come soon after the deadline; generous for a loaded 2-core CI machine.
 ANSWER_WITHIN_S = BODY_TIMEOUT_S + 3.0

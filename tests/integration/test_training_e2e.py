@@ -14,7 +14,6 @@ import pytest
 
 from registry import Registry, layout
 
-pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -17,8 +17,6 @@ from service.logging_setup import REQUEST_ID, drain, json_handler
 from service.settings import Settings
 from tests.unit.api_fakes import FakeManager
 
-pytestmark = pytest.mark.unit
-
 LIMIT = 2048
 
 

@@ -15,8 +15,6 @@ from tests.helpers import as_json_rows, synthetic_digit
 from tests.unit import api_fakes
 from tests.unit.api_fakes import PNG_MAGIC, QUEUE_FULL, FakeManager
 
-pytestmark = pytest.mark.unit
-
 TOKEN = "s3cret-admin-token-0123"
 PNG = PNG_MAGIC + b"rest-of-a-png"
 

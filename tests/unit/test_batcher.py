@@ -15,8 +15,6 @@ from service.errors import DeadlineExceeded, InferenceError, ModelNotReady, Queu
 from service.inference.batcher import Batcher
 from service.inference.runner import Runner
 
-pytestmark = pytest.mark.unit
-
 
 class FakeModel:
     """Echoes each image's id (pixel [0,0,0]) into both outputs; records batch sizes and the threads it ran on."""

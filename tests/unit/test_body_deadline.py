@@ -15,8 +15,6 @@ from service.app import create_app
 from service.settings import Settings
 from tests.unit.api_fakes import FakeManager, call, scope_for
 
-pytestmark = pytest.mark.unit
-
 DEADLINE_S = 0.2
 
 

@@ -15,8 +15,6 @@ import pytest
 
 from training import data
 
-pytestmark = pytest.mark.unit
-
 
 @pytest.fixture()
 def silent_server() -> Iterator[str]:

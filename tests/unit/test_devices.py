@@ -9,8 +9,6 @@ import pytest
 from service.errors import DeviceUnavailable
 from service.inference.backends.devices import CPU, CUDA, check_device, device_in_use, select_providers
 
-pytestmark = pytest.mark.unit
-
 WITH_GPU = ["TensorrtExecutionProvider", CUDA, CPU]
 CPU_ONLY = ["AzureExecutionProvider", CPU]
 

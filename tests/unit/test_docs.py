@@ -15,8 +15,6 @@ from service import errors as svc
 from service.api.errors import REGISTRY_ERRORS, _on_http_error, describe
 from service.settings import Settings
 
-pytestmark = pytest.mark.unit
-
 ROOT = Path(__file__).resolve().parents[2]
 API_DOC = ROOT / "docs" / "api.md"
 README_LIMIT_BYTES = 12_000

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
 import yaml
 
 from service.metrics import ALL_METRIC_NAMES
@@ -13,7 +12,6 @@ from tests.deploy_helpers import DASHBOARD, dashboard_expressions, rule_expressi
 
 ROOT = Path(__file__).resolve().parents[2]
 GRAFANA = ROOT / "deploy" / "grafana"
-pytestmark = pytest.mark.unit
 
 # Panel title fragment -> a metric its queries must use.
 REQUIRED_PANELS = {

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from service.guards import (
     NOT_A_DIGIT,
     REFUSALS,
@@ -14,8 +13,6 @@ from service.guards import (
     median_filter,
     reconstruction_errors,
 )
-
-pytestmark = pytest.mark.unit
 
 
 def reference_median(images: np.ndarray, size: int) -> np.ndarray:

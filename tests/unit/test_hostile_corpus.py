@@ -15,8 +15,6 @@ from service.inputs.json_input import parse_json_image
 from service.inputs.normalise import image_to_mnist
 from tests.unit.input_corpus import HOSTILE_IMAGES, HOSTILE_JSON, MAX_PIXELS, MAX_SIDE, Case
 
-pytestmark = pytest.mark.unit
-
 # Generous for a shared 2-core box: the slowest case takes ~50 ms alone.
 BUDGET_S = 1.0
 

@@ -19,8 +19,6 @@ from tests.unit.input_corpus import (
     seven_small,
 )
 
-pytestmark = pytest.mark.unit
-
 
 def decode(data: bytes) -> np.ndarray:
     return decode_image(data, max_side=MAX_SIDE, max_pixels=MAX_PIXELS)

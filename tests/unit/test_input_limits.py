@@ -13,8 +13,6 @@ from service.api.input_forms import decode_image, parse_json
 from service.errors import InvalidJSON, QueueFull
 from service.settings import Settings
 
-pytestmark = pytest.mark.unit
-
 
 def test_a_number_too_long_to_convert_is_invalid_json_not_a_500() -> None:
     with pytest.raises(InvalidJSON, match="too long"):

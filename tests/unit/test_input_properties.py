@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
@@ -12,8 +11,6 @@ from service.errors import ServiceError
 from service.inputs.json_input import parse_json_batch, parse_json_image
 from service.inputs.normalise import image_to_mnist, to_mnist
 from tests.unit.input_corpus import MAX_PIXELS, MAX_SIDE, draw_one_rgba, draw_seven, encode, seven_small
-
-pytestmark = pytest.mark.unit
 
 FEW = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -11,8 +11,6 @@ import pytest
 from service.errors import InvalidInput, NoDigit, TooManyImages
 from service.inputs.json_input import parse_json_batch, parse_json_image, parse_json_request
 
-pytestmark = pytest.mark.unit
-
 
 def digit() -> list[list[int]]:
     return [[255 if 6 <= r < 22 and 12 <= c < 16 else 0 for c in range(28)] for r in range(28)]

@@ -15,8 +15,6 @@ from service.inference.backends.onnx_backend import OnnxBackend
 from service.inference.model_manager import ModelManager
 from service.settings import Settings
 
-pytestmark = pytest.mark.unit
-
 METADATA: dict[str, Any] = {
     "input": {"name": "image", "shape": [None, 28, 28, 1], "dtype": "float32", "layout": "NHWC"},
     "outputs": {"probabilities": {"name": "probabilities"}, "features": {"name": "features"}},

@@ -10,8 +10,6 @@ from service.errors import NoDigit
 from service.inputs.normalise import check_not_blank, image_to_mnist, to_mnist
 from tests.unit.input_corpus import MAX_PIXELS, MAX_SIDE, draw_one_rgba, draw_seven, encode, paper_photo
 
-pytestmark = pytest.mark.unit
-
 CENTRE = 14.0  # where MNIST's centres of mass sit (measured: mean 14.0, spread 13.5..14.5)
 
 

@@ -24,7 +24,6 @@ ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
 KUBERNETES_VERSION = "1.30.0"  # oldest release still widely run with autoscaling/v2 + policy/v1
 CRD_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor")}
-pytestmark = pytest.mark.unit
 
 
 def kubectl() -> str:

@@ -13,7 +13,6 @@ from registry import Registry
 from training import promotion
 from training.config import parse_config
 
-pytestmark = pytest.mark.unit
 ROOT = Path(__file__).resolve().parents[2]
 
 
