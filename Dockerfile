@@ -39,6 +39,7 @@ RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 COPY pyproject.toml constraints.txt README.md ./
 COPY registry/ registry/
+COPY digits/ digits/
 COPY service/ service/
 COPY training/ training/
 
@@ -108,6 +109,7 @@ ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 COPY pyproject.toml constraints.txt README.md ./
 COPY registry/ registry/
+COPY digits/ digits/
 COPY service/ service/
 COPY training/ training/
 # `.[serve]` pulls the CPU onnxruntime; both wheels own the same `onnxruntime` package folder,

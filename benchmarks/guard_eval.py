@@ -24,9 +24,9 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from digits.guards import Guards
 from registry import Registry, layout
 from service.errors import NoDigit, ServiceError
-from service.guards import Guards
 from service.inputs.json_input import parse_json_image
 from service.inputs.normalise import image_to_mnist
 
@@ -49,11 +49,12 @@ def main(argv: list[str] | None = None) -> int:
 
     registry = Registry(args.models)
     version = registry.resolve()
-    meta = registry.verify(version)
+    facts = registry.model_metadata(version)
     folder = registry.version_dir(version)
     guards = Guards(json.loads((folder / layout.GUARDS_FILE).read_text()))
     session = ort.InferenceSession(str(folder / layout.ONNX_FILE), providers=["CPUExecutionProvider"])
-    scale = float(meta["preprocessing"]["pixel_scale"])
+    prep = facts.preprocessing
+    scale = prep.pixel_scale
 
     def refused(arrays: list[np.ndarray]) -> list[str | None]:
         x = (np.stack(arrays).astype(np.float32) * scale)[..., None]
@@ -78,14 +79,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:<34} {len(outcomes):>5}  refused {100 * share:6.2f} %  {codes}")
 
     as_json = lambda a: parse_json_image(a.astype(float).tolist())  # noqa: E731
-    as_png = lambda a: image_to_mnist(_png(a, invert=True), max_side=4096, max_pixels=4_000_000)  # noqa: E731
+    as_png = lambda a: image_to_mnist(  # noqa: E731
+        _png(a, invert=True), max_side=4096, max_pixels=4_000_000, canvas=prep.canvas, digit_box=prep.digit_box
+    )
 
     from training.data import load_splits, read_idx
 
     splits = load_splits(None, seed=args.seed, allow_download=False)
     digits = np.concatenate([splits.x_test, splits.x_val])[: args.n]
     rng = np.random.default_rng(args.seed)
-    print(f"model version {version} ({meta['training_config']['model']}), data {splits.source}")
+    print(f"model version {version} ({facts.training_config.get('model', '?')}), data {splits.source}")
     rate("MNIST held-out digits, JSON", digits, as_json)
     rate("MNIST held-out digits, PNG", digits, as_png)
     if FASHION.is_dir():

@@ -27,8 +27,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from registry import layout
-from registry.store import Registry
+from registry import Registry, layout
 from service.errors import ServiceError
 from service.inputs.normalise import image_to_mnist
 
@@ -84,9 +83,9 @@ def main(argv: list[str] | None = None) -> int:
 
     registry = Registry(args.models)
     version = registry.resolve(args.version)
-    meta = registry.verify(version)
-    scale = float(meta.get("preprocessing", {}).get("pixel_scale", 1.0 / 255.0))
-    input_name = meta.get("input", {}).get("name", layout.INPUT_NAME)
+    facts = registry.model_metadata(version)
+    prep = facts.preprocessing
+    scale, input_name = prep.pixel_scale, facts.input.name
     session = ort.InferenceSession(
         str(registry.version_dir(version) / layout.ONNX_FILE), providers=["CPUExecutionProvider"]
     )
@@ -107,10 +106,14 @@ def main(argv: list[str] | None = None) -> int:
         data = render_as_people_send(digit, rng)
         start = time.perf_counter()
         try:
-            people.append(image_to_mnist(data, max_side=MAX_SIDE, max_pixels=MAX_PIXELS))
+            people.append(
+                image_to_mnist(
+                    data, max_side=MAX_SIDE, max_pixels=MAX_PIXELS, canvas=prep.canvas, digit_box=prep.digit_box
+                )
+            )
         except ServiceError:
             refused += 1
-            people.append(np.zeros((28, 28), np.float32))  # a refusal counts as a wrong answer
+            people.append(np.zeros((prep.canvas, prep.canvas), np.float32))  # a refusal counts as a wrong answer
         seconds += time.perf_counter() - start
     people_acc = float((predict(np.stack(people)) == y).mean())
 

@@ -21,10 +21,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from registry.layout import IMAGE_SIDE as SIDE
+
 if TYPE_CHECKING:
     from PIL import Image
-
-SIDE = 28
 
 
 def synthetic_digit(kind: int = 1) -> np.ndarray:

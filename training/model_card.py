@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from registry import ModelMetadata
+
 
 def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.2f} %"
 
 
-def _comparison(meta: dict[str, Any]) -> list[str]:
-    ref = meta["metrics"].get("compared_with")
+def _comparison(meta: ModelMetadata) -> list[str]:
+    m = meta.metrics
+    ref = m.get("compared_with")
     if not ref:
         return []
-    m = meta["metrics"]
     eps = list(m["fgsm"])
 
     def row(name: str, training: str | None, clean: float, fgsm: dict[str, float]) -> str:
@@ -26,29 +28,54 @@ def _comparison(meta: dict[str, Any]) -> list[str]:
         "",
         "| model | training | clean accuracy | " + " | ".join(f"FGSM eps {e}" for e in eps) + " |",
         "|---|---|---|" + "---|" * len(eps),
-        row("this version", meta["training_config"].get("adversarial"), m["test_accuracy"], m["fgsm"]),
+        row("this version", meta.training_config.get("adversarial"), m["test_accuracy"], m["fgsm"]),
         row(f"production v{ref['version']}", ref.get("adversarial"), ref["test_accuracy"], ref["fgsm"]),
         "",
     ]
 
 
-def render(meta: dict[str, Any], version: int | str) -> str:
-    m = meta["metrics"]
-    cfg = meta["training_config"]
-    data = meta["data"]
-    g = m.get("guards", {})
+def render(meta: ModelMetadata, version: int | str) -> str:
+    """The card of one version, from the metadata it is published with."""
     lines = [
         f"# MNIST model card: version {version}",
         "",
-        f"- Network: `{cfg['model']}`, {meta.get('parameters', '?')} parameters; "
+        *_about(meta),
+        *_accuracy(meta.metrics),
+        *_robustness(meta),
+        *_comparison(meta),
+        *_guards(meta),
+        *_speed_and_parity(meta.metrics),
+        "## Promotion",
+        "",
+        f"{meta.promotion.get('reason', 'n/a')}",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _about(meta: ModelMetadata) -> list[str]:
+    cfg, data, prep = meta.training_config, meta.data, meta.preprocessing
+    shape = ",".join("N" if d is None else str(d) for d in meta.input.shape)
+    outputs = ", ".join(
+        f"`{spec.name}` [{','.join('N' if d is None else str(d) for d in spec.shape or ())}]"
+        for spec in meta.outputs.values()
+    )
+    return [
+        f"- Network: `{cfg['model']}`, {meta.parameters or '?'} parameters; "
         f"adversarial training: {cfg.get('adversarial') or 'none'}",
-        f"- Trained: {meta['created']} from commit `{meta.get('git_commit') or 'unknown'}`; "
+        f"- Trained: {meta.created} from commit `{meta.git_commit or 'unknown'}`; "
         f"{cfg['epochs']} epochs, seed {cfg['seed']}, augmentation {'on' if cfg['augment'] else 'off'}",
         f"- Data: `{data['source']}` — train {data['sizes']['train']}, validation {data['sizes']['validation']}, "
         f"test {data['sizes']['test']} (sha256 `{data['sha256'][:16]}…`)",
-        "- Input: `image` float32 [N,28,28,1], pixel/255, 0 = background, 1 = ink. "
-        "Outputs: `probabilities` [N,10], `features` [N,K].",
+        f"- Input: `{meta.input.name}` {meta.input.dtype} [{shape}], pixel/{round(1 / prep.pixel_scale, 6):g}, "
+        f"0 = background, 1 = ink; pictures are cropped to the ink, scaled to {prep.digit_box} px and centred "
+        f"by mass on {prep.canvas}×{prep.canvas}. Outputs: {outputs}.",
         "",
+    ]
+
+
+def _accuracy(m: dict[str, Any]) -> list[str]:
+    return [
         "## Accuracy",
         "",
         f"Test accuracy **{_pct(m['test_accuracy'])}**, expected calibration error {m['ece']:.4f}.",
@@ -61,27 +88,41 @@ def render(meta: dict[str, Any], version: int | str) -> str:
         "",
         "![training curves](training_curves.png)",
         "",
+    ]
+
+
+def _robustness(meta: ModelMetadata) -> list[str]:
+    m = meta.metrics
+    caught = m.get("guards", {}).get("fgsm_refused", {})
+    return [
         "## Robustness (FGSM, L-infinity, on held-out digits)",
         "",
         "| epsilon | accuracy | refused by the adversarial/OOD guards |",
         "|---|---|---|",
-    ]
-    for eps, acc in m["fgsm"].items():
-        caught = g.get("fgsm_refused", {}).get(eps)
-        lines.append(f"| {eps} | {_pct(acc)} | {_pct(caught)} |")
-    lines += [
+        *(f"| {eps} | {_pct(acc)} | {_pct(caught.get(eps))} |" for eps, acc in m["fgsm"].items()),
         "",
         f"Measured on {m.get('robustness_images', '?')} held-out digits. No certified robustness is claimed.",
         "",
-        *_comparison(meta),
+    ]
+
+
+def _guards(meta: ModelMetadata) -> list[str]:
+    g = meta.metrics.get("guards", {})
+    return [
         "## Input guards (calibrated on validation digits)",
         "",
         f"- Real test digits refused: {_pct(g.get('test_digits_refused'))} "
-        f"(target {_pct(meta['guards_calibration']['target_false_rejection'])})",
+        f"(target {_pct(meta.guards_calibration['target_false_rejection'])})",
         f"- Random-noise images refused: {_pct(g.get('noise_refused'))}",
         f"- Clothing images (Fashion-MNIST test, 1,000) refused: {_pct(g.get('fashion_refused'))}",
         "- Blank canvases: refused before the model (`no_digit`)",
         "",
+    ]
+
+
+def _speed_and_parity(m: dict[str, Any]) -> list[str]:
+    parity = m["parity"]
+    return [
         "## Speed (onnxruntime, CPU, one thread)",
         "",
         f"- {m['latency_us_per_image']['batch_1']} µs per image at batch 1, "
@@ -89,13 +130,8 @@ def render(meta: dict[str, Any], version: int | str) -> str:
         "",
         "## Runtime parity",
         "",
-        f"Keras, SavedModel and ONNX agree on {m['parity']['images']} digits: max abs difference "
-        f"{max(m['parity']['max_abs_diff_savedmodel'], m['parity']['max_abs_diff_onnx']):.2e}, "
-        f"{m['parity']['argmax_mismatches']} argmax mismatches.",
-        "",
-        "## Promotion",
-        "",
-        f"{meta.get('promotion', {}).get('reason', 'n/a')}",
+        f"Keras, SavedModel and ONNX agree on {parity['images']} digits: max abs difference "
+        f"{max(parity['max_abs_diff_savedmodel'], parity['max_abs_diff_onnx']):.2e}, "
+        f"{parity['argmax_mismatches']} argmax mismatches.",
         "",
     ]
-    return "\n".join(lines)

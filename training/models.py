@@ -24,7 +24,8 @@ def build_mlp() -> keras.Model:
 
 
 def build_cnn() -> keras.Model:
-    """~31k parameters; two convolutions keep batched CPU inference near 50 us per image."""
+    """121,930 parameters (102k of them in the Dense 64 after the convolutions); two convolutions keep batched CPU
+    inference near 50 us per image."""
     inputs = _input()
     x = layers.Conv2D(32, 3, activation="relu")(inputs)
     x = layers.MaxPooling2D()(x)

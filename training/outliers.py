@@ -16,7 +16,9 @@ import string
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-SIDE = 28
+from digits import normalise
+from registry.layout import IMAGE_SIDE as SIDE
+
 LETTERS = [c for c in string.ascii_letters if c not in "DQUuJjLlTtGCcOoIiSsZzgqbB"]  # drop digit look-alikes
 
 
@@ -102,13 +104,12 @@ def scrambled_digit(digit: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def as_served(arr: np.ndarray) -> np.ndarray | None:
-    """The outlier as the service's image path presents it: cropped, 20 px, centred by mass."""
-    from service.errors import NoDigit
-    from service.inputs.normalise import to_mnist
-
+    """The outlier as the service's image path presents it: cropped, 20 px, centred by mass (None if blank)."""
     try:
-        return to_mnist(np.clip(arr, 0, 255).astype(np.uint8))
-    except NoDigit:
+        return normalise.to_mnist(
+            np.clip(arr, 0, 255).astype(np.uint8), canvas=SIDE, digit_box=normalise.MNIST_DIGIT_BOX
+        )
+    except normalise.BlankImage:
         return None
 
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from registry import Registry, RegistryError, layout
+from training import evaluate
 from training.export import onnx_session, run_onnx
 
 
@@ -20,8 +22,7 @@ class Decision:
 
 def champion_accuracy(registry: Registry, version: int, x: np.ndarray, y: np.ndarray) -> float:
     """The production model scored on the challenger's test data, so the comparison is fair."""
-    meta = registry.verify(version)
-    scale = float(meta["preprocessing"]["pixel_scale"])
+    scale = registry.model_metadata(version).preprocessing.pixel_scale
     session = onnx_session(registry.version_dir(version) / layout.ONNX_FILE)
     probs, _ = run_onnx(session, (x.astype(np.float32) * scale)[..., None])
     return float((probs.argmax(1) == y).mean())
@@ -42,3 +43,35 @@ def decide(registry: Registry, accuracy: float, floor: float, x_test: np.ndarray
     return Decision(
         False, f"{accuracy:.4f} < production v{current}'s {champion:.4f} on the same test data", current, champion
     )
+
+
+def production_comparison(
+    registry: Registry, x_test: np.ndarray, y_test: np.ndarray, x_rob: np.ndarray, y_rob: np.ndarray
+) -> dict[str, Any] | None:
+    """Clean and FGSM accuracy of the current production model on this run's data.
+
+    This is how the card of an adversarially trained model shows the plain
+    model beside it (and the other way round).
+    """
+    import keras
+
+    version = registry.aliases().get(layout.PRODUCTION)
+    if version is None:
+        return None
+    try:
+        facts = registry.model_metadata(version)
+        reference = keras.saving.load_model(registry.version_dir(version) / layout.KERAS_FILE, safe_mode=True)
+    except Exception as exc:  # a broken champion only loses its comparison
+        print(f"note: production v{version} not compared ({exc})")
+        return None
+    classifier = keras.Model(reference.inputs, reference.outputs[0])
+    adversarial = evaluate.fgsm_robustness(classifier, x_rob, y_rob)
+    return {
+        "version": version,
+        "adversarial": facts.training_config.get("adversarial"),
+        "test_accuracy": float((evaluate.predict(reference, x_test)[0].argmax(1) == y_test).mean()),
+        "fgsm": {
+            eps: float((evaluate.predict(reference, x_adv)[0].argmax(1) == y_rob).mean())
+            for eps, x_adv in adversarial.items()
+        },
+    }

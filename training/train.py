@@ -28,8 +28,12 @@ class Fitted:
     seconds: float
 
 
+# The input scaling every version records (metadata.json preprocessing.pixel_scale).
+PIXEL_SCALE = 1.0 / 255.0
+
+
 def as_model_input(images: np.ndarray) -> np.ndarray:
-    """uint8 [N,28,28] -> float32 [N,28,28,1] in 0..1: the registry's preprocessing contract."""
+    """uint8 [N,28,28] -> float32 [N,28,28,1] in 0..1: pixel * PIXEL_SCALE, the version's preprocessing."""
     return (images.astype(np.float32) / 255.0)[..., None]
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-SIDE = 28
+from registry.layout import IMAGE_SIDE as SIDE
 
 
 def example_digit() -> list[list[int]]:

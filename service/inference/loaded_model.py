@@ -1,15 +1,15 @@
 """Verify, load and warm up one model version; the manager swaps these whole.
 
 Everything the service needs to know about a version (input name and shape,
-scaling, output names, labels, guard thresholds) comes from its
-``metadata.json`` and ``guards.json``; nothing here is specific to a model.
+scaling, canvas and digit box, output names, labels, guard thresholds) comes from
+its ``metadata.json`` (read through ``registry.ModelMetadata``) and ``guards.json``;
+nothing here is specific to a model.
 Loading is blocking (checksums, session build) and runs off the event loop.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from digits.guards import VIEWS, Guards
-from registry import CorruptVersion, Registry, RegistryError, layout
+from registry import CorruptVersion, InvalidMetadata, ModelMetadata, Preprocessing, Registry, RegistryError, layout
 from service.errors import DeviceUnavailable, ModelLoadError
 from service.inference.backends import Backend, load_backend
 from service.inference.runner import FinishFn, PrepareFn, Runner
@@ -38,28 +38,20 @@ class VersionRefused(ModelLoadError):
 @dataclass(eq=False)
 class LoadedModel:
     version: int
-    metadata: dict[str, Any]
+    metadata: dict[str, Any]  # metadata.json as JSON, for display; the facts are in ``facts``
     backend: Backend
     guards: Guards | None
     runner: Runner  # carries the input scaling (metadata's pixel_scale) too
     input_shape: tuple[int, ...]  # one image, e.g. (28, 28, 1)
     labels: list[int]
+    facts: ModelMetadata  # metadata.json, typed and checked
     loaded_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     inflight: int = 0  # predict() calls holding this model; the manager closes it only at zero
 
-
-def _facts(version: int, meta: dict[str, Any]) -> tuple[float, tuple[int, ...], list[int]]:
-    try:
-        scale = float(meta["preprocessing"]["pixel_scale"])
-        shape = tuple(int(d) for d in meta["input"]["shape"][1:])
-        labels = [int(label) for label in meta["labels"]]
-    except (KeyError, TypeError, ValueError) as exc:
-        raise VersionRefused(
-            "metadata", f"version {version}: metadata.json lacks {exc!s} (see models/README.md)"
-        ) from exc
-    if not math.isfinite(scale) or scale <= 0 or not shape or not labels:
-        raise VersionRefused("metadata", f"version {version}: metadata.json has an unusable input spec or labels")
-    return scale, shape, labels
+    @property
+    def preprocessing(self) -> Preprocessing:
+        """How pictures become this model's input: pixel_scale, canvas, digit_box (see registry.metadata)."""
+        return self.facts.preprocessing
 
 
 def load_version(registry: Registry, version: int, settings: Settings) -> LoadedModel:
@@ -69,15 +61,18 @@ def load_version(registry: Registry, version: int, settings: Settings) -> Loaded
     """
     began = time.perf_counter()
     try:
-        meta = registry.verify(version)
+        facts = registry.model_metadata(version)
         folder = registry.version_dir(version)
+    except InvalidMetadata as exc:
+        raise VersionRefused("metadata", f"version {version}: {exc} (see models/README.md)") from exc
     except CorruptVersion as exc:
         raise VersionRefused("verification", str(exc)) from exc
     except RegistryError as exc:
         raise VersionRefused("not_found", str(exc)) from exc
     except OSError as exc:
         raise VersionRefused("io", f"version {version}: cannot read its files: {exc!s}") from exc
-    scale, shape, labels = _facts(version, meta)
+    meta = facts.to_dict()
+    scale, shape, labels = facts.preprocessing.pixel_scale, facts.input.image_shape, list(facts.labels)
 
     guards = None
     if settings.guards:
@@ -106,7 +101,7 @@ def load_version(registry: Registry, version: int, settings: Settings) -> Loaded
     prepare, finish = guard_steps(guards)
     views = VIEWS if guards is not None else 1
     runner = Runner(backend.run, str(version), backend.name, backend.device, prepare, finish, views, scale)
-    model = LoadedModel(version, meta, backend, guards, runner, shape, labels)
+    model = LoadedModel(version, meta, backend, guards, runner, shape, labels, facts)
     try:
         warm_up(model, settings.max_batch_size)
     except Exception as exc:

@@ -73,7 +73,7 @@ def _check_size(width: int, height: int, *, max_side: int, max_pixels: int) -> N
         raise ImageTooLarge(f"image is {width}x{height} = {width * height} px; the limit is {max_pixels} px")
 
 
-def decode_image(data: bytes, *, max_side: int, max_pixels: int) -> np.ndarray:
+def decode_grey(data: bytes, *, max_side: int, max_pixels: int) -> np.ndarray:
     """PNG/JPEG bytes -> uint8 [H, W], ink bright on a dark background (MNIST's polarity).
 
     Raises UnsupportedImageFormat, ImageTooLarge, MultiFrameImage or InvalidImage;

@@ -8,6 +8,9 @@ Input is what ``json.loads`` returns (lists, ints, floats, ...). A valid image
 takes a fast path (one type scan + one ``np.array``, ~35 µs); only invalid input
 walks the slow path that finds the first bad place for the message. Messages
 name the place and the kind of value, never echo the input itself.
+
+28 is ``registry.layout.IMAGE_SIDE``, the input side of every version: the metadata schema
+refuses a version whose input or ``preprocessing.canvas`` differs, so JSON needs no model fact.
 """
 
 from __future__ import annotations
@@ -17,10 +20,10 @@ from itertools import chain
 
 import numpy as np
 
+from registry.layout import IMAGE_SIDE
 from service.errors import InvalidInput, NoDigit, ServiceError, TooManyImages
 from service.inputs.normalise import check_not_blank
 
-SIDE = 28
 _NUMBER_TYPES = frozenset({int, float})
 _INT_ONLY = frozenset({int})
 
@@ -56,16 +59,16 @@ def _describe_number(value: int | float) -> str:
 
 def _shape_error(obj: object, where: str) -> InvalidInput:
     """The first problem of an image that failed the fast path, as an InvalidInput naming the place."""
-    expected = f"{SIDE} rows of {SIDE} numbers in 0..255"
+    expected = f"{IMAGE_SIDE} rows of {IMAGE_SIDE} numbers in 0..255"
     if not isinstance(obj, list):
         return InvalidInput(f"{where} must be a list of {expected}, got {_kind(obj)}")
-    if len(obj) != SIDE:
-        return InvalidInput(f"{where} must have {SIDE} rows of {SIDE} numbers, got {len(obj)} rows")
+    if len(obj) != IMAGE_SIDE:
+        return InvalidInput(f"{where} must have {IMAGE_SIDE} rows of {IMAGE_SIDE} numbers, got {len(obj)} rows")
     for i, row in enumerate(obj):
         if not isinstance(row, list):
-            return InvalidInput(f"{where}[{i}] must be a list of {SIDE} numbers, got {_kind(row)}")
-        if len(row) != SIDE:
-            return InvalidInput(f"{where}[{i}] must have {SIDE} numbers, got {len(row)}")
+            return InvalidInput(f"{where}[{i}] must be a list of {IMAGE_SIDE} numbers, got {_kind(row)}")
+        if len(row) != IMAGE_SIDE:
+            return InvalidInput(f"{where}[{i}] must have {IMAGE_SIDE} numbers, got {len(row)}")
         for j, value in enumerate(row):
             place = f"{where}[{i}][{j}]"
             if isinstance(value, bool) or not isinstance(value, int | float):
@@ -78,9 +81,9 @@ def _shape_error(obj: object, where: str) -> InvalidInput:
 
 def _fast_array(obj: object) -> np.ndarray | None:
     """The image as float32 when it is plainly valid, else None (the slow path explains why)."""
-    if type(obj) is not list or len(obj) != SIDE:
+    if type(obj) is not list or len(obj) != IMAGE_SIDE:
         return None
-    if not all(type(row) is list and len(row) == SIDE for row in obj):
+    if not all(type(row) is list and len(row) == IMAGE_SIDE for row in obj):
         return None
     # Exact types: bool is an int subclass and must not pass as 0/1.
     types = set(map(type, chain.from_iterable(obj)))
@@ -133,7 +136,7 @@ _COMPACT_HEAD = b'{"image":[['
 _COMPACT_TAIL = b"]]}"
 _DIGITS = b"0123456789"
 # What a valid rows part leaves once its digits are deleted: 27 commas a row, "],[" between rows.
-_ROW_SEPARATORS = b"],[".join([b"," * (SIDE - 1)] * SIDE)
+_ROW_SEPARATORS = b"],[".join([b"," * (IMAGE_SIDE - 1)] * IMAGE_SIDE)
 
 
 def parse_compact_request(body: bytes) -> np.ndarray | None:
@@ -163,14 +166,14 @@ def parse_compact_request(body: bytes) -> np.ndarray | None:
         ints = np.fromstring(flat, dtype=np.int64, sep=",")
     except (ValueError, DeprecationWarning):
         return None
-    peak = int(ints.max()) if ints.size == SIDE * SIDE else -1
+    peak = int(ints.max()) if ints.size == IMAGE_SIDE * IMAGE_SIDE else -1
     if not 0 <= peak <= 255:
         return None
     # Every number is a digit string; JSON forbids leading zeros, so each one must be its value's shortest form.
-    digits = len(flat) - (SIDE * SIDE - 1)
+    digits = len(flat) - (IMAGE_SIDE * IMAGE_SIDE - 1)
     if digits != ints.size + int(np.count_nonzero(ints >= 10)) + int(np.count_nonzero(ints >= 100)):
         return None
-    return _checked(ints.reshape(SIDE, SIDE).astype(np.float32), "image", peak)
+    return _checked(ints.reshape(IMAGE_SIDE, IMAGE_SIDE).astype(np.float32), "image", peak)
 
 
 def parse_json_request(obj: object) -> np.ndarray:

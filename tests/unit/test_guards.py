@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from service.guards import (
+
+from digits.guards import (
     NOT_A_DIGIT,
     REFUSALS,
     SUSPECTED_ADVERSARIAL,

@@ -10,6 +10,8 @@ import time
 import numpy as np
 import pytest
 
+from digits.normalise import MNIST_DIGIT_BOX
+from registry.layout import IMAGE_SIDE
 from service.errors import ServiceError
 from service.inputs.json_input import parse_json_image
 from service.inputs.normalise import image_to_mnist
@@ -42,7 +44,12 @@ def check(case: Case, run: object) -> None:
 
 @pytest.mark.parametrize("case", HOSTILE_IMAGES, ids=[c.name for c in HOSTILE_IMAGES])
 def test_image_case(case: Case) -> None:
-    check(case, lambda data: image_to_mnist(data, max_side=MAX_SIDE, max_pixels=MAX_PIXELS))
+    check(
+        case,
+        lambda data: image_to_mnist(
+            data, max_side=MAX_SIDE, max_pixels=MAX_PIXELS, canvas=IMAGE_SIDE, digit_box=MNIST_DIGIT_BOX
+        ),
+    )
 
 
 @pytest.mark.parametrize("case", HOSTILE_JSON, ids=[c.name for c in HOSTILE_JSON])

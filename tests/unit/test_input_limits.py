@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from pydantic import ValidationError
 
-from service.api.input_forms import decode_image, parse_json
+from service.api.input_forms import decode_on_pool, parse_json
 from service.errors import InvalidJSON, QueueFull
 from service.settings import Settings
 
@@ -26,7 +26,7 @@ def test_waiting_for_a_busy_decode_pool_is_queue_full_not_the_images_fault() -> 
         pool.submit(release.wait, 5)  # the only decode thread is busy
         try:
             with pytest.raises(QueueFull):
-                asyncio.run(decode_image(b"\x89PNG\r\n\x1a\n", settings, pool))
+                asyncio.run(decode_on_pool(b"\x89PNG\r\n\x1a\n", settings, pool))
         finally:
             release.set()
 

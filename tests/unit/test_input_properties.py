@@ -7,6 +7,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
+from digits.normalise import MNIST_DIGIT_BOX
+from registry.layout import IMAGE_SIDE
 from service.errors import ServiceError
 from service.inputs.json_input import parse_json_batch, parse_json_image
 from service.inputs.normalise import image_to_mnist, to_mnist
@@ -34,7 +36,11 @@ def assert_array_or_domain_error(call: object) -> None:
 
 
 def run_bytes(data: bytes) -> None:
-    assert_array_or_domain_error(lambda: image_to_mnist(data, max_side=MAX_SIDE, max_pixels=MAX_PIXELS))
+    assert_array_or_domain_error(
+        lambda: image_to_mnist(
+            data, max_side=MAX_SIDE, max_pixels=MAX_PIXELS, canvas=IMAGE_SIDE, digit_box=MNIST_DIGIT_BOX
+        )
+    )
 
 
 @FEW
@@ -79,7 +85,7 @@ def test_mutated_png_and_jpeg(data: bytes) -> None:
 @FEW
 @given(arrays(np.uint8, st.tuples(st.integers(1, 80), st.integers(1, 80))))
 def test_any_grey_array(grey: np.ndarray) -> None:
-    assert_array_or_domain_error(lambda: to_mnist(grey))
+    assert_array_or_domain_error(lambda: to_mnist(grey, canvas=IMAGE_SIDE, digit_box=MNIST_DIGIT_BOX))
 
 
 json_values = st.recursive(

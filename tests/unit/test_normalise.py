@@ -6,15 +6,24 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
+from digits.normalise import MNIST_DIGIT_BOX
+from registry.layout import IMAGE_SIDE
 from service.errors import NoDigit
-from service.inputs.normalise import check_not_blank, image_to_mnist, to_mnist
+from service.inputs import normalise as inputs
+from service.inputs.normalise import check_not_blank
 from tests.unit.input_corpus import MAX_PIXELS, MAX_SIDE, draw_one_rgba, draw_seven, encode, paper_photo
 
 CENTRE = 14.0  # where MNIST's centres of mass sit (measured: mean 14.0, spread 13.5..14.5)
 
 
 def normalise(data: bytes) -> np.ndarray:
-    return image_to_mnist(data, max_side=MAX_SIDE, max_pixels=MAX_PIXELS)
+    return inputs.image_to_mnist(
+        data, max_side=MAX_SIDE, max_pixels=MAX_PIXELS, canvas=IMAGE_SIDE, digit_box=MNIST_DIGIT_BOX
+    )
+
+
+def to_mnist(grey: np.ndarray, canvas: int = IMAGE_SIDE, digit_box: int = MNIST_DIGIT_BOX) -> np.ndarray:
+    return inputs.to_mnist(grey, canvas=canvas, digit_box=digit_box)
 
 
 def centre_of_mass(arr: np.ndarray) -> tuple[float, float]:
@@ -132,3 +141,25 @@ def test_check_not_blank() -> None:
 def test_custom_canvas_and_box() -> None:
     arr = to_mnist(255 - np.asarray(draw_seven(noise=0, gradient=False)), canvas=40, digit_box=30)
     assert arr.shape == (40, 40) and max(box_size(arr)) in (29, 30, 31)
+
+
+def test_the_shared_step_raises_its_own_error_and_the_service_answers_no_digit() -> None:
+    from digits import normalise as shared
+
+    grey = np.zeros((28, 28), np.uint8)
+    with pytest.raises(shared.BlankImage) as blank:
+        shared.to_mnist(grey, canvas=IMAGE_SIDE, digit_box=MNIST_DIGIT_BOX)
+    assert not isinstance(blank.value, NoDigit)
+    with pytest.raises(NoDigit) as answered:
+        to_mnist(grey)
+    assert answered.value.code == "no_digit" and answered.value.message == str(blank.value)
+
+
+@pytest.mark.parametrize("function", [inputs.image_to_mnist, inputs.to_mnist])
+def test_canvas_and_digit_box_are_the_callers_facts_never_defaults(function: object) -> None:
+    import inspect
+
+    params = inspect.signature(function).parameters  # type: ignore[arg-type]
+    for name in ("canvas", "digit_box"):
+        assert params[name].kind is inspect.Parameter.KEYWORD_ONLY
+        assert params[name].default is inspect.Parameter.empty
