@@ -1,4 +1,4 @@
-"""The registry contract: atomic publish, verification, aliases and rollback."""
+"""The registry contract: atomic publish, verification, aliases and rollback, the metadata schema."""
 
 from __future__ import annotations
 
@@ -8,7 +8,34 @@ from pathlib import Path
 
 import pytest
 
-from registry import AliasError, CorruptVersion, InvalidVersion, Registry, VersionNotFound, layout
+from registry import (
+    AliasError,
+    CorruptVersion,
+    InputSpec,
+    InvalidMetadata,
+    InvalidVersion,
+    ModelMetadata,
+    Preprocessing,
+    Registry,
+    TensorSpec,
+    VersionNotFound,
+    layout,
+)
+
+
+def facts(accuracy: float = 0.9) -> ModelMetadata:
+    return ModelMetadata(
+        input=InputSpec(layout.INPUT_NAME, (None, layout.IMAGE_SIDE, layout.IMAGE_SIDE, 1)),
+        outputs={
+            layout.OUTPUT_PROBABILITIES: TensorSpec(layout.OUTPUT_PROBABILITIES, (None, 10)),
+            layout.OUTPUT_FEATURES: TensorSpec(layout.OUTPUT_FEATURES, (None, 64)),
+        },
+        preprocessing=Preprocessing(pixel_scale=1 / 255, canvas=layout.IMAGE_SIDE, digit_box=20),
+        labels=tuple(range(10)),
+        created="2026-01-01T00:00:00+00:00",
+        metrics={"test_accuracy": accuracy},
+        training_config={"model": "cnn"},
+    )
 
 
 def _publish(registry: Registry, payload: bytes = b"onnx-bytes", accuracy: float = 0.9) -> int:
@@ -16,7 +43,7 @@ def _publish(registry: Registry, payload: bytes = b"onnx-bytes", accuracy: float
     (staging / layout.ONNX_FILE).write_bytes(payload)
     (staging / layout.SAVEDMODEL_DIR).mkdir()
     (staging / layout.SAVEDMODEL_DIR / "saved_model.pb").write_bytes(b"pb")
-    return registry.publish(staging, {"metrics": {"test_accuracy": accuracy}, "training_config": {"model": "cnn"}})
+    return registry.publish(staging, facts(accuracy))
 
 
 def test_publish_numbers_versions_and_records_every_checksum(tmp_path: Path) -> None:
@@ -50,7 +77,7 @@ def test_publish_refuses_a_version_without_onnx(tmp_path: Path) -> None:
     staging = registry.new_staging_dir()
     (staging / "notes.txt").write_text("x")
     with pytest.raises(CorruptVersion, match=r"model\.onnx"):
-        registry.publish(staging, {})
+        registry.publish(staging, facts())
     assert registry.versions() == []
 
 
@@ -167,3 +194,93 @@ def test_rollback_refuses_a_corrupt_target(tmp_path: Path) -> None:
     with pytest.raises(CorruptVersion):
         registry.rollback()
     assert registry.aliases()["production"] == 2
+
+
+# ---- the metadata schema ---------------------------------------------------------------------------
+
+
+def test_metadata_round_trips_through_the_schema(tmp_path: Path) -> None:
+    registry = Registry(tmp_path)
+    version = _publish(registry)
+    read = registry.model_metadata(version)
+    assert read.version == version and set(read.files) == set(registry.verify(version)["files"])
+    assert read.preprocessing == Preprocessing(
+        pixel_scale=1 / 255, canvas=28, digit_box=20, ink="bright", centre="mass"
+    )
+    assert read.input.image_shape == (28, 28, 1) and read.labels == tuple(range(10))
+    assert read.metrics == {"test_accuracy": 0.9} and read.training_config == {"model": "cnn"}
+    assert ModelMetadata.from_dict(read.to_dict()) == read
+    assert registry.metadata(version) == read.to_dict()
+
+
+def test_fields_the_schema_does_not_name_are_kept(tmp_path: Path) -> None:
+    registry = Registry(tmp_path)
+    doc = dict(facts().to_dict(), notes={"by": "hand"}, git_commit=None)
+    staging = registry.new_staging_dir()
+    (staging / layout.ONNX_FILE).write_bytes(b"onnx")
+    version = registry.publish(staging, doc)
+    assert registry.model_metadata(version).extra == {"notes": {"by": "hand"}}
+    assert registry.metadata(version)["notes"] == {"by": "hand"}
+
+
+def _with(doc: dict, path: str, value: object) -> dict:
+    """A copy of ``doc`` with the dotted ``path`` set to ``value`` (deleted when value is ...)."""
+    doc = json.loads(json.dumps(doc))
+    *parents, last = path.split(".")
+    target = doc
+    for key in parents:
+        target = target[key]
+    if value is ...:
+        del target[last]
+    else:
+        target[last] = value
+    return doc
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "message"),
+    [
+        ("preprocessing.canvas", ..., "preprocessing.canvas is missing"),
+        ("preprocessing.digit_box", ..., "preprocessing.digit_box is missing"),
+        ("preprocessing.pixel_scale", 0, "preprocessing.pixel_scale must be a positive finite number, got 0"),
+        ("preprocessing.canvas", "28", "preprocessing.canvas must be a positive integer, got '28'"),
+        ("preprocessing.canvas", 32, "preprocessing.canvas must be the input's side 28, got 32"),
+        ("preprocessing.digit_box", 40, r"preprocessing.digit_box must be in 1..28 \(the canvas\), got 40"),
+        ("preprocessing.ink", "dark", "preprocessing.ink must be 'bright', got 'dark'"),
+        ("input.name", ..., "input.name is missing"),
+        ("input.shape", [None, 32, 32, 1], r"input.shape must be \[null, 28, 28, 1\]"),
+        ("outputs.features", ..., "outputs.features is missing"),
+        ("labels", [], "labels must be a non-empty list of integers"),
+        ("labels", [0, 1, 2], "labels has 3 entries but outputs.probabilities.shape ends in 10"),
+        ("version", "1", "version must be a positive integer"),
+        ("schema_version", 99, "schema_version 99 is newer than this code reads"),
+        ("metrics", [1], "metrics must be a JSON object"),
+    ],
+)
+def test_a_bad_metadata_field_is_refused_by_name(path: str, value: object, message: str) -> None:
+    doc = dict(facts().to_dict(), version=1, files={layout.ONNX_FILE: "0" * 64})
+    ModelMetadata.from_dict(doc)  # the unchanged document is fine
+    with pytest.raises(InvalidMetadata, match=f"^metadata.json: {message}"):
+        ModelMetadata.from_dict(_with(doc, path, value))
+
+
+def test_a_version_with_bad_metadata_is_refused_on_read_and_listed_without_facts(tmp_path: Path) -> None:
+    registry = Registry(tmp_path)
+    version = _publish(registry)
+    path = registry.version_dir(version) / layout.METADATA_FILE
+    path.write_text(json.dumps(_with(json.loads(path.read_text()), "preprocessing.digit_box", ...)))
+    with pytest.raises(InvalidMetadata, match=r"preprocessing\.digit_box is missing"):
+        registry.model_metadata(version)
+    with pytest.raises(CorruptVersion):
+        registry.verify(version)
+    (row,) = registry.describe()
+    assert row.version == version and row.model == "?" and row.test_accuracy is None
+
+
+def test_publish_refuses_metadata_the_schema_refuses(tmp_path: Path) -> None:
+    registry = Registry(tmp_path)
+    staging = registry.new_staging_dir()
+    (staging / layout.ONNX_FILE).write_bytes(b"onnx")
+    with pytest.raises(InvalidMetadata, match="preprocessing is missing"):
+        registry.publish(staging, {k: v for k, v in facts().to_dict().items() if k != "preprocessing"})
+    assert registry.versions() == []
