@@ -38,7 +38,13 @@ class Settings(BaseSettings):
 
     # dynamic batching
     batching: bool = Field(True, description="Gather concurrent requests into one model call.")
-    max_batch_size: int = Field(64, ge=1, le=4096, description="Most images in one model call.")
+    max_batch_size: int = Field(
+        64,
+        ge=1,
+        le=4096,
+        description="Most model rows in one call, not images: with the guards on each image is 3 rows "
+        "(itself and two squeezed copies), so 21 images by default.",
+    )
     max_batch_delay_ms: float = Field(2.0, ge=0, le=1000, description="Longest wait to fill a batch.")
     max_queue_size: int = Field(1024, ge=1, le=1_000_000, description="Images waiting; beyond it 503 + Retry-After.")
     request_timeout_s: float = Field(5.0, gt=0, le=300, description="Deadline for one request's inference; then 504.")
@@ -81,7 +87,3 @@ def describe_validation_error(error: ValidationError) -> str:
         name = f"MNIST_{str(loc[0]).upper()}" if loc else "settings"
         lines.append(f"{name}: {item.get('msg')} (got {str(item.get('input'))[:60]!r})")
     return "invalid configuration:\n  " + "\n  ".join(lines)
-
-
-def load_settings() -> Settings:
-    return Settings()
