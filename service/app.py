@@ -13,7 +13,6 @@ import logging
 import os
 import signal
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from fastapi import FastAPI
@@ -23,6 +22,7 @@ from service.api import errors, routes_admin, routes_health, routes_models, rout
 from service.api.access import AccessMiddleware
 from service.api.limits import LimitsMiddleware
 from service.errors import DeviceUnavailable
+from service.inputs.decoder import ImageDecoder
 from service.logging_setup import configure_logging
 from service.settings import Settings
 
@@ -40,8 +40,6 @@ Classifies handwritten digits with the model version the registry marks `product
 # A config error (cuda asked for, none present) must stop the process, not leave it forever unready.
 FATAL_AT_START = (DeviceUnavailable,)
 START_GRACE_S = 0.5
-# Decoding is CPU-bound and the machine small: a few threads, so hostile images cannot take every core.
-DECODE_THREADS = 2
 
 
 def _default_manager(settings: Settings) -> Any:
@@ -63,7 +61,7 @@ def _log_start_failure(task: asyncio.Task[None]) -> None:
 @contextlib.asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     manager = app.state.manager
-    app.state.decode_executor = ThreadPoolExecutor(max_workers=DECODE_THREADS, thread_name_prefix="decode")
+    app.state.decoder.start()
     start = asyncio.create_task(manager.start(), name="model-manager-start")
     done, _ = await asyncio.wait({start}, timeout=START_GRACE_S)
     if start in done and isinstance(start.exception(), FATAL_AT_START):
@@ -78,7 +76,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await start
         await manager.stop()
-        app.state.decode_executor.shutdown(wait=False, cancel_futures=True)
+        app.state.decoder.stop()
         metrics.forget_live_gauges()
         log.info("service stopped")
 
@@ -95,7 +93,7 @@ def create_app(settings: Settings | None = None, *, manager: Any | None = None) 
     )
     app.state.settings = settings
     app.state.manager = manager if manager is not None else _default_manager(settings)
-    app.state.decode_executor = None  # the lifespan installs the pool; None falls back to asyncio's default
+    app.state.decoder = ImageDecoder(settings, app.state.manager)  # its threads start with the lifespan
     errors.install(app)
     routers = [routes_predict.router, routes_models.router, routes_health.router]
     if settings.admin_token is not None:

@@ -3,16 +3,15 @@
 JSON (a compact-layout fast parse first, the general parser for everything
 else), a raw PNG/JPEG body, or multipart parts. The body arrives already capped
 by ``LimitsMiddleware``. JSON is parsed here, not by FastAPI, so every failure
-maps to our own codes. Image decoding runs in a small thread pool under a time
-budget so a hostile image cannot stall the event loop or hold it forever.
+maps to our own codes. Pictures go to the decoder the route hands in
+(``service.inputs.decoder``: a small thread pool, under time budgets).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
-from concurrent.futures import Executor
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import numpy as np
@@ -22,18 +21,14 @@ from starlette.requests import Request
 
 from service.api.limits import media_type
 from service.errors import (
-    DecodeTimeout,
-    InvalidImage,
     InvalidInput,
     InvalidJSON,
     InvalidMultipart,
-    QueueFull,
     ServiceError,
     TooManyImages,
     UnsupportedMediaType,
 )
-from service.inputs import json_input, normalise
-from service.settings import Settings
+from service.inputs import json_input
 
 log = logging.getLogger("service.api")
 
@@ -44,6 +39,7 @@ MAX_FIELD_BYTES = 16 * 1024
 
 T = TypeVar("T")
 Slot = np.ndarray | ServiceError  # one image of a batch: decoded, or the reason it was refused
+Decode = Callable[[bytes], Awaitable[np.ndarray]]  # picture bytes -> 28x28 (service.inputs.decoder)
 
 
 def parse_json(body: bytes) -> Any:
@@ -67,52 +63,9 @@ def _validated(parse: Callable[..., T], *args: Any) -> T:
         raise InvalidInput("body is not valid for this endpoint; see /docs for the expected shape") from exc
 
 
-def _decode_sync(data: bytes, settings: Settings) -> np.ndarray:
+async def _settled(data: bytes, decode: Decode) -> Slot:
     try:
-        return normalise.image_to_mnist(data, max_side=settings.max_image_side, max_pixels=settings.max_image_pixels)
-    except ServiceError:
-        raise
-    except Exception as exc:  # any decoder failure is the image's fault, never a 500
-        log.warning("image decoder failed unexpectedly", exc_info=True)
-        raise InvalidImage("the image could not be decoded") from exc
-
-
-def _mark_started(started: asyncio.Future[None]) -> None:
-    if not started.done():
-        started.set_result(None)
-
-
-async def decode_on_pool(data: bytes, settings: Settings, executor: Executor | None) -> np.ndarray:
-    """Decode on the pool; the decode budget starts when a thread takes the image, not when it queues.
-
-    Waiting for a free decode thread is the server's load, not the image's fault: past the
-    request timeout it is a 503 ``queue_full``; only decoding itself counts against
-    ``decode_timeout_s`` (400).
-    """
-    if not data:
-        raise InvalidImage("empty image")
-    loop = asyncio.get_running_loop()
-    started: asyncio.Future[None] = loop.create_future()
-
-    def job() -> np.ndarray:
-        loop.call_soon_threadsafe(_mark_started, started)
-        return _decode_sync(data, settings)
-
-    future = loop.run_in_executor(executor, job)
-    try:
-        await asyncio.wait_for(asyncio.shield(started), timeout=settings.request_timeout_s)
-    except TimeoutError as exc:
-        future.cancel()  # not started yet: it never will be
-        raise QueueFull("too many images are waiting to be decoded; retry shortly") from exc
-    try:
-        return await asyncio.wait_for(future, timeout=settings.decode_timeout_s)
-    except TimeoutError as exc:
-        raise DecodeTimeout(f"decoding the image took longer than {settings.decode_timeout_s} s") from exc
-
-
-async def _settled(data: bytes, settings: Settings, executor: Executor | None) -> Slot:
-    try:
-        return await decode_on_pool(data, settings, executor)
+        return await decode(data)
     except ServiceError as exc:
         return exc
 
@@ -134,7 +87,7 @@ async def _form_files(request: Request, field: str, max_files: int) -> list[byte
         raise InvalidMultipart(f"malformed multipart body: {text[:120]}") from exc
 
 
-async def single_image(request: Request, settings: Settings, executor: Executor | None) -> np.ndarray:
+async def single_image(request: Request, decode: Decode) -> np.ndarray:
     kind = media_type(request.headers.get("content-type"))
     if kind == "application/json":
         body = await request.body()
@@ -143,19 +96,18 @@ async def single_image(request: Request, settings: Settings, executor: Executor 
             return image
         return _validated(json_input.parse_json_request, parse_json(body))
     if kind in IMAGE_TYPES:
-        return await decode_on_pool(await request.body(), settings, executor)
+        return await decode(await request.body())
     if kind == "multipart/form-data":
         files = await _form_files(request, "file", max_files=1)
         if len(files) != 1:
             raise InvalidMultipart("expected exactly one file part named 'file'")
-        return await decode_on_pool(files[0], settings, executor)
+        return await decode(files[0])
     raise UnsupportedMediaType("send application/json, multipart/form-data, image/png or image/jpeg")
 
 
-async def batch_images(request: Request, settings: Settings, executor: Executor | None) -> list[Slot]:
+async def batch_images(request: Request, decode: Decode, limit: int) -> list[Slot]:
     """Each image decoded or refused on its own; a malformed request as a whole raises."""
     kind = media_type(request.headers.get("content-type"))
-    limit = settings.max_batch_images
     if kind == "application/json":
         # Shape errors fail the whole request; a blank image comes back as its own NoDigit entry.
         return _validated(json_input.parse_json_batch, parse_json(await request.body()), limit)
@@ -163,5 +115,5 @@ async def batch_images(request: Request, settings: Settings, executor: Executor 
         files = await _form_files(request, "files", max_files=limit)
         if not files:
             raise InvalidMultipart("expected one or more file parts named 'files'")
-        return list(await asyncio.gather(*(_settled(data, settings, executor) for data in files)))
+        return list(await asyncio.gather(*(_settled(data, decode) for data in files)))
     raise UnsupportedMediaType("/predict/batch accepts application/json or multipart/form-data")

@@ -29,6 +29,7 @@ router = APIRouter(tags=["predict"])
 
 INPUT_ERRORS = error_responses(400, 413, 415, 422, 503, 504)
 VERSION_HEADER = MODEL_VERSION_HEADER.decode()
+ANSWER_HEADERS = {"X-Model-Version": {"description": "The model version that answered.", "schema": {"type": "integer"}}}
 
 
 def prediction_answer(prediction: Any, settings: Settings) -> dict[str, Any]:
@@ -69,12 +70,12 @@ def _json(body: dict[str, Any], version: int | None) -> Response:
         "or a raw PNG/JPEG body. Photos and drawings are normalised the way MNIST was made."
     ),
     response_model=None,
-    responses={200: {"model": PredictionOut}, **INPUT_ERRORS},
+    responses={200: {"model": PredictionOut, "headers": ANSWER_HEADERS}, **INPUT_ERRORS},
     openapi_extra=predict_request_body(batch=False),
 )
 async def predict(request: Request) -> Response:
     state = request.app.state
-    image = await single_image(request, state.settings, state.decode_executor)
+    image = await single_image(request, state.decoder)
     (result,) = await state.manager.predict(image[np.newaxis])
     if isinstance(result, ServiceError):
         raise result
@@ -93,12 +94,12 @@ async def predict(request: Request) -> Response:
         "(bad JSON, wrong shape, too many images) fails as a whole."
     ),
     response_model=None,
-    responses={200: {"model": BatchOut}, **INPUT_ERRORS},
+    responses={200: {"model": BatchOut, "headers": ANSWER_HEADERS}, **INPUT_ERRORS},
     openapi_extra=predict_request_body(batch=True),
 )
 async def predict_batch(request: Request) -> Response:
     state = request.app.state
-    slots: list[Slot] = await batch_images(request, state.settings, state.decode_executor)
+    slots: list[Slot] = await batch_images(request, state.decoder, state.settings.max_batch_images)
     good = [i for i, slot in enumerate(slots) if isinstance(slot, np.ndarray)]
     results: list[Any] = list(slots)
     if good:

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from registry import InvalidVersion, Registry, RegistryError, VersionNotFound, layout
+from registry import InvalidVersion, Preprocessing, Registry, RegistryError, VersionNotFound, layout
 from service import metrics
 from service.errors import (
     DeviceUnavailable,
@@ -67,6 +67,14 @@ class ModelManager:
         """The version being served, without touching the disk."""
         current = self._current
         return current.version if current is not None else None
+
+    @property
+    def preprocessing(self) -> Preprocessing:
+        """How pictures become the served version's input (canvas, digit box), from its metadata."""
+        current = self._current
+        if current is None:
+            raise ModelNotReady(self.not_ready_reason or "no model version loaded")
+        return current.preprocessing
 
     @property
     def not_ready_reason(self) -> str | None:

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from registry import Preprocessing
 from service.errors import NoDigit, NotADigit, QueueFull, ServiceError, UnsupportedImageFormat
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -27,7 +28,7 @@ class FakePrediction:
     model_version: int
 
 
-def fake_image_to_mnist(data: bytes, *, max_side: int, max_pixels: int) -> np.ndarray:
+def fake_image_to_mnist(data: bytes, *, max_side: int, max_pixels: int, canvas: int, digit_box: int) -> np.ndarray:
     if data.startswith(b"SLOW"):
         time.sleep(1.0)
     if data.startswith(b"BOOM"):
@@ -62,6 +63,10 @@ class FakeManager:
     @property
     def model_version(self) -> int | None:
         return self.version if self.ready else None
+
+    @property
+    def preprocessing(self) -> Preprocessing:
+        return Preprocessing(pixel_scale=1 / 255, canvas=28, digit_box=20)
 
     async def start(self) -> None:
         self.started = True

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from service.api import input_forms as inputs
 from service.app import create_app
+from service.inputs import decoder
 from service.settings import Settings
 from tests.helpers import as_json_rows, synthetic_digit
 from tests.unit import api_fakes
@@ -23,7 +23,7 @@ ClientFactory = Callable[..., TestClient]
 
 @pytest.fixture()
 def make_client(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> Iterator[ClientFactory]:
-    monkeypatch.setattr(inputs.normalise, "image_to_mnist", api_fakes.fake_image_to_mnist)
+    monkeypatch.setattr(decoder.normalise, "image_to_mnist", api_fakes.fake_image_to_mnist)
     clients: list[TestClient] = []
 
     def factory(manager: FakeManager | None = None, **overrides: Any) -> TestClient:

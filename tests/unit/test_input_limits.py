@@ -4,31 +4,49 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from service.api.input_forms import decode_on_pool, parse_json
-from service.errors import InvalidJSON, QueueFull
+from service.api.input_forms import parse_json
+from service.errors import DecodeTimeout, InvalidJSON, QueueFull
+from service.inputs.decoder import DECODE_THREADS, ImageDecoder
 from service.settings import Settings
+from tests.unit.api_fakes import PNG_MAGIC, FakeManager
 
 
 def test_a_number_too_long_to_convert_is_invalid_json_not_a_500() -> None:
-    with pytest.raises(InvalidJSON, match="too long"):
+    with pytest.raises(InvalidJSON, match="malformed JSON at line 1 column 11"):
         parse_json(b'{"image": 1' + b"1" * 5000 + b"}")
 
 
-def test_waiting_for_a_busy_decode_pool_is_queue_full_not_the_images_fault() -> None:
-    settings = Settings(request_timeout_s=0.2, decode_timeout_s=0.1)
+def test_waiting_for_a_busy_decode_pool_is_queue_full_not_the_images_fault(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pictures that take too long to decode fail on their own (400); the one that finds every thread busy
+    for longer than the request timeout is told to come back (503)."""
     release = threading.Event()
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        pool.submit(release.wait, 5)  # the only decode thread is busy
-        try:
-            with pytest.raises(QueueFull):
-                asyncio.run(decode_on_pool(b"\x89PNG\r\n\x1a\n", settings, pool))
-        finally:
-            release.set()
+
+    def stuck(data: bytes, preprocessing: object) -> np.ndarray:
+        release.wait(5)
+        return np.zeros((28, 28), dtype=np.float32)
+
+    decoder = ImageDecoder(Settings(request_timeout_s=0.2, decode_timeout_s=0.1), FakeManager())
+    monkeypatch.setattr(decoder, "decode_now", stuck)
+
+    async def scenario() -> list[object]:
+        busy = [asyncio.create_task(decoder(PNG_MAGIC)) for _ in range(DECODE_THREADS)]
+        await asyncio.sleep(0.05)
+        waiting = asyncio.create_task(decoder(PNG_MAGIC))
+        return await asyncio.gather(*busy, waiting, return_exceptions=True)
+
+    decoder.start()
+    try:
+        *busy, waiting = asyncio.run(scenario())
+    finally:
+        release.set()
+        decoder.stop()
+    assert all(isinstance(outcome, DecodeTimeout) for outcome in busy)
+    assert isinstance(waiting, QueueFull)
 
 
 @pytest.mark.parametrize("ref", ["prod", "0", "-1", "../1", ""])

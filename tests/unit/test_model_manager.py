@@ -18,7 +18,7 @@ from service.settings import Settings
 METADATA: dict[str, Any] = {
     "input": {"name": "image", "shape": [None, 28, 28, 1], "dtype": "float32", "layout": "NHWC"},
     "outputs": {"probabilities": {"name": "probabilities"}, "features": {"name": "features"}},
-    "preprocessing": {"pixel_scale": 1 / 255},
+    "preprocessing": {"pixel_scale": 1 / 255, "canvas": 28, "digit_box": 20, "ink": "bright", "centre": "mass"},
     "labels": list(range(10)),
 }
 

@@ -1,0 +1,91 @@
+"""Pictures decoded off the event loop, under time budgets, into the served model's canvas.
+
+Decoding is CPU-bound and the machine small: a few threads, so hostile images
+cannot take every core, and a time budget each, so none can hold a thread's
+answer for ever. Waiting for a free thread is the server's load, not the
+image's fault: past the request timeout it is a 503 ``queue_full``; only
+decoding itself counts against ``MNIST_DECODE_TIMEOUT_S`` (400).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Protocol
+
+import numpy as np
+
+from registry import Preprocessing
+from service.errors import DecodeTimeout, InvalidImage, QueueFull, ServiceError
+from service.inputs import normalise
+from service.settings import Settings
+
+log = logging.getLogger(__name__)
+
+DECODE_THREADS = 2
+
+
+class ServedModel(Protocol):
+    """What the decoder asks of the model manager: the picture facts of the version being served."""
+
+    @property
+    def preprocessing(self) -> Preprocessing: ...
+
+
+def _mark_started(started: asyncio.Future[None]) -> None:
+    if not started.done():
+        started.set_result(None)
+
+
+class ImageDecoder:
+    def __init__(self, settings: Settings, served: ServedModel) -> None:
+        self.settings = settings
+        self.served = served
+        self._pool: ThreadPoolExecutor | None = None
+
+    def start(self) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=DECODE_THREADS, thread_name_prefix="decode")
+
+    def stop(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def decode_now(self, data: bytes, preprocessing: Preprocessing) -> np.ndarray:
+        """PNG/JPEG bytes -> float32 [canvas, canvas] in 0..255, on the calling thread; domain errors only."""
+        try:
+            return normalise.image_to_mnist(
+                data,
+                max_side=self.settings.max_image_side,
+                max_pixels=self.settings.max_image_pixels,
+                canvas=preprocessing.canvas,
+                digit_box=preprocessing.digit_box,
+            )
+        except ServiceError:
+            raise
+        except Exception as exc:  # any decoder failure is the image's fault, never a 500
+            log.warning("image decoder failed unexpectedly", exc_info=True)
+            raise InvalidImage("the image could not be decoded") from exc
+
+    async def __call__(self, data: bytes) -> np.ndarray:
+        """``decode_now`` on the pool; the decode budget starts when a thread takes the image."""
+        if not data:
+            raise InvalidImage("empty image")
+        preprocessing = self.served.preprocessing  # the version served now, read once for this image
+        loop = asyncio.get_running_loop()
+        started: asyncio.Future[None] = loop.create_future()
+
+        def job() -> Any:
+            loop.call_soon_threadsafe(_mark_started, started)
+            return self.decode_now(data, preprocessing)
+
+        future = loop.run_in_executor(self._pool, job)
+        try:
+            await asyncio.wait_for(asyncio.shield(started), timeout=self.settings.request_timeout_s)
+        except TimeoutError as exc:
+            future.cancel()  # not started yet: it never will be
+            raise QueueFull("too many images are waiting to be decoded; retry shortly") from exc
+        try:
+            return await asyncio.wait_for(future, timeout=self.settings.decode_timeout_s)
+        except TimeoutError as exc:
+            raise DecodeTimeout(f"decoding the image took longer than {self.settings.decode_timeout_s} s") from exc
