@@ -17,7 +17,6 @@ import contextlib
 import os
 import platform
 import socket
-import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -29,8 +28,9 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # loadtests.* and registry are repo-root modules
 
 from benchmarks.loadgen import CellResult, encode_request, run, run_cell
+from loadtests import server as service_process
 from loadtests.digits import batch_body, build_pool, multipart_file
-from loadtests.run import free_port, registry_is_empty, stop, wait_ready
+from loadtests.run import registry_is_empty
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -70,24 +70,22 @@ def build_payloads() -> Payloads:
 
 
 @contextlib.contextmanager
-def server(cmd: list[str], env: dict[str, str], log_name: str) -> Iterator[tuple[int, psutil.Process]]:
-    """Start a server on a free loopback port, wait for /health/ready, stop it afterwards."""
-    port = free_port()
+def server(
+    cmd: list[str], env: dict[str, str], log_name: str, cwd: Path = ROOT
+) -> Iterator[tuple[int, psutil.Process]]:
+    """Start a server on a free loopback port, wait for /health/ready, stop it (workers included) afterwards."""
+    port = service_process.free_port()
     RESULTS.mkdir(parents=True, exist_ok=True)
-    with (RESULTS / f"{log_name}.log").open("wb") as log:
-        proc = subprocess.Popen(
-            [*cmd, "--port", str(port)],
-            cwd=ROOT,
-            env={**os.environ, **env},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # stopped as a group, by our own pid, workers included
-        )
-        try:
-            wait_ready(f"http://127.0.0.1:{port}", proc, timeout_s=120)
-            yield port, psutil.Process(proc.pid)
-        finally:
-            stop(proc)
+    with service_process.running(
+        [*cmd, "--port", str(port)],
+        f"http://127.0.0.1:{port}",
+        {**os.environ, **env},
+        RESULTS / f"{log_name}.log",
+        timeout_s=120,
+        paths=["/health/ready"],  # the ceiling app's one health path
+        cwd=cwd,  # another checkout's service (benchmarks/ab.py)
+    ) as proc:
+        yield port, psutil.Process(proc.pid)
 
 
 def worker_rss(root: psutil.Process) -> list[float]:

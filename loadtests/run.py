@@ -17,18 +17,16 @@ import argparse
 import contextlib
 import os
 import re
-import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the repo root: loadtests.server and registry import from anywhere
+from loadtests import server  # noqa: E402
+
 LOCUSTFILE = Path(__file__).resolve().parent / "locustfile.py"
 READY_TIMEOUT_S = 120.0
 _TIMESPAN = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s?)?$")
@@ -46,33 +44,7 @@ def parse_duration(text: str) -> int:
     return total
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_ready(url: str, proc: subprocess.Popen[bytes] | None, timeout_s: float) -> None:
-    """Poll /health/ready until 200; fail fast when the service process died."""
-    deadline = time.monotonic() + timeout_s
-    last = "no answer"
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"service exited with code {proc.returncode} before it was ready")
-        try:
-            with urllib.request.urlopen(f"{url}/health/ready", timeout=2) as resp:
-                if resp.status == 200:
-                    return
-        except urllib.error.HTTPError as exc:
-            last = f"HTTP {exc.code}"
-        except OSError as exc:
-            last = str(exc)
-        time.sleep(0.2)
-    raise RuntimeError(f"service at {url} not ready after {timeout_s:.0f} s ({last})")
-
-
 def registry_is_empty(models: Path) -> bool:
-    sys.path.insert(0, str(ROOT))
     from registry import Registry  # the registry module owns the layout; no paths built here
 
     return not Registry(models).versions()
@@ -80,36 +52,12 @@ def registry_is_empty(models: Path) -> bool:
 
 @contextlib.contextmanager
 def service(models: Path, log_path: Path) -> Iterator[str]:
-    """``python -m service`` on a free loopback port; yields its base URL and stops it afterwards."""
-    port = free_port()
+    """``python -m service`` on a free loopback port; yields its base URL once ready and stops it afterwards."""
+    port = server.free_port()
+    url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "MNIST_MODEL_DIR": str(models.resolve())}
-    with log_path.open("wb") as log:
-        # A session of its own so a multi-worker service is stopped as a whole (its group, by our pid).
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "service", "--host", "127.0.0.1", "--port", str(port)],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        try:
-            url = f"http://127.0.0.1:{port}"
-            wait_ready(url, proc, READY_TIMEOUT_S)
-            yield url
-        finally:
-            stop(proc)
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is not None:
-        return
-    os.killpg(proc.pid, signal.SIGTERM)  # graceful: uvicorn drains and exits
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    with server.running(server.service_command(port), url, env, log_path, READY_TIMEOUT_S):
+        yield url
 
 
 def run_locust(args: argparse.Namespace, host: str, prefix: Path, verdict_file: Path) -> int:
@@ -150,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         if args.host:
-            wait_ready(args.host.rstrip("/"), None, timeout_s=10)
+            server.wait_ready(args.host.rstrip("/"), None, timeout_s=10)
             locust_rc = run_locust(args, args.host.rstrip("/"), prefix, verdict_file)
         else:
             log_path = prefix.with_name(prefix.name + "-service.log")

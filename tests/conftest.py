@@ -11,16 +11,14 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from tests.helpers import free_port, terminate
+from loadtests import server
 
 ROOT = Path(__file__).resolve().parents[1]
 # A test's tier is the directory it lives in (markers declared in pyproject.toml): a new file cannot drop out
@@ -79,21 +77,8 @@ class ServerHandle:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
-def _wait_for(handle: ServerHandle, path: str, deadline: float) -> bool:
-    while time.monotonic() < deadline:
-        if handle.process.poll() is not None:
-            return False
-        try:
-            if httpx.get(handle.base_url + path, timeout=1.0).status_code == 200:
-                return True
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.05)
-    return False
-
-
 def stop_server(handle: ServerHandle) -> None:
-    terminate(handle.process)
+    server.terminate(handle.process)
 
 
 def launch_server(
@@ -106,7 +91,7 @@ def launch_server(
     args: tuple[str, ...] = (),
 ) -> ServerHandle:
     """Start the service on a free loopback port and wait for live (and ready unless told not to)."""
-    port = free_port()
+    port = server.free_port()
     # A clean MNIST_ environment: the developer's own variables must not change what a test sees.
     base = {k: v for k, v in os.environ.items() if not k.startswith("MNIST_") and k != "PROMETHEUS_MULTIPROC_DIR"}
     full_env = {**base, "MNIST_HOST": "127.0.0.1", "MNIST_PORT": str(port), "MNIST_LOG_LEVEL": "info"}
@@ -114,17 +99,13 @@ def launch_server(
         full_env["MNIST_MODEL_DIR"] = str(registry)
     full_env.update(env or {})
     log_path = log_dir / f"service-{port}.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "service", *args], cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT
-        )
+    process = server.launch([sys.executable, "-m", "service", *args], full_env, log_path)
     handle = ServerHandle(f"http://127.0.0.1:{port}", process, full_env, log_path)
-    deadline = time.monotonic() + timeout
-    ok = _wait_for(handle, "/health/live", deadline)
-    ok = ok and (not wait_ready or _wait_for(handle, "/health/ready", deadline))
-    if not ok:
+    try:
+        server.wait_ready(handle.base_url, process, timeout, server.LIVE_THEN_READY[: 2 if wait_ready else 1])
+    except server.ServiceNotReady as exc:
         stop_server(handle)
-        pytest.fail(f"service did not become {'ready' if wait_ready else 'live'}; log tail:\n{handle.logs()[-3000:]}")
+        pytest.fail(f"{exc}; log tail:\n{handle.logs()[-3000:]}")
     return handle
 
 

@@ -13,7 +13,6 @@ import io
 import json
 import select
 import socket
-import subprocess
 import time
 import urllib.parse
 from collections.abc import Iterable
@@ -175,22 +174,3 @@ def _answer_length(data: bytes) -> int:
         if name.strip().lower() == b"content-length":
             return len(head) + 4 + int(value.strip())
     return len(data) + 1  # unknown: read until the server closes
-
-
-def terminate(process: subprocess.Popen, timeout: float = 15.0) -> None:
-    """Stop a child process: SIGTERM, then SIGKILL if it does not exit in ``timeout`` seconds."""
-    if process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=5)
-
-
-def free_port() -> int:
-    """A loopback port nobody listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])

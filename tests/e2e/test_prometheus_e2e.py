@@ -18,8 +18,9 @@ import httpx
 import pytest
 import yaml
 
+from loadtests.server import free_port, terminate
 from tests.deploy_helpers import RULES, http_get, system_tool, wait_for
-from tests.helpers import as_json_rows, free_port, real_digits, terminate
+from tests.helpers import as_json_rows, real_digits
 
 DEADLINE_S = 60.0
 

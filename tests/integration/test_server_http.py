@@ -4,20 +4,17 @@ several workers answer without the 40 ms delayed-ACK stall a socket without TCP_
 
 from __future__ import annotations
 
+import os
 import socket
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from benchmarks.loadgen import run, run_cell
-from loadtests.run import free_port, wait_ready
-from tests.helpers import terminate
+from loadtests.server import free_port, launch, terminate, wait_ready
 
-ROOT = Path(__file__).resolve().parents[2]
 BODY = b'{"image":[' + b",".join([b"[" + b",".join([b"0"] * 28) + b"]"] * 28) + b"]}"
 
 
@@ -26,12 +23,12 @@ def request(head_extra: bytes = b"") -> bytes:
 
 
 @pytest.fixture(scope="module", params=[1, 2], ids=["1-worker", "2-workers"])
-def ceiling(request: pytest.FixtureRequest) -> Iterator[int]:
+def ceiling(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     port = free_port()
     cmd = [sys.executable, "benchmarks/ceiling_app.py", "--port", str(port), "--workers", str(request.param)]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = launch(cmd, dict(os.environ), tmp_path_factory.mktemp("ceiling") / "ceiling.log")
     try:
-        wait_ready(f"http://127.0.0.1:{port}", proc, timeout_s=30)
+        wait_ready(f"http://127.0.0.1:{port}", proc, timeout_s=30, paths=["/health/ready"])  # its one health path
         yield port
     finally:
         terminate(proc)
