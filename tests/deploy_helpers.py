@@ -1,9 +1,10 @@
 """Helpers for the deployment and observability tests.
 
 Reading the PromQL expressions of the dashboard and the alert rules, pulling
-metric names out of them, and starting the real service as a subprocess with
-an exact environment (the Kubernetes test needs env, user and read-only
-registry under its own control, so it cannot share a generic fixture).
+metric names out of them, staging what the serving image holds, and starting
+the real service as a subprocess with an exact environment (the Kubernetes
+test needs env, user and read-only registry under its own control, so it
+cannot share a generic fixture).
 """
 
 from __future__ import annotations
@@ -16,15 +17,18 @@ import shutil
 import subprocess
 import sys
 import time
+import tomllib
 import urllib.error
 import urllib.request
+import venv
 from collections.abc import Iterator
+from importlib import metadata
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.helpers import terminate
+from loadtests.server import launch, terminate
 
 ROOT = Path(__file__).resolve().parents[1]
 DASHBOARD = ROOT / "deploy" / "grafana" / "dashboard.json"
@@ -158,18 +162,83 @@ def service_log(proc: subprocess.Popen) -> str:
     return Path(path).read_text(errors="replace")[-4000:] if path else ""
 
 
+def serve_requirements() -> list[str]:
+    """What ``pip install ".[serve]"`` installs in the image: the project's dependencies and its serve extra,
+    read from pyproject.toml (the installed metadata is as old as the last ``make install``)."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    return [*project["dependencies"], *project["optional-dependencies"]["serve"]]
+
+
+def _closure(requirements: list[str]) -> list[metadata.Distribution]:
+    """The installed distributions those requirements pull in, dependencies of dependencies included."""
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    found: dict[str, metadata.Distribution] = {}
+    todo = [(text, "") for text in requirements]
+    while todo:
+        text, extra = todo.pop()
+        requirement = Requirement(text)
+        if requirement.marker and not requirement.marker.evaluate({"extra": extra}):
+            continue
+        name = canonicalize_name(requirement.name)
+        if name in found:
+            continue
+        try:
+            found[name] = metadata.distribution(requirement.name)
+        except metadata.PackageNotFoundError:
+            pytest.fail(f"{requirement.name} (needed by the serve extra) is not installed: run `make install`")
+        todo += [(sub, e) for sub in found[name].requires or [] for e in ("", *requirement.extras)]
+    return list(found.values())
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(source, target)  # no bytes copied when both sit on one filesystem
+    except OSError:
+        shutil.copy2(source, target)
+
+
+def stage_serving_image(target: Path) -> Path:
+    """A virtual environment at ``target`` holding what the serve image's /opt/venv holds: our packages and
+    the serve extra's distributions (hard links into this environment where possible). Returns its python.
+
+    The service then needs nothing from the checkout or from this environment, which may sit in a folder
+    only their owner can read (a clone in a ``mktemp -d`` folder, a .venv inside it): the unprivileged user
+    the Kubernetes test runs the service as reads only ``target``, as the pod reads only its image.
+    """
+    venv.EnvBuilder(with_pip=False, symlinks=True).create(target)
+    (site,) = (target / "lib").glob("python3*/site-packages")
+    for dist in _closure(serve_requirements()):
+        if dist.files is None:
+            pytest.fail(f"{dist.metadata['Name']} lists no files (no RECORD): cannot stage it")
+        for name in dist.files:
+            source = Path(str(dist.locate_file(name)))
+            if name.parts[0] != ".." and source.is_file():  # "../../bin/x" entries are console scripts
+                _link_or_copy(source, site / name)
+    packages = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
+    for pattern in packages["include"]:
+        package = ROOT / pattern.rstrip("*")
+        shutil.copytree(package, site / package.name, ignore=shutil.ignore_patterns("__pycache__"))
+    return target / "bin" / "python"
+
+
 @contextlib.contextmanager
 def service_process(
-    env: dict[str, str], args: list[str] | None = None, prefix: list[str] | None = None, cwd: Path = ROOT
+    env: dict[str, str],
+    args: list[str] | None = None,
+    prefix: list[str] | None = None,
+    cwd: Path = ROOT,
+    python: Path | str = sys.executable,
 ) -> Iterator[subprocess.Popen]:
     """``python -m service`` with exactly ``env``; output goes to a log file read by ``service_log``."""
     log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"mnist-service-{os.getpid()}-{time.time_ns()}.log"
-    cmd = [*(prefix or []), sys.executable, "-m", "service", *(args or [])]
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
+    cmd = [*(prefix or []), str(python), "-m", "service", *(args or [])]
+    proc = launch(cmd, env, log_path, cwd)
     proc.log_path = str(log_path)  # type: ignore[attr-defined]
     try:
         yield proc
     finally:
-        terminate(proc, timeout=20)
+        terminate(proc, timeout_s=20)
         log_path.unlink(missing_ok=True)
