@@ -105,7 +105,7 @@ def test_a_quiet_request_reaches_the_access_log_within_two_seconds(served: Serve
     """Access lines are buffered; the once-a-second flush still gets a lone request's line out."""
     image = {"image": as_json_rows(DIGITS[0])}
     response = httpx.post(served.base_url + "/predict", json=image, headers={"X-Request-ID": "lone-request.7"})
-    assert response.status_code in (200, 422), response.text
+    assert response.status_code == 200, response.text  # DIGITS[0] is answered in every form (test above)
     deadline = time.monotonic() + 2.5
     while '"request_id":"lone-request.7"' not in served.logs() and time.monotonic() < deadline:
         time.sleep(0.1)

@@ -22,7 +22,8 @@ def test_dashboard_and_alerts_query_only_exported_metrics(start_server, tiny_reg
             assert client.post("/predict", json={"image": as_json_rows(digit)}).status_code == 200
         batch = client.post("/predict/batch", json={"images": [as_json_rows(d) for d in digits[4:]]})
         assert batch.status_code == 200
-        assert client.post("/predict", content=b"{not json", headers={"content-type": "application/json"}).status_code
+        refused = client.post("/predict", content=b"{not json", headers={"content-type": "application/json"})
+        assert refused.status_code == 400 and refused.json()["error"]["code"] == "invalid_json", refused.text
         metrics = client.get("/metrics")
     assert metrics.status_code == 200
     exported = exported_names(metrics.text)

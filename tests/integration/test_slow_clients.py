@@ -103,7 +103,7 @@ def test_other_clients_are_served_while_slow_ones_stall(slow_server: ServerHandl
             for _ in range(5):
                 began = time.monotonic()
                 response = client.post("/predict", json=body)
-                assert response.status_code in (200, 422), response.text
+                assert response.status_code == 200, response.text
                 assert time.monotonic() - began < 1.0
             assert client.get("/health/ready").status_code == 200
         for future in futures:
@@ -116,4 +116,4 @@ def test_a_complete_request_keeps_its_connection(slow_server: ServerHandle) -> N
     with httpx.Client(base_url=slow_server.base_url, timeout=5) as client:
         for _ in range(3):
             response = client.post("/predict", json={"image": as_json_rows(images[0])})
-            assert response.status_code in (200, 422) and response.headers.get("connection") != "close"
+            assert response.status_code == 200 and response.headers.get("connection") != "close", response.text
