@@ -42,8 +42,10 @@ JSON_CODES_OVER_HTTP = {
     "nan": "invalid_json",
     "infinity": "invalid_json",
     "minus_infinity": "invalid_json",
-    # 10,000 levels pass the byte cap but not the parser's recursion limit.
+    # 10,000 levels pass the byte cap but not the parser's nesting limit (1,024).
     "deeply_nested": "invalid_json",
+    # A number past a double's range is refused by the parser (orjson), before any range check.
+    "huge_int": "invalid_json",
 }
 
 

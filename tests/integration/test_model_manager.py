@@ -206,10 +206,11 @@ def test_onnx_and_savedmodel_agree(registry_copy: Path):
 
 
 def test_a_model_that_outputs_nan_never_names_a_confident_digit(registry_copy: Path):
-    """A broken model's NaN must reach the answer (and fail its encoding as a 500), not be skipped over."""
+    """A broken model's NaN must reach the answer (and fail it as a 500), not be skipped over."""
     import dataclasses
 
-    from service.api.routes_predict import prediction_json
+    from service.api.routes_predict import prediction_answer
+    from service.errors import InferenceError
 
     async def scenario() -> None:
         manager = ModelManager(settings_for(registry_copy, guards=False))
@@ -228,8 +229,8 @@ def test_a_model_that_outputs_nan_never_names_a_confident_digit(registry_copy: P
             (answer,) = await manager.predict(digits(1))
             assert isinstance(answer, Prediction) and np.isnan(answer.confidence)
             for settings in (Settings(return_probabilities=True), Settings(return_probabilities=False)):
-                with pytest.raises(ValueError, match="not JSON compliant"):
-                    prediction_json(answer, settings)
+                with pytest.raises(InferenceError, match="non-finite"):
+                    prediction_answer(answer, settings)
         finally:
             await manager.stop()
 
