@@ -13,6 +13,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -81,23 +82,7 @@ def load_version(registry: Registry, version: int, settings: Settings) -> Loaded
         except (RegistryError, KeyError, TypeError, ValueError) as exc:
             raise VersionRefused("guards", f"version {version}: unusable {layout.GUARDS_FILE}: {exc!s}") from exc
 
-    try:
-        backend = load_backend(
-            settings.backend,
-            folder,
-            meta,
-            device=settings.device,
-            intra_op_threads=settings.intra_op_threads,
-            inter_op_threads=settings.inter_op_threads,
-            max_batch_rows=settings.max_batch_size,
-        )
-    except (DeviceUnavailable, VersionRefused):
-        raise
-    except ModelLoadError as exc:
-        raise VersionRefused("load", f"version {version}: {exc.message}") from exc
-    except Exception as exc:  # a runtime's own error types; the message says which
-        raise VersionRefused("load", f"version {version}: {type(exc).__name__}: {str(exc)[:300]}") from exc
-
+    backend = _backend(version, folder, meta, settings)
     prepare, finish = guard_steps(guards)
     views = VIEWS if guards is not None else 1
     runner = Runner(backend.run, str(version), backend.name, backend.device, prepare, finish, views, scale)
@@ -117,6 +102,26 @@ def load_version(registry: Registry, version: int, settings: Settings) -> Loaded
         },
     )
     return model
+
+
+def _backend(version: int, folder: Path, meta: dict[str, Any], settings: Settings) -> Backend:
+    """The runtime for a checked version; its own error types become VersionRefused("load")."""
+    try:
+        return load_backend(
+            settings.backend,
+            folder,
+            meta,
+            device=settings.device,
+            intra_op_threads=settings.intra_op_threads,
+            inter_op_threads=settings.inter_op_threads,
+            max_batch_rows=settings.max_batch_size,
+        )
+    except (DeviceUnavailable, VersionRefused):
+        raise
+    except ModelLoadError as exc:
+        raise VersionRefused("load", f"version {version}: {exc.message}") from exc
+    except Exception as exc:  # a runtime's own error types; the message says which
+        raise VersionRefused("load", f"version {version}: {type(exc).__name__}: {str(exc)[:300]}") from exc
 
 
 def guard_steps(guards: Guards | None) -> tuple[PrepareFn | None, FinishFn]:
