@@ -45,6 +45,7 @@ class CellResult:
     statuses: Counter[int] = field(default_factory=Counter)
     client_cpu: float = 0.0  # share of one core the client used while measuring
     machine_cpu: float = 0.0  # cores busy on the whole machine while measuring (server, client, kernel)
+    server_cpu_s: float = float("nan")  # CPU seconds the server's processes used while measuring
 
     @property
     def rps(self) -> float:
@@ -58,6 +59,11 @@ class CellResult:
     def cpu_us_per_request(self) -> float:
         """Machine CPU time per answered request: what one request costs server, client and kernel together."""
         return self.machine_cpu * self.seconds / self.completed * 1e6 if self.completed else float("nan")
+
+    @property
+    def server_cpu_us_per_request(self) -> float:
+        """The server's own CPU time per answered request: what other load on the machine barely changes."""
+        return self.server_cpu_s / self.completed * 1e6 if self.completed else float("nan")
 
     def percentile_ms(self, q: float) -> float:
         return float(np.percentile(self.latencies_s, q) * 1000) if self.latencies_s else float("nan")
@@ -185,9 +191,15 @@ class _Cell:
 
 
 async def run_cell(
-    port: int, requests: list[bytes], concurrency: int, warmup_s: float, duration_s: float
+    port: int,
+    requests: list[bytes],
+    concurrency: int,
+    warmup_s: float,
+    duration_s: float,
+    server: psutil.Process | None = None,
 ) -> CellResult:
-    """``concurrency`` keep-alive connections sending ``requests`` round-robin; measure after a warm-up."""
+    """``concurrency`` keep-alive connections sending ``requests`` round-robin; measure after a warm-up.
+    With ``server`` (the server's process, workers under it included) its CPU time is measured too."""
     result = CellResult(concurrency=concurrency, seconds=duration_s)
     start = time.perf_counter()
     cell = _Cell(port, requests, result, start + warmup_s, start + warmup_s + duration_s)
@@ -197,8 +209,10 @@ async def run_cell(
         cell.open(index)
     await asyncio.sleep(max(0.0, cell.measure_from - time.perf_counter()))
     cpu_at["start"], cpu_at["machine_start"] = time.process_time(), _machine_busy_s()
+    cpu_at["server_start"] = _process_busy_s(server)
     await asyncio.sleep(max(0.0, cell.until - time.perf_counter()))
     cpu_at["end"], cpu_at["machine_end"] = time.process_time(), _machine_busy_s()
+    result.server_cpu_s = _process_busy_s(server) - cpu_at["server_start"]
     # Requests sent before the end are still awaited (their latency counts); then every connection closes.
     await asyncio.wait_for(cell.done, timeout=60)
     result.client_cpu = (cpu_at["end"] - cpu_at["start"]) / duration_s
@@ -220,3 +234,17 @@ def _machine_busy_s() -> float:
     times = psutil.cpu_times()
     # On Linux guest time is already inside user and nice; steal is time the hypervisor took away.
     return sum(getattr(times, name, 0.0) for name in ("user", "nice", "system", "irq", "softirq", "steal"))
+
+
+def _process_busy_s(root: psutil.Process | None) -> float:
+    """CPU seconds (user + system) used so far by ``root`` and every process under it; NaN without one."""
+    if root is None:
+        return float("nan")
+    total = 0.0
+    for process in [root, *root.children(recursive=True)]:
+        try:
+            times = process.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total

@@ -98,8 +98,10 @@ def worker_rss(root: psutil.Process) -> list[float]:
     return [p.memory_info().rss / MIB for p in (children or [root])]
 
 
-def measure(port: int, requests: list[bytes], concurrency: int, args: argparse.Namespace) -> CellResult:
-    return run(run_cell(port, requests, concurrency, args.warmup, args.duration))
+def measure(
+    port: int, requests: list[bytes], concurrency: int, args: argparse.Namespace, server: psutil.Process | None = None
+) -> CellResult:
+    return run(run_cell(port, requests, concurrency, args.warmup, args.duration, server))
 
 
 def refuse_payloads(port: int, payloads: Payloads) -> None:
