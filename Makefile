@@ -17,12 +17,13 @@ P99_MS     ?= 250
 FAIL_RATIO ?= 0.001
 LOADTEST_HOST ?=
 
-.PHONY: install train serve test test-fast lint format bench bench-ab loadtest system-deps clean help
+.PHONY: install train serve test test-fast mutation lint format bench bench-ab loadtest system-deps clean help
 
 help:
 	@echo "make serve   install, train a first version if the registry is empty, serve on $(HOST):$(PORT)"
 	@echo "make test    install and run the whole test suite (tiers: tests/unit, integration, tools, e2e)"
 	@echo "make test-fast  the unit tier only: no TensorFlow, no processes, about 20 s"
+	@echo "make mutation   mutation scores of input checks, body limits, guards, registry (slow; docs/mutation.md)"
 	@echo "make train   train, evaluate, export and register a new version (ARGS='--model mlp' ...)"
 	@echo "make lint | bench | bench-ab BASE=<rev> | loadtest | clean"
 
@@ -57,6 +58,9 @@ test: $(STAMP) system-deps
 # The unit tier by folder, so no other tier's module (TensorFlow, tools) is even imported.
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
+
+mutation: $(STAMP)
+	nice -n 15 $(BIN)/python tests/mutation/run.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
