@@ -164,10 +164,54 @@ def test_an_error_after_the_answer_started_is_not_answered_twice() -> None:
 
 
 def test_a_lifespan_scope_goes_straight_through() -> None:
-    seen: list[str] = []
+    seen: list[object] = []
 
     async def inner(scope: Any, receive: Any, send: Any) -> None:
-        seen.append(scope["type"])
+        seen.append((scope["type"], await receive()))
+        await send({"type": "lifespan.startup.complete"})
 
-    asyncio.run(LimitsMiddleware(inner, max_body_bytes=CAP, body_timeout_s=5.0)({"type": "lifespan"}, None, None))
-    assert seen == ["lifespan"]
+    async def receive() -> dict[str, Any]:
+        return {"type": "lifespan.startup"}
+
+    async def send(message: dict[str, Any]) -> None:
+        seen.append(message["type"])
+
+    app = LimitsMiddleware(inner, max_body_bytes=CAP, body_timeout_s=5.0)
+    asyncio.run(app({"type": "lifespan"}, receive, send))
+    assert seen == [("lifespan", {"type": "lifespan.startup"}), "lifespan.startup.complete"]
+
+
+def test_a_content_type_with_several_parameters_is_judged_by_its_media_type() -> None:
+    headers = {"content-type": "multipart/form-data; boundary=x; charset=utf-8", "content-length": "2"}
+    assert post(headers, sending(b"{}"))[0] == 200
+
+
+def test_an_early_refusal_keeps_its_own_headers_and_adds_close() -> None:
+    status, headers, _ = post({"content-type": "text/plain", "content-length": "2"}, sending(b"{}"))
+    assert status == 415
+    assert headers.get(b"content-type") == b"application/json" and headers.get(b"connection") == b"close"
+
+
+def test_an_early_refusal_of_a_chunked_body_closes() -> None:
+    status, headers, _ = post({"content-type": "text/plain", "transfer-encoding": "chunked"}, sending(b"{}"))
+    assert status == 415 and headers.get(b"connection") == b"close"
+
+
+def test_a_body_in_one_message_without_more_body_is_complete() -> None:
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"{}"}
+
+    status, headers, body = post({**JSON, "content-length": "2"}, receive)
+    assert (status, body) == (200, 2) and b"connection" not in headers
+
+
+@pytest.mark.parametrize("length", ["0", ""])
+def test_an_empty_body_left_unread_keeps_the_connection(length: str) -> None:
+    async def answer_at_once(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    app = LimitsMiddleware(answer_at_once, max_body_bytes=CAP, body_timeout_s=5.0)
+    scope = scope_for("POST", "/predict", {**JSON, "content-length": length})
+    status, headers, _ = asyncio.run(call(app, scope, sending(b"")))
+    assert status == 204 and b"connection" not in headers

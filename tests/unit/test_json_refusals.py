@@ -124,3 +124,10 @@ def test_a_huge_value_is_named_without_its_digits() -> None:
     with pytest.raises(InvalidInput) as info:
         parse_json_image(with_value(10**7))
     assert info.value.message == "image[3][17] must be a number in 0..255, got a number far out of range"
+
+
+@pytest.mark.parametrize(("value", "said"), [(10**6, "1000000"), (10**6 + 1, "a number far out of range")])
+def test_values_up_to_a_million_are_shown_as_sent(value: int, said: str) -> None:
+    with pytest.raises(InvalidInput) as info:
+        parse_json_image(with_value(value))
+    assert info.value.message == f"image[3][17] must be a number in 0..255, got {said}"
