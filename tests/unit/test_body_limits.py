@@ -215,3 +215,21 @@ def test_an_empty_body_left_unread_keeps_the_connection(length: str) -> None:
     scope = scope_for("POST", "/predict", {**JSON, "content-length": length})
     status, headers, _ = asyncio.run(call(app, scope, sending(b"")))
     assert status == 204 and b"connection" not in headers
+
+
+def test_a_body_that_stops_arriving_is_408_saying_how_long_it_had() -> None:
+    async def stall() -> dict[str, Any]:
+        if not stall.sent:
+            stall.sent = True
+            return {"type": "http.request", "body": b"{", "more_body": True}
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    stall.sent = False
+    app = LimitsMiddleware(read_all, max_body_bytes=CAP, body_timeout_s=0.05)
+    status, headers, body = asyncio.run(
+        call(app, scope_for("POST", "/predict", {**JSON, "content-length": "50"}), stall)
+    )
+    assert (status, body["error"]["code"]) == (408, "request_timeout")
+    assert body["error"]["message"] == "the request body did not arrive within 0.05 s; send it at once"
+    assert headers.get(b"connection") == b"close"

@@ -45,8 +45,8 @@ def decide(
     return REFUSALS[int(codes[0])]
 
 
-@pytest.fixture(scope="module")
-def guards() -> Guards:
+@pytest.fixture()
+def guards() -> Guards:  # built per test: every test then counts as a test of Guards.__init__
     return Guards(spec())
 
 

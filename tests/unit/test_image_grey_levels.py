@@ -13,7 +13,7 @@ from PIL import Image
 
 from service.errors import ImageTooLarge, InvalidImage, MultiFrameImage
 from service.inputs.imaging import decode_grey, make_ink_bright, to_grey
-from tests.unit.input_corpus import MAX_PIXELS, MAX_SIDE, apng, png_claiming
+from tests.unit.input_corpus import MAX_PIXELS, MAX_SIDE, apng, png_claiming, seven_small
 
 
 def decode(data: bytes, max_side: int = MAX_SIDE, max_pixels: int = MAX_PIXELS) -> np.ndarray:
@@ -32,8 +32,20 @@ def test_opaque_black_ink_on_a_transparent_canvas_is_black_on_white() -> None:
     assert grey[20, 20] == 0 and grey[0, 0] == 255
 
 
-def test_half_transparent_black_ink_is_mid_grey() -> None:
-    assert to_grey(canvas((0, 0, 0, 128)))[20, 20] == 127  # 255 x (1 - 128/255)
+@pytest.mark.parametrize(("alpha", "grey"), [(128, 127), (64, 191)])  # 255 x (1 - alpha/255)
+def test_half_transparent_black_ink_is_grey_on_white_paper(alpha: int, grey: int) -> None:
+    assert to_grey(canvas((0, 0, 0, alpha)))[20, 20] == grey
+
+
+@pytest.mark.parametrize("mode", ["RGBX", "HSV"])
+def test_other_colour_modes_read_as_the_same_grey(mode: str) -> None:
+    picture = seven_small("RGB")
+    np.testing.assert_array_equal(to_grey(picture.convert(mode)), to_grey(picture))
+
+
+def test_a_lab_picture_is_read_not_refused() -> None:
+    grey = to_grey(Image.new("LAB", (4, 4), (200, 128, 128)))
+    assert grey.shape == (4, 4) and grey.dtype == np.uint8
 
 
 def test_white_ink_on_a_transparent_layer_is_white_on_black() -> None:

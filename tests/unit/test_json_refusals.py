@@ -131,3 +131,14 @@ def test_values_up_to_a_million_are_shown_as_sent(value: int, said: str) -> None
     with pytest.raises(InvalidInput) as info:
         parse_json_image(with_value(value))
     assert info.value.message == f"image[3][17] must be a number in 0..255, got {said}"
+
+
+def test_an_image_mixing_integers_and_floats_is_accepted() -> None:
+    rows = with_value(127.5)
+    assert parse_json_image(rows)[3, 17] == 127.5 and parse_json_image(rows).max() == 255
+
+
+def test_a_faint_image_peaking_at_2_is_blank_not_the_0_to_1_form() -> None:
+    faint = [[2 if value else 0 for value in row] for row in SEVEN]
+    with pytest.raises(NoDigit):
+        parse_json_image(faint)

@@ -20,6 +20,7 @@ from registry import (
     Preprocessing,
     Registry,
     TensorSpec,
+    VersionNotFound,
     layout,
 )
 from registry.files import checksums, file_sha256
@@ -66,6 +67,13 @@ def test_an_intact_version_verifies_by_number_or_by_its_decimal_string(tmp_path:
     assert registry.verify(1)["version"] == 1
     assert registry.verify("1")["version"] == 1
     assert registry.model_metadata("1").files == registry.verify(1)["files"]
+
+
+def test_an_unknown_version_is_named(tmp_path: Path) -> None:
+    registry, _ = published(tmp_path)
+    with pytest.raises(VersionNotFound) as info:
+        registry.verify(7)
+    assert str(info.value) == "model version 7 does not exist"
 
 
 def test_a_folder_copied_under_another_number_is_refused(tmp_path: Path) -> None:
