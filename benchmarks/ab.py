@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.serve_bench import build_payloads, measure, refuse_payloads, server, worker_rss
 
 ROOT = Path(__file__).resolve().parents[1]
-CELLS = (("json", 64), ("png", 64), ("json", 1))
+CELLS = ("json:64", "png:64", "json:1")  # workload:concurrency
 
 
 @contextlib.contextmanager
@@ -61,7 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=float, default=3.0, help="measured seconds per cell")
     parser.add_argument("--warmup", type=float, default=1.5, help="unmeasured seconds before each cell")
+    parser.add_argument("--cells", nargs="+", default=CELLS, help="workload:concurrency, workload json or png")
     args = parser.parse_args(argv)
+    cells = [(kind, int(concurrency)) for kind, _, concurrency in (cell.partition(":") for cell in args.cells)]
 
     payloads = build_payloads()
     env = {"MNIST_MODEL_DIR": str(args.models.resolve())}
@@ -78,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
                 with server(cmd, env, f"ab_{side}", cwd=folders[side]) as (port, proc):
                     if round_no == 0 and side == "A":
                         refuse_payloads(port, payloads)  # the same digits for both sides, every round
-                    for kind, concurrency in CELLS:
+                    for kind, concurrency in cells:
                         r = measure(port, getattr(payloads, kind), concurrency, args, proc)
                         cpu = r.server_cpu_us_per_request
                         results[side].setdefault((kind, concurrency), []).append((r.rps, r.percentile_ms(99), cpu))

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.telemetry import TelemetryConfig
 
 from service import metrics
 from service.api import errors, routes_admin, routes_health, routes_models, routes_predict
@@ -40,6 +41,7 @@ Classifies handwritten digits with the model version the registry marks `product
 # A config error (cuda asked for, none present) must stop the process, not leave it forever unready.
 FATAL_AT_START = (DeviceUnavailable,)
 START_GRACE_S = 0.5
+NO_TELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False, "operation_spans": False}
 
 
 def _default_manager(settings: Settings) -> Any:
@@ -90,6 +92,9 @@ def create_app(settings: Settings | None = None, *, manager: Any | None = None) 
         description=DESCRIPTION,
         version="1.0",
         lifespan=_lifespan,
+        # The service exports its own Prometheus metrics and JSON logs; FastAPI's OpenTelemetry hooks would
+        # otherwise ask, on every request, whether a tracer, meter or logger provider has been configured.
+        telemetry=NO_TELEMETRY,
     )
     app.state.settings = settings
     app.state.manager = manager if manager is not None else _default_manager(settings)
