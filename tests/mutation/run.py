@@ -1,7 +1,7 @@
 """``make mutation``: mutmut over the modules where a deleted line becomes a hole, then a score per module.
 
 What is mutated, what counts and which tests run are in pyproject.toml: ``[tool.mutmut]`` (files, tests) and
-``[tool.mutation]`` (modules, the functions in scope, the target). docs/mutation.md has the last scores and why
+``[tool.mutation]`` (modules, the functions in scope, the targets). docs/mutation.md has the last scores and why
 each survivor is left. Every run starts from a fresh ``mutants/`` unless modules are named::
 
     python tests/mutation/run.py                    # all modules, fresh
