@@ -21,7 +21,7 @@
 ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm
 ARG CUDA_IMAGE=nvidia/cuda:13.0.2-cudnn-runtime-ubuntu24.04
 # The GPU wheel is not in constraints.txt (CI has no GPU). 1.31.1 is built against CUDA 13 and
-# was seen serving through CUDAExecutionProvider on an H200 (driver 580): see README, "GPU".
+# was seen serving through CUDAExecutionProvider on an H200 (driver 580): see docs/operations.md, "GPU".
 ARG ONNXRUNTIME_GPU_VERSION=1.31.1
 ARG APP_UID=10001
 
