@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from registry import InputSpec, ModelMetadata, Preprocessing, TensorSpec, layout
 from registry.layout import IMAGE_SIDE as SIDE
 
 if TYPE_CHECKING:
@@ -174,3 +175,19 @@ def _answer_length(data: bytes) -> int:
         if name.strip().lower() == b"content-length":
             return len(head) + 4 + int(value.strip())
     return len(data) + 1  # unknown: read until the server closes
+
+
+def model_facts(accuracy: float = 0.9) -> ModelMetadata:
+    """The metadata of a plausible version (28x28 input, ten digits, 64 features) for registry tests."""
+    return ModelMetadata(
+        input=InputSpec(layout.INPUT_NAME, (None, layout.IMAGE_SIDE, layout.IMAGE_SIDE, 1)),
+        outputs={
+            layout.OUTPUT_PROBABILITIES: TensorSpec(layout.OUTPUT_PROBABILITIES, (None, 10)),
+            layout.OUTPUT_FEATURES: TensorSpec(layout.OUTPUT_FEATURES, (None, 64)),
+        },
+        preprocessing=Preprocessing(pixel_scale=1 / 255, canvas=layout.IMAGE_SIDE, digit_box=20),
+        labels=tuple(range(10)),
+        created="2026-01-01T00:00:00+00:00",
+        metrics={"test_accuracy": accuracy},
+        training_config={"model": "cnn"},
+    )

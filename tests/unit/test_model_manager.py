@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -14,13 +13,7 @@ from service.errors import DeviceUnavailable, ModelLoadError, ModelNotReady
 from service.inference.backends.onnx_backend import OnnxBackend
 from service.inference.model_manager import ModelManager
 from service.settings import Settings
-
-METADATA: dict[str, Any] = {
-    "input": {"name": "image", "shape": [None, 28, 28, 1], "dtype": "float32", "layout": "NHWC"},
-    "outputs": {"probabilities": {"name": "probabilities"}, "features": {"name": "features"}},
-    "preprocessing": {"pixel_scale": 1 / 255, "canvas": 28, "digit_box": 20, "ink": "bright", "centre": "mass"},
-    "labels": list(range(10)),
-}
+from tests.helpers import model_facts
 
 
 def publish_garbage(root: Path) -> int:
@@ -28,7 +21,7 @@ def publish_garbage(root: Path) -> int:
     registry = Registry(root)
     staging = registry.new_staging_dir()
     (staging / layout.ONNX_FILE).write_bytes(b"\x08\x07not an onnx graph")
-    return registry.publish(staging, dict(METADATA))
+    return registry.publish(staging, model_facts())
 
 
 def test_empty_registry_is_not_ready_and_says_why(tmp_path: Path):
@@ -105,10 +98,10 @@ def test_onnx_with_external_data_is_refused(tmp_path: Path):
     onnx.save_model(model, path, save_as_external_data=True, location="model.onnx.data", size_threshold=0)
     assert (tmp_path / "model.onnx.data").exists()
     with pytest.raises(ModelLoadError, match="external data"):
-        OnnxBackend(path, METADATA, device="cpu")
+        OnnxBackend(path, model_facts().to_dict(), device="cpu")
 
     onnx.save_model(onnx.load(path), tmp_path / "inline.onnx")  # the same graph, self-contained, loads fine
-    backend = OnnxBackend(tmp_path / "inline.onnx", METADATA, device="cpu")
+    backend = OnnxBackend(tmp_path / "inline.onnx", model_facts().to_dict(), device="cpu")
     probs, features = backend.run(np.ones((2, 4), dtype=np.float32))
     assert probs.shape == (2, 4) and features.shape == (2, 4) and backend.device == "cpu"
     backend.close()

@@ -11,31 +11,15 @@ import pytest
 from registry import (
     AliasError,
     CorruptVersion,
-    InputSpec,
     InvalidMetadata,
     InvalidVersion,
     ModelMetadata,
     Preprocessing,
     Registry,
-    TensorSpec,
     VersionNotFound,
     layout,
 )
-
-
-def facts(accuracy: float = 0.9) -> ModelMetadata:
-    return ModelMetadata(
-        input=InputSpec(layout.INPUT_NAME, (None, layout.IMAGE_SIDE, layout.IMAGE_SIDE, 1)),
-        outputs={
-            layout.OUTPUT_PROBABILITIES: TensorSpec(layout.OUTPUT_PROBABILITIES, (None, 10)),
-            layout.OUTPUT_FEATURES: TensorSpec(layout.OUTPUT_FEATURES, (None, 64)),
-        },
-        preprocessing=Preprocessing(pixel_scale=1 / 255, canvas=layout.IMAGE_SIDE, digit_box=20),
-        labels=tuple(range(10)),
-        created="2026-01-01T00:00:00+00:00",
-        metrics={"test_accuracy": accuracy},
-        training_config={"model": "cnn"},
-    )
+from tests.helpers import model_facts
 
 
 def _publish(registry: Registry, payload: bytes = b"onnx-bytes", accuracy: float = 0.9) -> int:
@@ -43,7 +27,7 @@ def _publish(registry: Registry, payload: bytes = b"onnx-bytes", accuracy: float
     (staging / layout.ONNX_FILE).write_bytes(payload)
     (staging / layout.SAVEDMODEL_DIR).mkdir()
     (staging / layout.SAVEDMODEL_DIR / "saved_model.pb").write_bytes(b"pb")
-    return registry.publish(staging, facts(accuracy))
+    return registry.publish(staging, model_facts(accuracy))
 
 
 def test_publish_numbers_versions_and_records_every_checksum(tmp_path: Path) -> None:
@@ -77,7 +61,7 @@ def test_publish_refuses_a_version_without_onnx(tmp_path: Path) -> None:
     staging = registry.new_staging_dir()
     (staging / "notes.txt").write_text("x")
     with pytest.raises(CorruptVersion, match=r"model\.onnx"):
-        registry.publish(staging, facts())
+        registry.publish(staging, model_facts())
     assert registry.versions() == []
 
 
@@ -215,7 +199,7 @@ def test_metadata_round_trips_through_the_schema(tmp_path: Path) -> None:
 
 def test_fields_the_schema_does_not_name_are_kept(tmp_path: Path) -> None:
     registry = Registry(tmp_path)
-    doc = dict(facts().to_dict(), notes={"by": "hand"}, git_commit=None)
+    doc = dict(model_facts().to_dict(), notes={"by": "hand"}, git_commit=None)
     staging = registry.new_staging_dir()
     (staging / layout.ONNX_FILE).write_bytes(b"onnx")
     version = registry.publish(staging, doc)
@@ -258,7 +242,7 @@ def _with(doc: dict, path: str, value: object) -> dict:
     ],
 )
 def test_a_bad_metadata_field_is_refused_by_name(path: str, value: object, message: str) -> None:
-    doc = dict(facts().to_dict(), version=1, files={layout.ONNX_FILE: "0" * 64})
+    doc = dict(model_facts().to_dict(), version=1, files={layout.ONNX_FILE: "0" * 64})
     ModelMetadata.from_dict(doc)  # the unchanged document is fine
     with pytest.raises(InvalidMetadata, match=f"^metadata.json: {message}"):
         ModelMetadata.from_dict(_with(doc, path, value))
@@ -282,5 +266,5 @@ def test_publish_refuses_metadata_the_schema_refuses(tmp_path: Path) -> None:
     staging = registry.new_staging_dir()
     (staging / layout.ONNX_FILE).write_bytes(b"onnx")
     with pytest.raises(InvalidMetadata, match="preprocessing is missing"):
-        registry.publish(staging, {k: v for k, v in facts().to_dict().items() if k != "preprocessing"})
+        registry.publish(staging, {k: v for k, v in model_facts().to_dict().items() if k != "preprocessing"})
     assert registry.versions() == []

@@ -14,16 +14,13 @@ import pytest
 
 from registry import (
     CorruptVersion,
-    InputSpec,
     InvalidVersion,
-    ModelMetadata,
-    Preprocessing,
     Registry,
-    TensorSpec,
     VersionNotFound,
     layout,
 )
 from registry.files import checksums, file_sha256
+from tests.helpers import model_facts
 
 
 def published(root: Path, extra_files: int = 0) -> tuple[Registry, Path]:
@@ -35,19 +32,7 @@ def published(root: Path, extra_files: int = 0) -> tuple[Registry, Path]:
     (staging / layout.SAVEDMODEL_DIR / "saved_model.pb").write_bytes(b"pb")
     for i in range(extra_files):
         (staging / f"extra{i}.bin").write_bytes(b"%d" % i)
-    facts = ModelMetadata(
-        input=InputSpec(layout.INPUT_NAME, (None, layout.IMAGE_SIDE, layout.IMAGE_SIDE, 1)),
-        outputs={
-            layout.OUTPUT_PROBABILITIES: TensorSpec(layout.OUTPUT_PROBABILITIES, (None, 10)),
-            layout.OUTPUT_FEATURES: TensorSpec(layout.OUTPUT_FEATURES, (None, 64)),
-        },
-        preprocessing=Preprocessing(pixel_scale=1 / 255, canvas=layout.IMAGE_SIDE, digit_box=20),
-        labels=tuple(range(10)),
-        created="2026-01-01T00:00:00+00:00",
-        metrics={"test_accuracy": 0.9},
-        training_config={"model": "cnn"},
-    )
-    version = registry.publish(staging, facts)
+    version = registry.publish(staging, model_facts())
     return registry, registry.version_dir(version)
 
 
