@@ -1,11 +1,9 @@
 """Dynamic batching: gather concurrent requests into one model call.
 
-Callers ``await submit(images, deadline, runner)``. One background task takes
-queued submissions in order into batches, runs each on a single dedicated
-thread (so the event loop stays free and the model is never called
-concurrently) and hands each caller its own rows back. A runner may add short
-batch-wide steps before and after the model call (the guards); those run on
-the loop, once per batch.
+Callers ``await submit(images, deadline, runner)``. One background task takes queued submissions
+in order into batches, runs each on one dedicated thread (the loop stays free, the model is never
+called concurrently) and hands each caller its rows back. A runner's batch-wide steps around the
+model call (the guards) run on the loop, once per batch.
 
 When a batch goes (continuous batching: wait only while a call is running,
 never longer than ``max_batch_delay_ms``):
