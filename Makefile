@@ -25,7 +25,7 @@ help:
 	@echo "make test-fast  the unit tier only: no TensorFlow, no processes, about 20 s"
 	@echo "make mutation   mutation scores of input checks, body limits, guards, registry (slow; docs/mutation.md)"
 	@echo "make train   train, evaluate, export and register a new version (ARGS='--model mlp' ...)"
-	@echo "make lint | bench | bench-ab BASE=<rev> | loadtest | clean"
+	@echo "make lint | bench | bench-images | bench-ab BASE=<rev> | loadtest | clean"
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -71,8 +71,13 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+# JSON/PNG cells, then the image section (benchmarks/image_bench.py); fails if either misses a target.
 bench: $(STAMP)
-	$(BIN)/python benchmarks/serve_bench.py --models $(MODELS)
+	$(BIN)/python benchmarks/serve_bench.py --models $(MODELS); status=$$?; \
+	$(BIN)/python benchmarks/image_bench.py --models $(MODELS) && exit $$status
+
+bench-images: $(STAMP)
+	$(BIN)/python benchmarks/image_bench.py --models $(MODELS)
 
 # Alternated before/after runs against another revision (benchmarks/README.md): make bench-ab BASE=<rev>
 BASE ?= HEAD~1

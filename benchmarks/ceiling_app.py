@@ -47,23 +47,26 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": ANSWER})
 
 
-def main() -> None:
+def serve_here(app_ref: str, description: str) -> None:
+    """Parse --host/--port/--workers and serve ``app_ref`` (a module in this folder) exactly as
+    ``python -m service`` serves the service: the same loop, HTTP parser, limits and socket.
+    The image bench's reference servers (bare_decode_app.py, naive_app.py) start through here too.
+    Importing ``service.__main__`` caps the BLAS/OpenMP threads in os.environ, which the workers inherit."""
     from service.__main__ import serve
     from service.settings import Settings
 
-    parser = argparse.ArgumentParser(description="Bare ASGI ceiling for the serving benchmark.")
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args()
-    # Worker processes import "ceiling_app" by name: spawn hands them this sys.path.
+    # Worker processes import the app's module by name: spawn hands them this sys.path.
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    # The very server code and options ``python -m service`` uses (same loop, HTTP parser, limits, socket).
-    serve(
-        "ceiling_app:app",
-        Settings(host=args.host, port=args.port, workers=args.workers),
-        log_level="warning",
-    )
+    serve(app_ref, Settings(host=args.host, port=args.port, workers=args.workers), log_level="warning")
+
+
+def main() -> None:
+    serve_here("ceiling_app:app", "Bare ASGI ceiling for the serving benchmark.")
 
 
 if __name__ == "__main__":
