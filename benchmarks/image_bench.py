@@ -182,7 +182,13 @@ def run_rounds(cells: list[Cell], running: dict[str, tuple[int, psutil.Process]]
 
 
 HEADER = ["server", "kind", "conc", "req/s", "p50 ms", "p99 ms", "errors", "server CPU us/req", "machine CPU us/req",
-          "right answers"]  # fmt: skip
+          "others' cores", "right answers"]  # fmt: skip
+BUSY_CORES = 0.25  # other processes' average load above which throughput shares are not to be trusted
+
+
+def others_cores(r: CellResult) -> float:
+    """Cores kept busy during the cell by neither the server nor the load generator: other people's work."""
+    return r.machine_cpu - r.client_cpu - r.server_cpu_s / r.seconds
 
 
 def format_cell(cell: Cell, sep: str = "  ", latest: bool = False) -> str:
@@ -196,7 +202,7 @@ def format_cell(cell: Cell, sep: str = "  ", latest: bool = False) -> str:
         f"{cell.server:<12}", f"{cell.kind:<7}", f"{cell.concurrency:>4}", f"{rps:>15}",
         f"{pick(lambda r: r.percentile_ms(50)):>7.1f}", f"{pick(lambda r: r.percentile_ms(99)):>7.1f}",
         f"{sum(r.errors for r in cell.rounds):>6}", f"{pick(lambda r: r.server_cpu_us_per_request):>10.0f}",
-        f"{pick(lambda r: r.cpu_us_per_request):>10.0f}", f"{right:>6}",
+        f"{pick(lambda r: r.cpu_us_per_request):>10.0f}", f"{pick(others_cores):>6.2f}", f"{right:>6}",
     ])  # fmt: skip
 
 
@@ -286,6 +292,13 @@ def main(argv: list[str] | None = None) -> int:
     checks = verdicts(cells, rss)
     for ok, text in checks:
         print(f"{'PASS' if ok else 'FAIL'}: {text}")
+    busy = max(cell.median(others_cores) for cell in cells)
+    if busy > BUSY_CORES:
+        warning = (f"WARNING: other processes kept up to {busy:.2f} of this machine's {psutil.cpu_count()} cores "
+                   "busy during the cells: req/s and its shares are unreliable (a busy machine squeezes them toward "
+                   "1x); the shares by server CPU per request are steadier. Rerun on a quiet machine.")  # fmt: skip
+        print(warning)
+        note += f"\n\n{warning}"
     print(f"written: {write_markdown(cells, rss, checks, note).relative_to(ROOT)}")
     return 0 if all(ok for ok, _ in checks) else 1
 
