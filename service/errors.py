@@ -53,6 +53,12 @@ class TooManyImages(ServiceError):
     code = "too_many_images"
 
 
+class UnknownInclude(ServiceError):
+    """``?include=`` names something a prediction answer cannot add (only ``input`` exists)."""
+
+    code = "unknown_include"
+
+
 # ---- images --------------------------------------------------------------------
 class UnsupportedImageFormat(ServiceError):
     code = "unsupported_image_format"

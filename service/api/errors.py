@@ -36,6 +36,7 @@ STATUS_BY_ERROR: dict[type[Exception], int] = {
     svc.DecodeTimeout: 400,
     svc.InvalidInput: 422,
     svc.TooManyImages: 422,
+    svc.UnknownInclude: 422,
     svc.NoDigit: 422,
     svc.NotADigit: 422,
     svc.SuspectedAdversarial: 422,

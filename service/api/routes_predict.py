@@ -23,7 +23,7 @@ from service.api.access import MODEL_VERSION_HEADER
 from service.api.errors import entry_error
 from service.api.input_forms import Slot, batch_images, single_image
 from service.api.schemas import BatchOut, PredictionOut, error_responses, predict_request_body
-from service.errors import InferenceError, ServiceError
+from service.errors import InferenceError, ServiceError, UnknownInclude
 from service.metrics import PREDICTIONS, confidence_band
 from service.settings import Settings
 
@@ -46,6 +46,44 @@ router = APIRouter(tags=["predict"], route_class=RequestOnlyRoute)
 INPUT_ERRORS = error_responses(400, 413, 415, 422, 503, 504)
 VERSION_HEADER = MODEL_VERSION_HEADER.decode()
 ANSWER_HEADERS = {"X-Model-Version": {"description": "The model version that answered.", "schema": {"type": "integer"}}}
+
+# What ``?include=`` may add to an answer: ``input``, the normalised 28x28 the model was given (0..255).
+INCLUDE_INPUT = "input"
+INCLUDES = frozenset({INCLUDE_INPUT})
+NOTHING_INCLUDED: frozenset[str] = frozenset()
+INCLUDE_PARAMETER = {
+    "name": "include",
+    "in": "query",
+    "required": False,
+    "description": (
+        "Opt-in extras, comma-separated or repeated. `input` adds `input` to each answer: the normalised 28x28 "
+        "image the model was given, integers 0..255 (0 = background, 255 = ink). Any other value is refused "
+        "with 422 `unknown_include`."
+    ),
+    "schema": {"type": "array", "items": {"type": "string", "enum": sorted(INCLUDES)}},
+    "style": "form",
+    "explode": False,
+}
+
+
+def requested_includes(request: Request) -> frozenset[str]:
+    """The ``include`` values of the query string; an unknown one is refused before the body is read.
+
+    Most requests carry no query string: they pay one scope lookup, not a query parse.
+    """
+    if not request.scope.get("query_string"):
+        return NOTHING_INCLUDED
+    wanted = {item.strip() for value in request.query_params.getlist("include") for item in value.split(",")}
+    wanted.discard("")
+    unknown = sorted(wanted - INCLUDES)
+    if unknown:
+        raise UnknownInclude(f"unknown include value {unknown[0][:40]!r}; the only one is {INCLUDE_INPUT!r}")
+    return frozenset(wanted)
+
+
+def model_input(image: np.ndarray) -> np.ndarray:
+    """The 28x28 as whole numbers 0..255, the form a client can draw (orjson writes the array as lists)."""
+    return np.ascontiguousarray(np.clip(np.rint(image), 0, 255).astype(np.uint8))
 
 
 def prediction_answer(prediction: Any, settings: Settings) -> dict[str, Any]:
@@ -75,7 +113,10 @@ def _count(prediction: Any) -> None:
 
 def _json(body: dict[str, Any], version: int | None) -> Response:
     headers = {VERSION_HEADER: str(version)} if version is not None else None
-    return Response(orjson.dumps(body), media_type="application/json", headers=headers)
+    # OPT_SERIALIZE_NUMPY writes an included 28x28 straight from its array; without one it changes nothing.
+    return Response(
+        orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), media_type="application/json", headers=headers
+    )
 
 
 @router.post(
@@ -87,15 +128,18 @@ def _json(body: dict[str, Any], version: int | None) -> Response:
     ),
     response_model=None,
     responses={200: {"model": PredictionOut, "headers": ANSWER_HEADERS}, **INPUT_ERRORS},
-    openapi_extra=predict_request_body(batch=False),
+    openapi_extra={**predict_request_body(batch=False), "parameters": [INCLUDE_PARAMETER]},
 )
 async def predict(request: Request) -> Response:
     state = request.app.state
+    includes = requested_includes(request)
     image = await single_image(request, state.decoder)
     (result,) = await state.manager.predict(image[np.newaxis])
     if isinstance(result, ServiceError):
         raise result
     answer = prediction_answer(result, state.settings)
+    if includes:
+        answer[INCLUDE_INPUT] = model_input(image)
     _count(result)
     return _json(answer, result.model_version)
 
@@ -111,10 +155,11 @@ async def predict(request: Request) -> Response:
     ),
     response_model=None,
     responses={200: {"model": BatchOut, "headers": ANSWER_HEADERS}, **INPUT_ERRORS},
-    openapi_extra=predict_request_body(batch=True),
+    openapi_extra={**predict_request_body(batch=True), "parameters": [INCLUDE_PARAMETER]},
 )
 async def predict_batch(request: Request) -> Response:
     state = request.app.state
+    includes = requested_includes(request)
     slots: list[Slot] = await batch_images(request, state.decoder, state.settings.max_batch_images)
     good = [i for i, slot in enumerate(slots) if isinstance(slot, np.ndarray)]
     results: list[Any] = list(slots)
@@ -123,11 +168,14 @@ async def predict_batch(request: Request) -> Response:
         for i, result in zip(good, await state.manager.predict(stacked), strict=True):
             results[i] = result
     entries = []
-    for result in results:
+    for slot, result in zip(slots, results, strict=True):
         if isinstance(result, ServiceError):
             entries.append(entry_error(result))
         else:
-            entries.append(prediction_answer(result, state.settings))
+            entry = prediction_answer(result, state.settings)
+            if includes and isinstance(slot, np.ndarray):
+                entry[INCLUDE_INPUT] = model_input(slot)
+            entries.append(entry)
             _count(result)
     version = next((e["model_version"] for e in entries if "model_version" in e), None)
     if version is None:  # every image refused: the version being served, from memory

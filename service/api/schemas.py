@@ -34,6 +34,13 @@ class PredictionOut(BaseModel):
         None, min_length=10, max_length=10, description="Omitted when MNIST_RETURN_PROBABILITIES=false."
     )
     model_version: int = Field(examples=[3])
+    input: list[list[int]] | None = Field(
+        None,
+        min_length=SIDE,
+        max_length=SIDE,
+        description="Only with `?include=input`: the normalised 28x28 image the model was given, integers 0..255 "
+        "(0 = background, 255 = ink), rows top to bottom.",
+    )
 
 
 class BatchOut(BaseModel):

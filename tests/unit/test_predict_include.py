@@ -1,0 +1,122 @@
+"""``?include=input``: the normalised 28x28 added to an answer on request, documented, refused when unknown."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any, ClassVar
+
+import numpy as np
+import pytest
+from starlette.testclient import TestClient
+
+from service.api import routes_predict
+from service.app import create_app
+from service.inputs import decoder
+from service.settings import Settings
+from tests.helpers import as_json_rows, synthetic_digit
+from tests.unit import api_fakes
+from tests.unit.api_fakes import PNG_MAGIC, FakeManager
+
+PNG = PNG_MAGIC + b"rest-of-a-png"
+ClientFactory = Callable[..., TestClient]
+
+
+@pytest.fixture()
+def make_client(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> Iterator[ClientFactory]:
+    monkeypatch.setattr(decoder.normalise, "image_to_mnist", api_fakes.fake_image_to_mnist)
+    clients: list[TestClient] = []
+
+    def factory(manager: FakeManager | None = None, **overrides: Any) -> TestClient:
+        client = TestClient(create_app(Settings(model_dir=tmp_path, **overrides), manager=manager or FakeManager()))
+        client.__enter__()
+        clients.append(client)
+        return client
+
+    yield factory
+    for client in clients:
+        client.__exit__(None, None, None)
+
+
+def fake_decoded() -> list[list[int]]:
+    """What api_fakes.fake_image_to_mnist makes of any PNG: a bar of ink in columns 13..15."""
+    image = np.zeros((28, 28), dtype=int)
+    image[4:24, 13:16] = 255
+    return image.tolist()
+
+
+def test_without_include_the_answer_is_unchanged(make_client: ClientFactory) -> None:
+    body = make_client().post("/predict", content=PNG, headers={"Content-Type": "image/png"}).json()
+    assert set(body) == {"digit", "confidence", "probabilities", "model_version"}
+
+
+@pytest.mark.parametrize("query", ["include=input", "include=input,input", "include=input&include=", "include=+input"])
+def test_include_input_adds_the_normalised_28x28_as_whole_numbers(make_client: ClientFactory, query: str) -> None:
+    body = make_client().post(f"/predict?{query}", content=PNG, headers={"Content-Type": "image/png"}).json()
+    assert body["digit"] == 7 and len(body["probabilities"]) == 10
+    assert body["input"] == fake_decoded()
+
+
+def test_include_input_gives_a_json_digit_back_rounded_and_clipped(make_client: ClientFactory) -> None:
+    image = synthetic_digit(7).astype(float)
+    image[0, 0] = 0.4  # rounds to 0
+    image[0, 1] = 254.6  # rounds to 255
+    body = make_client().post("/predict?include=input", json={"image": image.tolist()}).json()
+    expected = as_json_rows(synthetic_digit(7))
+    expected[0][1] = 255
+    assert body["input"] == expected
+    assert all(isinstance(v, int) for row in body["input"] for v in row)
+
+
+def test_include_input_without_probabilities_keeps_the_withheld_answer(make_client: ClientFactory) -> None:
+    client = make_client(return_probabilities=False)
+    body = client.post("/predict?include=input", content=PNG, headers={"Content-Type": "image/png"}).json()
+    assert set(body) == {"digit", "confidence", "model_version", "input"}
+
+
+@pytest.mark.parametrize("query", ["include=inputs", "include=input,probabilities", "include=%3Cscript%3E"])
+def test_an_unknown_include_is_refused_before_the_body_is_read(make_client: ClientFactory, query: str) -> None:
+    manager = FakeManager()
+    response = make_client(manager).post(f"/predict?{query}", content=PNG, headers={"Content-Type": "image/png"})
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["code"] == "unknown_include"
+    assert "the only one is 'input'" in error["message"]
+    assert manager.calls == [], "the model ran for a request refused by its query"
+
+
+def test_other_query_parameters_are_still_ignored(make_client: ClientFactory) -> None:
+    response = make_client().post("/predict?utm_source=x", content=PNG, headers={"Content-Type": "image/png"})
+    assert response.status_code == 200 and "input" not in response.json()
+
+
+def test_batch_answers_carry_each_input_and_refused_images_none(make_client: ClientFactory) -> None:
+    files = [("files", ("a.png", PNG, "image/png")), ("files", ("b.png", PNG + b"BLANK", "image/png"))]
+    body = make_client().post("/predict/batch?include=input", files=files).json()
+    first, second = body["predictions"]
+    assert first["input"] == fake_decoded()
+    assert set(second) == {"error"} and second["error"]["code"] == "no_digit"
+    refused = make_client().post("/predict/batch?include=nope", files=files)
+    assert refused.status_code == 422 and refused.json()["error"]["code"] == "unknown_include"
+
+
+def test_openapi_documents_include_on_both_prediction_routes(make_client: ClientFactory) -> None:
+    schema = make_client().get("/openapi.json").json()
+    for path in ("/predict", "/predict/batch"):
+        (parameter,) = schema["paths"][path]["post"]["parameters"]
+        assert parameter["name"] == "include" and parameter["in"] == "query" and not parameter["required"]
+        assert parameter["schema"]["items"]["enum"] == ["input"]
+    answer = schema["components"]["schemas"]["PredictionOut"]["properties"]["input"]
+    assert "include=input" in answer["description"]
+
+
+def test_a_request_without_a_query_string_skips_the_query_parse() -> None:
+    """The JSON fast path stays fast: no query string, no parse (``query_params`` is never built)."""
+
+    class NoQueryParse:
+        scope: ClassVar[dict[str, bytes]] = {"query_string": b""}
+
+        @property
+        def query_params(self) -> Any:
+            raise AssertionError("parsed a query string that was not there")
+
+    assert routes_predict.requested_includes(NoQueryParse()) == frozenset()  # type: ignore[arg-type]
