@@ -8,8 +8,8 @@ Dataclasses and plain checks: the registry depends on numpy only.
 
 The facts the service acts on (input, outputs, preprocessing, labels, identity) are typed and
 checked against the one signature of ``registry.layout``; the report sections (metrics, the
-training config, data, ...) are JSON objects for the model card and the admin pages, kept as written,
-and so are fields this schema does not name (``extra``).
+training config, data, ...) are JSON objects for the model card and the admin pages, kept as written
+(``registry.report`` types the recipe and the test scores in them), and so are fields the schema does not name.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from typing import Any
 
 from registry import layout
 from registry.errors import InvalidMetadata
+from registry.report import Evaluation, Recipe, check_report
 
 Shape = tuple[int | None, ...]  # None: a free dimension (the batch)
 
@@ -112,7 +113,16 @@ class ModelMetadata:
             schema_version=schema,
         )
         _check_consistent(facts)
+        check_report(facts.training_config, facts.metrics)
         return facts
+
+    @property
+    def recipe(self) -> Recipe:  # how it was trained; older versions get what they were trained with
+        return Recipe.from_config(self.training_config)
+
+    @property
+    def evaluation(self) -> Evaluation:
+        return Evaluation.from_metrics(self.metrics)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON document (``from_dict(to_dict())`` gives the same facts back)."""

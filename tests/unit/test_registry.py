@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 from pathlib import Path
@@ -19,6 +20,7 @@ from registry import (
     VersionNotFound,
     layout,
 )
+from registry.report import Evaluation, Recipe
 from tests.helpers import model_facts
 
 
@@ -239,6 +241,12 @@ def _with(doc: dict, path: str, value: object) -> dict:
         ("version", "1", "version must be a positive integer"),
         ("schema_version", 99, "schema_version 99 is newer than this code reads"),
         ("metrics", [1], "metrics must be a JSON object"),
+        ("training_config.momentum", "0.9", r"training_config.momentum must be a number in \[0, 1\), got '0.9'"),
+        ("training_config.nesterov", "yes", "training_config.nesterov must be true or false"),
+        ("training_config.early_stopping", 0, "training_config.early_stopping must be a positive integer"),
+        ("training_config.optimizer", "", "training_config.optimizer must be a non-empty string"),
+        ("metrics.test_loss", -1.0, r"metrics.test_loss must be a number in \[0, inf\)"),
+        ("metrics.test_accuracy", 1.5, r"metrics.test_accuracy must be a number in \[0, 1\]"),
     ],
 )
 def test_a_bad_metadata_field_is_refused_by_name(path: str, value: object, message: str) -> None:
@@ -268,3 +276,24 @@ def test_publish_refuses_metadata_the_schema_refuses(tmp_path: Path) -> None:
     with pytest.raises(InvalidMetadata, match="preprocessing is missing"):
         registry.publish(staging, {k: v for k, v in model_facts().to_dict().items() if k != "preprocessing"})
     assert registry.versions() == []
+
+
+def test_a_version_from_before_the_recipe_fields_reads_as_what_trained_it() -> None:
+    """Versions registered before the optimiser flags were all Adam with a cosine decay and had no test loss."""
+    facts = model_facts()
+    assert facts.training_config == {"model": "cnn"} and "test_loss" not in facts.metrics
+    assert facts.recipe == Recipe(model="cnn", optimizer="adam", lr_schedule="cosine")
+    assert facts.recipe.summary() == "cnn, adam, cosine learning rate"
+    assert facts.evaluation == Evaluation(test_accuracy=0.9, test_loss=None)
+
+
+def test_the_recipe_is_read_typed_from_the_training_config() -> None:
+    config = {"model": "mlp", "optimizer": "sgd", "learning_rate": 0.01, "momentum": 0.9, "nesterov": True,
+              "lr_schedule": "constant", "early_stopping": 3, "label_smoothing": 0.1, "epochs": 5, "batch_size": 128,
+              "seed": 4}  # fmt: skip
+    recipe = dataclasses.replace(model_facts(), training_config=config).recipe
+    assert (recipe.optimizer, recipe.momentum, recipe.nesterov, recipe.early_stopping) == ("sgd", 0.9, True, 3)
+    assert recipe.summary() == (
+        "mlp, sgd lr 0.01 momentum 0.9 (Nesterov), constant learning rate, 5 epochs of batch 128, "
+        "early stopping after 3 without a lower validation loss, label smoothing 0.1"
+    )
