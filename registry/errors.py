@@ -11,6 +11,10 @@ class VersionNotFound(RegistryError):
     """The version (or the alias it came from) does not exist."""
 
 
+class FileNotPublished(RegistryError):
+    """A version holds no published file of that name (one its metadata.json lists)."""
+
+
 class InvalidVersion(RegistryError):
     """A version id that is not a positive integer; no path is ever built from it."""
 

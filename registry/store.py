@@ -8,6 +8,7 @@ Every metadata.json read or written goes through ``registry.metadata.ModelMetada
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -19,7 +20,7 @@ from typing import Any
 
 from registry import aliases as alias_file
 from registry import layout
-from registry.errors import AliasError, AliasMoved, CorruptVersion, VersionNotFound
+from registry.errors import AliasError, AliasMoved, CorruptVersion, FileNotPublished, VersionNotFound
 from registry.files import VERSION_RE, checksums, locked, parse_version, write_json_atomic
 from registry.metadata import ModelMetadata
 
@@ -115,6 +116,25 @@ class Registry:
             return json.loads(path.read_text())
         except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise CorruptVersion(f"version {version}: cannot read {name}") from exc
+
+    def read_published(self, version: int | str, name: str) -> bytes:
+        """A top-level file published with the version (the model card, a plot), checked against its sha256.
+
+        Only a name that metadata.json lists is read, so no path is built from anything else; a file changed
+        since publishing is refused as the version's verification would refuse it. Cheaper than ``verify``:
+        the one file is hashed, not the whole version.
+        """
+        folder = self.version_dir(version)
+        expected = self._read_metadata(version)[1].files.get(name)
+        if expected is None or "/" in name or name in (".", ".."):
+            raise FileNotPublished(f"version {version} has no published file {name[:60]!r}")
+        try:
+            data = (folder / name).read_bytes()
+        except OSError as exc:
+            raise CorruptVersion(f"version {version} failed verification: missing ['{name}']") from exc
+        if hashlib.sha256(data).hexdigest() != expected:
+            raise CorruptVersion(f"version {version} failed verification: checksum mismatch ['{name}']")
+        return data
 
     def describe(self) -> list[VersionInfo]:
         by_version: dict[int, list[str]] = {}

@@ -17,9 +17,10 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.telemetry import TelemetryConfig
+from starlette.middleware.cors import CORSMiddleware
 
 from service import metrics
-from service.api import errors, routes_admin, routes_health, routes_models, routes_predict
+from service.api import errors, routes_admin, routes_health, routes_models, routes_pages, routes_predict
 from service.api.access import AccessMiddleware
 from service.api.limits import LimitsMiddleware
 from service.errors import DeviceUnavailable
@@ -36,6 +37,8 @@ Classifies handwritten digits with the model version the registry marks `product
   (field `file`) or a raw `image/png` / `image/jpeg` body.
 * `POST /predict/batch`: several digits as JSON `{"images": [...]}` or multipart parts `files`.
 * Every error is `{"error": {"code": "...", "message": "..."}}` with a stable `code`.
+
+A digit pad for the browser is at `/`, and each version's model card at `/models/{version}/card`.
 """
 
 # A config error (cuda asked for, none present) must stop the process, not leave it forever unready.
@@ -103,9 +106,23 @@ def create_app(settings: Settings | None = None, *, manager: Any | None = None) 
     routers = [routes_predict.router, routes_models.router, routes_health.router]
     if settings.admin_token is not None:
         routers.append(routes_admin.router)
+    if settings.ui:
+        routers.append(routes_pages.router)
+        app.mount(routes_pages.ASSETS_PATH, routes_pages.assets(), name="ui")
     for router in routers:
         app.include_router(router)
     # add_middleware stacks outward: limits run inside the access log, so refusals are logged and counted.
     app.add_middleware(LimitsMiddleware, max_body_bytes=settings.max_body_bytes, body_timeout_s=settings.body_timeout_s)
+    if settings.cors_origins:
+        # Only origins listed by MNIST_CORS_ORIGINS, never with credentials. Inside the access log, so preflights
+        # are logged and counted; outside the limits, so a refusal of theirs still carries the CORS headers.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["Content-Type", "Authorization", "X-Request-ID"],
+            expose_headers=["X-Model-Version", "X-Request-ID", "Retry-After"],
+            max_age=600,
+        )
     app.add_middleware(AccessMiddleware, routes=[route for router in routers for route in router.routes])
     return app

@@ -6,11 +6,15 @@ the variable and says how to fix it.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+# scheme://host[:port], nothing after it: what a browser sends in its Origin header.
+_ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?|https?://\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
 
 
 class Settings(BaseSettings):
@@ -66,6 +70,27 @@ class Settings(BaseSettings):
     return_probabilities: bool = Field(True, description="False returns only the digit and a rounded confidence.")
     guards: bool = Field(True, description="Refuse non-digits and suspected adversarial inputs.")
     admin_token: SecretStr | None = Field(None, description="Enables /admin/* with Authorization: Bearer <token>.")
+
+    # browser pages and cross-origin callers
+    ui: bool = Field(True, description="Serve the digit pad at / and the model card pages; false removes them.")
+    # NoDecode: a comma-separated list, not the JSON pydantic-settings would expect for a list.
+    cors_origins: Annotated[tuple[str, ...] | None, NoDecode] = Field(
+        None, description="Comma-separated origins (https://example.org) allowed to call the API from a browser."
+    )
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if not value:
+            return None
+        bad = [origin for origin in value if origin != "*" and not _ORIGIN.fullmatch(origin)]
+        if bad:
+            raise ValueError(
+                f"each origin must be scheme://host[:port] with no path or trailing slash (or *), got {bad[0][:60]!r}"
+            )
+        return tuple(value)
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:

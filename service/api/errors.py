@@ -54,6 +54,7 @@ STATUS_BY_ERROR: dict[type[Exception], int] = {
 REGISTRY_ERRORS: dict[type[Exception], tuple[int, str]] = {
     reg.VersionNotFound: (404, "version_not_found"),
     reg.InvalidVersion: (422, "invalid_version"),
+    reg.FileNotPublished: (404, "file_not_found"),
     reg.AliasError: (409, "alias_error"),
     reg.CorruptVersion: (500, "corrupt_version"),
 }
@@ -73,6 +74,7 @@ NOT_INPUT_REFUSALS = frozenset(
         "not_found",
         "method_not_allowed",
         "version_not_found",
+        "file_not_found",
         "invalid_version",
         "alias_error",
     }

@@ -1,0 +1,470 @@
+// The digit pad: draw, drop, paste, pick or photograph a digit; the service's answer shown as a picture.
+// Plain script, no build step, nothing from elsewhere. It uses the public API only (POST /predict?include=input,
+// GET /models), so the service's limits, guards and metrics apply to it as to any client.
+'use strict';
+
+(() => {
+  const UPLOAD_SIDE = 280; // px of the picture sent for a drawing, whatever the screen's pixel density
+  const BRUSH = UPLOAD_SIDE / 14; // a marker: about two MNIST pixels once the service scales the ink to 20 px
+  const LIVE_EVERY_MS = 150; // while a stroke goes on, ask at most this often
+  const MAX_PICTURE_SIDE = 1024; // phone photos are scaled down first: the originals can pass the body cap
+  const MESSAGES = {
+    no_digit: 'Nothing to read yet. Draw one digit, 0 to 9, large and in the middle.',
+    not_a_digit: "That doesn't look like a digit to the model. Clear the pad and draw a single digit, 0 to 9, filling most of the box.",
+    suspected_adversarial: 'This picture looks made to fool the model, so it was not read. Clear the pad and draw the digit by hand.',
+    payload_too_large: 'That picture is too large to send. Choose a smaller one, or crop it to the digit.',
+    image_too_large: 'That picture has too many pixels. Choose a smaller one, or crop it to the digit.',
+    invalid_image: 'That file could not be read as a picture. Choose a PNG or JPEG picture.',
+    unsupported_image_format: 'Only PNG and JPEG pictures can be read. Save it as PNG or JPEG, or take a screenshot of it, and try again.',
+    multi_frame_image: 'Animated pictures cannot be read. Choose a still PNG or JPEG.',
+    decode_timeout: 'That picture took too long to read. Choose a smaller or simpler one.',
+    queue_full: 'The service is busy right now. Trying again in {s} s.',
+    model_not_ready: 'The model is still loading. Trying again in {s} s.',
+    deadline_exceeded: 'The model took too long to answer. Draw again, or try again in a moment.',
+    network: "Can't reach the service. Check your connection: your drawing is kept and sent again when you are back online.",
+  };
+  const RETRIED = new Set(['queue_full', 'model_not_ready']);
+  const FALLBACK = 'The service could not read this (HTTP {status}). Try again, or clear the pad and draw again.';
+
+  const byId = (id) => document.getElementById(id);
+  const pad = byId('pad');
+  const ink = pad.getContext('2d');
+  const view = {
+    answer: byId('answer'),
+    digit: byId('digit'),
+    confidence: byId('confidence'),
+    message: byId('message'),
+    chart: byId('chart'),
+    chartFigure: byId('chart-figure'),
+    inputFigure: byId('input-figure'),
+    modelInput: byId('model-input'),
+    version: byId('version'),
+    cardLink: byId('card-link'),
+    announce: byId('announce'),
+  };
+
+  const state = {
+    strokes: [], // finished strokes, each a list of [x, y] in 0..1 of the pad
+    drawing: null, // the stroke under the pointer
+    pointerId: null,
+    picture: null, // {bitmap, blob}: a picture dropped, pasted, chosen or photographed
+    revision: 0, // bumped by every change of what is on the pad
+    resetAt: 0, // revision of the last clear or undo: answers about anything older are stale
+    shown: 0, // revision of the answer on screen
+    inFlight: false, // at most one request at a time
+    again: false, // the pad changed while a request was out: ask once it is back
+    timer: 0,
+    retryTimer: 0,
+    strokeEnd: null, // {revision, at}: when the last stroke ended, to time its answer
+    offline: false,
+  };
+
+  // ---- drawing ---------------------------------------------------------------------------------
+
+  function strokePath(g, points, side) {
+    const [x0, y0] = points[0];
+    g.beginPath();
+    g.moveTo(x0 * side, y0 * side);
+    if (points.length === 1) {
+      g.lineTo(x0 * side + 0.01, y0 * side); // a dot: round caps make it a disc
+    }
+    // Through the midpoints with the samples as control points: a smooth line, as a marker leaves it.
+    for (let i = 1; i < points.length - 1; i += 1) {
+      const [x, y] = points[i];
+      const [nx, ny] = points[i + 1];
+      g.quadraticCurveTo(x * side, y * side, ((x + nx) / 2) * side, ((y + ny) / 2) * side);
+    }
+    if (points.length > 1) {
+      const [xl, yl] = points[points.length - 1];
+      g.lineTo(xl * side, yl * side);
+    }
+    g.stroke();
+  }
+
+  function drawPicture(g, bitmap, side) {
+    const scale = Math.min(side / bitmap.width, side / bitmap.height);
+    const w = bitmap.width * scale;
+    const h = bitmap.height * scale;
+    g.drawImage(bitmap, (side - w) / 2, (side - h) / 2, w, h);
+  }
+
+  function render(g, side) {
+    g.fillStyle = '#fff';
+    g.fillRect(0, 0, side, side);
+    if (state.picture && state.picture.bitmap) drawPicture(g, state.picture.bitmap, side);
+    g.strokeStyle = '#111';
+    g.lineCap = 'round';
+    g.lineJoin = 'round';
+    g.lineWidth = (side * BRUSH) / UPLOAD_SIDE;
+    for (const stroke of state.strokes) strokePath(g, stroke, side);
+    if (state.drawing) strokePath(g, state.drawing, side);
+  }
+
+  let frame = 0;
+  function repaint() {
+    if (frame) return;
+    frame = requestAnimationFrame(() => {
+      frame = 0;
+      render(ink, pad.width);
+    });
+  }
+
+  function fitPad() {
+    // The backing store follows the laid-out size and the screen's density, so the ink stays sharp.
+    const side = Math.max(1, Math.round(pad.getBoundingClientRect().width * (window.devicePixelRatio || 1)));
+    if (pad.width !== side) {
+      pad.width = side;
+      pad.height = side;
+    }
+    render(ink, side);
+  }
+
+  function point(event) {
+    const box = pad.getBoundingClientRect();
+    const clamp = (v) => Math.min(1, Math.max(0, v));
+    return [clamp((event.clientX - box.left) / box.width), clamp((event.clientY - box.top) / box.height)];
+  }
+
+  function isEmpty() {
+    return !state.strokes.length && !state.drawing && !state.picture;
+  }
+
+  function changed() {
+    state.revision += 1;
+    clearTimeout(state.retryTimer);
+  }
+
+  function reset() {
+    changed();
+    state.resetAt = state.revision;
+    state.strokeEnd = null;
+    clearTimeout(state.timer);
+    state.timer = 0;
+    repaint();
+    if (isEmpty()) showNothing();
+    else askNow();
+  }
+
+  pad.addEventListener('pointerdown', (event) => {
+    if (state.drawing || (event.pointerType === 'mouse' && event.button !== 0)) return;
+    event.preventDefault();
+    pad.setPointerCapture(event.pointerId);
+    state.pointerId = event.pointerId;
+    state.drawing = [point(event)];
+    changed();
+    repaint();
+  });
+
+  pad.addEventListener('pointermove', (event) => {
+    if (event.pointerId !== state.pointerId || !state.drawing) return;
+    const samples = event.getCoalescedEvents ? event.getCoalescedEvents() : [];
+    for (const sample of samples.length ? samples : [event]) state.drawing.push(point(sample));
+    changed();
+    repaint();
+    askSoon();
+  });
+
+  function endStroke(event) {
+    if (event.pointerId !== state.pointerId || !state.drawing) return;
+    state.strokes.push(state.drawing);
+    state.drawing = null;
+    state.pointerId = null;
+    repaint();
+    state.strokeEnd = { revision: state.revision, at: performance.now() };
+    askNow();
+  }
+  pad.addEventListener('pointerup', endStroke);
+  pad.addEventListener('pointercancel', endStroke);
+
+  function undo() {
+    if (state.drawing) return;
+    if (state.strokes.length) state.strokes.pop();
+    else if (state.picture) state.picture = null;
+    else return;
+    reset();
+  }
+
+  function clearPad() {
+    state.strokes = [];
+    state.drawing = null;
+    state.pointerId = null;
+    state.picture = null;
+    reset();
+  }
+
+  byId('undo').addEventListener('click', undo);
+  byId('clear').addEventListener('click', clearPad);
+  document.addEventListener('keydown', (event) => {
+    if ((event.ctrlKey || event.metaKey) && !event.shiftKey && !event.altKey && event.key.toLowerCase() === 'z') {
+      event.preventDefault();
+      undo();
+    } else if (event.key === 'Escape' && document.activeElement === pad) {
+      clearPad();
+    }
+  });
+
+  // ---- pictures: picker, camera, drop, paste ------------------------------------------------
+
+  function scaledDown(bitmap) {
+    const scale = MAX_PICTURE_SIDE / Math.max(bitmap.width, bitmap.height);
+    const canvas = document.createElement('canvas');
+    canvas.width = Math.round(bitmap.width * scale);
+    canvas.height = Math.round(bitmap.height * scale);
+    canvas.getContext('2d').drawImage(bitmap, 0, 0, canvas.width, canvas.height);
+    return new Promise((resolve) => canvas.toBlob(resolve, 'image/jpeg', 0.92));
+  }
+
+  async function takePicture(file) {
+    if (!file) return;
+    let bitmap = null;
+    let blob = file;
+    try {
+      bitmap = await createImageBitmap(file);
+    } catch {
+      bitmap = null; // not a picture this browser reads: send it as it is and let the service say why
+    }
+    if (bitmap && Math.max(bitmap.width, bitmap.height) > MAX_PICTURE_SIDE) blob = (await scaledDown(bitmap)) || file;
+    state.strokes = [];
+    state.drawing = null;
+    state.picture = { bitmap, blob };
+    reset();
+  }
+
+  for (const id of ['file', 'camera']) {
+    byId(id).addEventListener('change', (event) => {
+      const [file] = event.target.files;
+      event.target.value = ''; // the same file chosen again is a new choice
+      takePicture(file);
+    });
+  }
+  const zone = byId('drop-zone');
+  zone.addEventListener('dragover', (event) => {
+    event.preventDefault();
+    zone.classList.add('dragging');
+  });
+  zone.addEventListener('dragleave', () => zone.classList.remove('dragging'));
+  zone.addEventListener('drop', (event) => {
+    event.preventDefault();
+    zone.classList.remove('dragging');
+    takePicture(event.dataTransfer && event.dataTransfer.files[0]);
+  });
+  document.addEventListener('paste', (event) => {
+    const items = event.clipboardData ? [...event.clipboardData.items] : [];
+    const item = items.find((i) => i.kind === 'file' && i.type.startsWith('image/'));
+    if (!item) return;
+    event.preventDefault();
+    takePicture(item.getAsFile());
+  });
+
+  // ---- asking the service ----------------------------------------------------------------------
+
+  function askSoon() {
+    if (!state.timer) state.timer = setTimeout(ask, LIVE_EVERY_MS);
+  }
+
+  function askNow() {
+    clearTimeout(state.timer);
+    state.timer = 0;
+    ask();
+  }
+
+  function padBlob() {
+    if (!state.strokes.length && !state.drawing) return Promise.resolve(state.picture ? state.picture.blob : null);
+    // An OffscreenCanvas encodes at once, where a page canvas's toBlob waits for idle time that a moving pen
+    // leaves little of; willReadFrequently keeps it in memory, not on the GPU, so no read-back slows the encoding
+    // (headless Chromium: 2-3 ms, against 2-30 ms).
+    if (typeof OffscreenCanvas === 'function') {
+      const canvas = new OffscreenCanvas(UPLOAD_SIDE, UPLOAD_SIDE);
+      render(canvas.getContext('2d', { willReadFrequently: true }), UPLOAD_SIDE);
+      return canvas.convertToBlob({ type: 'image/png' });
+    }
+    const canvas = document.createElement('canvas');
+    canvas.width = UPLOAD_SIDE;
+    canvas.height = UPLOAD_SIDE;
+    render(canvas.getContext('2d'), UPLOAD_SIDE);
+    return new Promise((resolve) => canvas.toBlob(resolve, 'image/png'));
+  }
+
+  function retryAfter(response) {
+    const seconds = Number.parseInt(response.headers.get('Retry-After') || '', 10);
+    return Number.isFinite(seconds) && seconds > 0 ? Math.min(seconds, 60) : 2;
+  }
+
+  async function post(blob) {
+    const form = new FormData();
+    form.append('file', blob, 'digit.png');
+    let response;
+    try {
+      response = await fetch('/predict?include=input', { method: 'POST', body: form });
+    } catch {
+      return { error: 'network' };
+    }
+    let body = null;
+    if ((response.headers.get('Content-Type') || '').startsWith('application/json')) {
+      try {
+        body = await response.json();
+      } catch {
+        body = null;
+      }
+    }
+    if (response.ok && body && Number.isInteger(body.digit)) return { answer: body };
+    const code = body && body.error && typeof body.error.code === 'string' ? body.error.code : '';
+    return { error: code, status: response.status, retryAfter: retryAfter(response) };
+  }
+
+  async function ask() {
+    state.timer = 0;
+    if (state.inFlight) {
+      state.again = true;
+      return;
+    }
+    state.inFlight = true;
+    state.again = false;
+    const revision = state.revision;
+    let outcome = null;
+    try {
+      const blob = await padBlob();
+      if (blob) outcome = await post(blob);
+    } finally {
+      state.inFlight = false;
+    }
+    if (outcome) show(outcome, revision);
+    if (state.again) ask();
+  }
+
+  window.addEventListener('online', () => {
+    if (state.offline && !isEmpty()) askNow();
+  });
+
+  // ---- the answer ------------------------------------------------------------------------------
+
+  const percent = (p) => `${(100 * p).toFixed(p >= 0.995 || p < 0.005 ? 0 : 1)} %`;
+  const bars = [];
+  for (let d = 0; d < 10; d += 1) {
+    const item = document.createElement('li');
+    const label = document.createElement('span');
+    label.className = 'label';
+    label.textContent = String(d);
+    const track = document.createElement('span');
+    track.className = 'track';
+    const fill = document.createElement('span');
+    fill.className = 'fill';
+    track.append(fill);
+    const value = document.createElement('span');
+    value.className = 'value';
+    item.append(label, track, value);
+    view.chart.append(item);
+    bars.push({ item, fill, value });
+  }
+
+  function drawBars(probabilities) {
+    const top = probabilities.indexOf(Math.max(...probabilities));
+    probabilities.forEach((p, d) => {
+      bars[d].fill.style.width = `${Math.max(0, Math.min(1, p)) * 100}%`; // CSSOM: allowed under style-src 'self'
+      bars[d].value.textContent = percent(p);
+      bars[d].item.classList.toggle('top', d === top);
+    });
+    const text = probabilities.map((p, d) => `${d}: ${percent(p)}`).join(', ');
+    view.chart.setAttribute('aria-label', `Probability of each digit: ${text}`);
+  }
+
+  function clearBars() {
+    for (const bar of bars) {
+      bar.fill.style.width = '0%';
+      bar.value.textContent = '';
+      bar.item.classList.remove('top');
+    }
+    view.chart.setAttribute('aria-label', 'No probabilities yet');
+  }
+
+  function drawModelInput(rows) {
+    const side = view.modelInput.width;
+    const valid = Array.isArray(rows) && rows.length === side && rows.every((r) => Array.isArray(r) && r.length === side);
+    view.inputFigure.hidden = !valid;
+    if (!valid) return;
+    const g = view.modelInput.getContext('2d');
+    const pixels = g.createImageData(side, side);
+    rows.forEach((row, y) =>
+      row.forEach((v, x) => {
+        const grey = Math.max(0, Math.min(255, Number(v) || 0));
+        pixels.data.set([grey, grey, grey, 255], (y * side + x) * 4);
+      }),
+    );
+    g.putImageData(pixels, 0, 0);
+  }
+
+  function showVersion(version) {
+    if (!Number.isInteger(version)) return;
+    view.version.textContent = String(version);
+    view.cardLink.href = `/models/${version}/card`;
+  }
+
+  function announce(text) {
+    // Only settled answers: announcing every live guess while the pen moves would drown a screen reader.
+    if (!state.drawing && !state.inFlight) view.announce.textContent = text;
+  }
+
+  function showAnswer(answer) {
+    view.digit.textContent = String(answer.digit);
+    view.confidence.textContent = `${percent(answer.confidence)} sure`;
+    view.message.textContent = '';
+    const withBars = Array.isArray(answer.probabilities) && answer.probabilities.length === bars.length;
+    view.chartFigure.hidden = !withBars; // MNIST_RETURN_PROBABILITIES=false: the digit and confidence only
+    if (withBars) drawBars(answer.probabilities);
+    drawModelInput(answer.input);
+    showVersion(answer.model_version);
+    announce(`The model reads ${answer.digit}, ${percent(answer.confidence)} sure.`);
+  }
+
+  function showRefusal(outcome) {
+    view.digit.textContent = '';
+    view.confidence.textContent = '';
+    clearBars();
+    view.inputFigure.hidden = true;
+    let text = MESSAGES[outcome.error] || FALLBACK.replace('{status}', String(outcome.status));
+    if (RETRIED.has(outcome.error)) {
+      text = text.replace('{s}', String(outcome.retryAfter));
+      state.retryTimer = setTimeout(askNow, outcome.retryAfter * 1000); // honour Retry-After
+    }
+    view.message.textContent = text;
+    announce(text);
+  }
+
+  function showNothing() {
+    view.digit.textContent = '';
+    view.confidence.textContent = '';
+    view.message.textContent = '';
+    clearBars();
+    view.chartFigure.hidden = false;
+    view.inputFigure.hidden = true;
+    view.announce.textContent = 'The pad is empty.';
+  }
+
+  function show(outcome, revision) {
+    // Stale: about a drawing since cleared or undone, or older than the one on screen (a retry of the same is not).
+    if (revision < state.resetAt || revision < state.shown) return;
+    state.shown = revision;
+    state.offline = outcome.error === 'network';
+    if (outcome.answer) showAnswer(outcome.answer);
+    else showRefusal(outcome);
+    const end = state.strokeEnd;
+    if (end && revision >= end.revision) {
+      state.strokeEnd = null;
+      // Timed to the frame that paints the answer: what a person sees, not when the script got it.
+      requestAnimationFrame(() => {
+        view.answer.dataset.strokeToShownMs = (performance.now() - end.at).toFixed(1);
+      });
+    }
+  }
+
+  // ---- start -----------------------------------------------------------------------------------
+
+  window.addEventListener('resize', fitPad);
+  fitPad();
+  clearBars();
+  // The served version, for the model card link; the pad paints and works before (and without) it.
+  fetch('/models')
+    .then((response) => (response.ok ? response.json() : null))
+    .then((status) => status && showVersion(status.model_version))
+    .catch(() => {});
+})();

@@ -1,0 +1,106 @@
+"""The browser pages: the digit pad at ``/`` and a version's model card at ``/models/{version}/card``.
+
+The pad's files live in ``service/api/pages/`` and ship inside the package: no CDN, no build step, nothing
+fetched from elsewhere. The pad calls the public API like any other client (``POST /predict?include=input``,
+``GET /models``), so the limits, the guards and the metrics apply to it unchanged. Every answer from here
+carries the page headers: a strict Content-Security-Policy (scripts, styles and pictures from this origin
+only, no inline script or style, never framed), nosniff and a referrer policy. The JSON API keeps its own
+headers. ``MNIST_UI=false`` leaves all of this out (``service/app.py``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import anyio
+from fastapi import APIRouter, Request
+from starlette.responses import FileResponse, HTMLResponse, Response
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from registry import FileNotPublished, ModelMetadata, Registry, parse_version
+from registry.layout import MODEL_CARD_FILE
+from service.api import card_page
+
+PAGES_DIR = Path(__file__).with_name("pages")
+ASSETS_PATH = "/ui"
+CONTENT_SECURITY_POLICY = "; ".join(
+    [
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self'",
+        "connect-src 'self'",
+        "object-src 'none'",
+        "base-uri 'none'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    ]
+)
+PAGE_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",  # frame-ancestors for browsers older than CSP level 2
+    "Cross-Origin-Opener-Policy": "same-origin",
+    # Revalidate every time (the static files answer 304 on a matching ETag): a new release's pad is used at once.
+    "Cache-Control": "no-cache",
+}
+_RAW_PAGE_HEADERS = [(name.lower().encode(), value.encode()) for name, value in PAGE_HEADERS.items()]
+
+router = APIRouter(include_in_schema=False)
+
+
+class WithPageHeaders:
+    """Adds the page headers to every answer of the wrapped ASGI app (the static files)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                kept = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"cache-control"]
+                message = {**message, "headers": [*kept, *_RAW_PAGE_HEADERS]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def assets() -> ASGIApp:
+    """The pad's script, styles and icon, mounted at ``ASSETS_PATH``."""
+    return WithPageHeaders(StaticFiles(directory=PAGES_DIR))
+
+
+@router.get("/")
+async def pad() -> Response:
+    # A file on disk, sent whether or not a model is loaded yet: the first paint never waits on the model.
+    return FileResponse(PAGES_DIR / "index.html", media_type="text/html; charset=utf-8", headers=PAGE_HEADERS)
+
+
+def _card(registry: Registry, version: int, served: int | None) -> str:
+    facts = ModelMetadata.from_dict(registry.metadata(version))
+    try:
+        markdown: str | None = registry.read_published(version, MODEL_CARD_FILE).decode("utf-8", errors="replace")
+    except FileNotPublished:
+        markdown = None
+    return card_page.page(version, facts, markdown, registry.describe(), served)
+
+
+@router.get("/models/{version}/card")
+async def model_card(version: str, request: Request) -> Response:
+    number = parse_version(version)  # integers only, before the registry builds any path from it
+    manager = request.app.state.manager
+    html = await anyio.to_thread.run_sync(_card, manager.registry, number, manager.model_version)
+    return HTMLResponse(html, headers=PAGE_HEADERS)
+
+
+@router.get("/models/{version}/files/{name}")
+async def model_file(version: str, name: str, request: Request) -> Response:
+    """A plot published with the version (the card's images): PNG files only, checked against their sha256."""
+    number = parse_version(version)
+    if not card_page.PLOT_NAME.fullmatch(name):
+        raise FileNotPublished(f"version {number} publishes no plot {name[:60]!r}; plots are .png files")
+    registry = request.app.state.manager.registry
+    data = await anyio.to_thread.run_sync(registry.read_published, number, name)
+    return Response(data, media_type="image/png", headers=PAGE_HEADERS)
