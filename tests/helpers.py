@@ -9,13 +9,18 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import io
 import json
+import os
 import select
 import socket
+import subprocess
+import sys
 import time
 import urllib.parse
 from collections.abc import Iterable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -191,3 +196,38 @@ def model_facts(accuracy: float = 0.9) -> ModelMetadata:
         metrics={"test_accuracy": accuracy},
         training_config={"model": "cnn"},
     )
+
+
+# ---- training runs (integration tier) ---------------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+# A training run of the smallest useful size: every stage runs (fit, evaluation, guards, export, parity), fast.
+TINY_TRAINING = ("--quick", "--epochs", "2", "--limit", "600", "--robustness-samples", "100", "--parity-samples", "100")
+
+
+def training_env(**extra: str) -> dict[str, str]:
+    """The environment of a `python -m training` child: quiet TensorFlow, output unbuffered (tests read it live)."""
+    return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1", **extra}
+
+
+def run_training(*args: str, timeout: float = 600, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    """`python -m training ARGS` from the repository root, output captured as text."""
+    return subprocess.run(
+        [sys.executable, "-m", "training", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=kwargs.pop("env", training_env()),
+        **kwargs,
+    )
+
+
+def registry_state(root: Path) -> dict[str, str]:
+    """Every file and folder under a registry root (relative path -> sha256, or "dir"): staging folders, aliases
+    and versions included, so equal states before and after a failed run mean the run changed nothing."""
+    state = {}
+    for path in sorted(Path(root).rglob("*")):
+        key = str(path.relative_to(root))
+        state[key] = "dir" if path.is_dir() else hashlib.sha256(path.read_bytes()).hexdigest()
+    return state

@@ -1,9 +1,16 @@
-"""`python -m training [flags]` trains a version; `python -m training registry ...` manages them."""
+"""`python -m training [flags]` trains a version; `python -m training registry ...` manages them;
+`python -m training compare` compares optimisers and networks.
+
+Every failure ends in one line (training.failures): what happened, in which stage, and whether anything was
+registered; the staging folder is removed and the registry is left as it was.
+"""
 
 from __future__ import annotations
 
 import os
 import sys
+import traceback
+from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -12,24 +19,42 @@ def main(argv: list[str] | None = None) -> int:
         from training.registry_cli import main as registry_main
 
         return registry_main(argv[1:])
+    if argv and argv[0] == "compare":
+        from training.compare import main as compare_main
+
+        return compare_main(argv[1:])
     from training.config import parse_config
+    from training.failures import Stages, explain
 
     config = parse_config(argv)  # bad flags exit 2 here, before TensorFlow is imported
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from training.data import DataError
-    from training.export import ParityError
-    from training.pipeline import print_summary, run
-
+    stages = Stages()
     try:
-        result = run(config)
-    except DataError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except ParityError as exc:
-        print(f"error: export parity check failed, nothing registered: {exc}", file=sys.stderr)
-        return 1
+        stages.current = "the registry check"
+        _check_writable(config.registry, config.tensorboard)  # in a second, not after minutes of fitting
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        from training.pipeline import print_summary, run
+
+        result = run(config, stages)
+    except BaseException as exc:  # Ctrl-C included: it too ends in one line
+        if isinstance(exc, SystemExit):
+            raise
+        outcome = explain(exc, stages)
+        if not outcome.expected:
+            traceback.print_exc()
+        print(outcome.line, file=sys.stderr)
+        return outcome.exit_code
     print_summary(result)
     return 0
+
+
+def _check_writable(registry_root: str, tensorboard: str | None) -> None:
+    """Make and remove a staging folder, and the TensorBoard folder: an OSError here names the path."""
+    from registry import Registry
+
+    registry = Registry(registry_root)
+    registry.discard(registry.new_staging_dir())
+    if tensorboard:
+        Path(tensorboard).mkdir(parents=True, exist_ok=True)
 
 
 if __name__ == "__main__":

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-MODELS = ("cnn", "mlp")  # training.models imports TensorFlow; keep --help fast
+from training.architectures import ARCHITECTURES
+
+# Keras's own default rate for each optimiser, used when --learning-rate is not given (training/optim.py maps
+# the names to Keras classes). Plain data here so flags are checked before TensorFlow is imported.
+OPTIMIZERS = {"adam": 1e-3, "sgd": 1e-2, "rmsprop": 1e-3}
+MOMENTUM_OPTIMIZERS = ("sgd", "rmsprop")
+LR_SCHEDULES = ("cosine", "constant", "step")
 
 
 @dataclass(frozen=True)
@@ -17,7 +25,14 @@ class TrainConfig:
     model: str = "cnn"
     epochs: int = 40
     batch_size: int = 64
+    optimizer: str = "adam"
     learning_rate: float = 1e-3
+    momentum: float = 0.0
+    nesterov: bool = False
+    lr_schedule: str = "cosine"
+    early_stopping: int | None = None  # patience in epochs, on validation loss
+    label_smoothing: float = 0.0
+    tensorboard: str | None = None
     seed: int = 0
     augment: bool = True
     outlier_exposure: bool = True
@@ -50,6 +65,20 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def _below_one(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be at least 0 and below 1, got {text}")
+    return value
+
+
 def _fraction(text: str) -> float:
     value = float(text)
     if not 0.0 <= value <= 1.0:
@@ -62,15 +91,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="python -m training",
         description="Train, evaluate, export (SavedModel + ONNX), verify and register an MNIST model version. "
-        "Manage versions with `python -m training registry list | promote N | rollback`.",
+        "Manage versions with `python -m training registry list | promote N | rollback`; compare optimisers "
+        "with `python -m training compare`.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--registry", default=d.registry, help="registry root; versions go to <registry>/mnist/<N>/")
     p.add_argument("--data", default=d.data, help="folder with mnist.npz or the four MNIST IDX files")
-    p.add_argument("--model", choices=MODELS, default=d.model, help="network to train")
-    p.add_argument("--epochs", type=_positive_int, default=d.epochs, help="training epochs")
-    p.add_argument("--batch-size", type=_positive_int, default=d.batch_size, help="training batch size")
-    p.add_argument("--learning-rate", type=float, default=d.learning_rate, help="Adam learning rate (cosine decay)")
+    _add_recipe_flags(p, d)
     p.add_argument("--seed", type=int, default=d.seed, help="seed for splits, initialisation and augmentation")
     p.add_argument("--no-augment", dest="augment", action="store_false", help="turn off shift/rotate/zoom")
     p.add_argument(
@@ -106,21 +133,86 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-promote", dest="promote", action="store_false", help="register without promoting")
     p.add_argument("--download-timeout", type=float, default=d.download_timeout, help="seconds before going offline")
     p.add_argument(
+        "--tensorboard",
+        metavar="DIR",
+        default=d.tensorboard,
+        help="write TensorBoard logs (loss, accuracy, learning rate per epoch) to DIR; view: tensorboard --logdir DIR",
+    )
+    p.add_argument(
         "--quick",
         action="store_true",
-        help="smoke run: 8 epochs on 2000 images, small evaluation, no accuracy floor (for tests)",
+        help=f"smoke run: {QUICK['epochs']} epochs on {QUICK['limit']} images, small evaluation, no accuracy floor "
+        "(for tests); flags given explicitly still win",
     )
     return p
 
 
+def _add_recipe_flags(p: argparse.ArgumentParser, d: TrainConfig) -> None:
+    """The network and how it is optimised: the seed's knobs."""
+    models = "; ".join(f"{a.name}: {a.summary}" for a in ARCHITECTURES.values())
+    p.add_argument("--model", choices=list(ARCHITECTURES), default=d.model, help=f"network to train ({models})")
+    p.add_argument("--epochs", type=_positive_int, default=d.epochs, help="training epochs (at most)")
+    p.add_argument("--batch-size", type=_positive_int, default=d.batch_size, help="training batch size")
+    p.add_argument("--optimizer", choices=list(OPTIMIZERS), default=d.optimizer, help="Keras optimiser")
+    rates = ", ".join(f"{name} {rate:g}" for name, rate in OPTIMIZERS.items())
+    p.add_argument(
+        "--learning-rate",
+        type=_positive_float,
+        default=None,
+        help=f"initial learning rate; %(default)s: Keras's default for the optimiser ({rates})",
+    )
+    p.add_argument("--momentum", type=_below_one, default=d.momentum, help="momentum of sgd or rmsprop")
+    p.add_argument("--nesterov", action="store_true", help="Nesterov momentum (sgd with --momentum > 0)")
+    p.add_argument(
+        "--lr-schedule",
+        choices=LR_SCHEDULES,
+        default=d.lr_schedule,
+        help="cosine: decay to 5 %% over the epochs; constant; step: x0.1 at half and at three quarters",
+    )
+    p.add_argument(
+        "--early-stopping",
+        type=_positive_int,
+        metavar="PATIENCE",
+        default=d.early_stopping,
+        help="stop after PATIENCE epochs without a lower validation loss and keep the best epoch's weights",
+    )
+    p.add_argument(
+        "--label-smoothing", type=_below_one, default=d.label_smoothing, help="share of each digit target spread evenly"
+    )
+
+
+# --quick's values, used where the flag is not given explicitly.
+QUICK = {"epochs": 8, "limit": 2000, "robustness_samples": 200, "parity_samples": 200, "accuracy_floor": 0.0}
+
+
+def _combination_error(args: argparse.Namespace) -> str | None:
+    """Flags that are valid alone but make no sense together."""
+    if args.nesterov and args.optimizer != "sgd":
+        return f"--nesterov is SGD's Nesterov momentum; it does not apply to --optimizer {args.optimizer}"
+    if args.nesterov and args.momentum == 0:
+        return "--nesterov needs a momentum: add --momentum, e.g. --momentum 0.9"
+    if args.momentum and args.optimizer not in MOMENTUM_OPTIMIZERS:
+        return f"--momentum applies to {' and '.join(MOMENTUM_OPTIMIZERS)}, not to --optimizer {args.optimizer}"
+    if args.adversarial and (args.early_stopping or args.tensorboard):
+        return "--early-stopping and --tensorboard need Keras fit; the --adversarial loop supports neither"
+    if args.tensorboard is not None and Path(args.tensorboard).exists() and not Path(args.tensorboard).is_dir():
+        return f"--tensorboard {args.tensorboard}: exists and is not a folder"
+    if args.tensorboard is not None and importlib.util.find_spec("tensorboard") is None:
+        return "--tensorboard needs the tensorboard package (in the train extra): pip install tensorboard"
+    if args.data is not None and not Path(args.data).is_dir():
+        return f"--data {args.data}: no such folder"
+    return None
+
+
 def parse_config(argv: list[str]) -> TrainConfig:
     parser = build_parser()
+    if "--quick" in argv:
+        # A smoke model may become production of an empty registry, never over a better one (no floor).
+        parser.set_defaults(**QUICK)
     args = parser.parse_args(argv)
-    if args.data is not None and not Path(args.data).is_dir():
-        parser.error(f"--data {args.data}: no such folder")
-    values = {f.name: getattr(args, f.name) for f in fields(TrainConfig)}
-    if values["quick"]:
-        values.update(epochs=8, limit=values["limit"] or 2000, robustness_samples=200, parity_samples=200)
-        # A smoke model may become production of an empty registry, never over a better one.
-        values["accuracy_floor"] = 0.0
-    return TrainConfig(**values)
+    problem = _combination_error(args)
+    if problem:
+        parser.error(problem)
+    if args.learning_rate is None:
+        args.learning_rate = OPTIMIZERS[args.optimizer]
+    return TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})

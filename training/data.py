@@ -14,6 +14,7 @@ import struct
 import sys
 import threading
 import urllib.request
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,9 +84,33 @@ def load_from_path(folder: Path) -> dict[str, np.ndarray]:
         raise DataError(f"--data {folder}: no such folder")
     npz = folder / "mnist.npz"
     if npz.exists():
-        with np.load(npz, allow_pickle=False) as data:
-            return {key: data[key] for key in IDX_NAMES}
-    return {key: read_idx(_find_idx(folder, stem)) for key, stem in IDX_NAMES.items()}
+        try:
+            with np.load(npz, allow_pickle=False) as data:
+                arrays = {key: data[key] for key in IDX_NAMES}
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+            reason = str(exc).split(". ")[0].strip("'\"")
+            if "pickle" in reason.lower():  # numpy's text suggests allow_pickle: a data file is never trusted so far
+                reason = "it holds pickled Python objects, which are never loaded"
+            raise DataError(f"{npz} is not a readable mnist.npz ({reason})") from exc
+    else:
+        try:
+            arrays = {key: read_idx(_find_idx(folder, stem)) for key, stem in IDX_NAMES.items()}
+        except (OSError, EOFError, struct.error, ValueError) as exc:
+            raise DataError(f"--data {folder}: cannot read the IDX files ({exc})") from exc
+    check_arrays(arrays, str(npz if npz.exists() else folder))
+    return arrays
+
+
+def check_arrays(arrays: dict[str, np.ndarray], where: str) -> None:
+    """Images [N, 28, 28] of bytes and as many labels 0..9, or a DataError that says which array is wrong."""
+    for split in ("train", "test"):
+        x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
+        if x.dtype != np.uint8 or x.ndim != 3 or x.shape[1:] != (28, 28) or len(x) == 0:
+            raise DataError(f"{where}: x_{split} must be uint8 images [N, 28, 28], got {x.dtype} {list(x.shape)}")
+        if y.ndim != 1 or len(y) != len(x) or not np.issubdtype(y.dtype, np.integer):
+            raise DataError(f"{where}: y_{split} must be {len(x)} integer labels, got {y.dtype} {list(y.shape)}")
+        if y.min() < 0 or y.max() > 9:
+            raise DataError(f"{where}: y_{split} holds labels outside 0..9 ({int(y.min())}..{int(y.max())})")
 
 
 def download_mnist(url: str, target: Path, timeout_s: float) -> bool:

@@ -48,6 +48,13 @@ def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int 
     return float(ece)
 
 
+def cross_entropy(probs: np.ndarray, labels: np.ndarray) -> float:
+    """Mean cross-entropy of the true digits: the seed's "Test loss". Plain, without label smoothing, so runs
+    with and without smoothing compare; clipped at 1e-7 like the training loss."""
+    true_p = probs[np.arange(len(labels)), labels]
+    return float(-np.log(np.clip(true_p, 1e-7, 1.0)).mean())
+
+
 def classification_metrics(probs: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
     pred = probs.argmax(axis=1)
     confusion = np.zeros((10, 10), dtype=int)
@@ -55,6 +62,7 @@ def classification_metrics(probs: np.ndarray, labels: np.ndarray) -> dict[str, A
     per_class = [float(confusion[c, c] / max(1, confusion[c].sum())) for c in range(10)]
     return {
         "test_accuracy": float((pred == labels).mean()),
+        "test_loss": cross_entropy(probs, labels),
         "per_class_accuracy": per_class,
         "ece": expected_calibration_error(probs, labels),
         "confusion_matrix": confusion.tolist(),

@@ -13,14 +13,11 @@ import tensorflow as tf
 import tf2onnx
 
 from registry import layout
+from training.failures import ParityError
 
 ONNX_OPSET = 17
 PARITY_ATOL = 1e-4
 INPUT_SPEC = [tf.TensorSpec([None, layout.IMAGE_SIDE, layout.IMAGE_SIDE, 1], tf.float32, name=layout.INPUT_NAME)]
-
-
-class ParityError(Exception):
-    """Keras, SavedModel and ONNX disagree: nothing is registered."""
 
 
 def _serving_fn(model: keras.Model) -> tf.types.experimental.PolymorphicFunction:

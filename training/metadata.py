@@ -46,7 +46,12 @@ def version_metadata(
         data={"source": splits.source, "sizes": splits.sizes(), "sha256": splits.sha256()},
         metrics=metrics,
         guards_calibration=guards_spec["calibration"],
-        training={"seconds": round(fitted.seconds, 1), "history": fitted.history},
+        training={
+            "seconds": round(fitted.seconds, 1),
+            "epochs_run": len(fitted.history.get("loss", [])),
+            "best_epoch": fitted.best_epoch,  # set when early stopping kept an earlier epoch's weights
+            "history": fitted.history,
+        },
         promotion=promotion,
         library_versions=_library_versions(),
     )

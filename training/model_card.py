@@ -40,7 +40,7 @@ def render(meta: ModelMetadata, version: int | str) -> str:
         f"# MNIST model card: version {version}",
         "",
         *_about(meta),
-        *_accuracy(meta.metrics),
+        *_accuracy(meta),
         *_robustness(meta),
         *_comparison(meta),
         *_guards(meta),
@@ -63,8 +63,9 @@ def _about(meta: ModelMetadata) -> list[str]:
     return [
         f"- Network: `{cfg['model']}`, {meta.parameters or '?'} parameters; "
         f"adversarial training: {cfg.get('adversarial') or 'none'}",
-        f"- Trained: {meta.created} from commit `{meta.git_commit or 'unknown'}`; "
-        f"{cfg['epochs']} epochs, seed {cfg['seed']}, augmentation {'on' if cfg['augment'] else 'off'}",
+        f"- Trained: {meta.created} from commit `{meta.git_commit or 'unknown'}`; seed {cfg['seed']}, "
+        f"augmentation {'on' if cfg['augment'] else 'off'}",
+        f"- Recipe: {meta.recipe.summary()}{_epochs_run(meta)}",
         f"- Data: `{data['source']}` — train {data['sizes']['train']}, validation {data['sizes']['validation']}, "
         f"test {data['sizes']['test']} (sha256 `{data['sha256'][:16]}…`)",
         f"- Input: `{meta.input.name}` {meta.input.dtype} [{shape}], pixel/{round(1 / prep.pixel_scale, 6):g}, "
@@ -74,11 +75,21 @@ def _about(meta: ModelMetadata) -> list[str]:
     ]
 
 
-def _accuracy(m: dict[str, Any]) -> list[str]:
+def _epochs_run(meta: ModelMetadata) -> str:
+    run, best = meta.training.get("epochs_run"), meta.training.get("best_epoch")
+    if run is None or (run == meta.recipe.epochs and best is None):
+        return ""
+    return f"; ran {run} epochs" + (f", kept the weights of epoch {best}" if best else "")
+
+
+def _accuracy(meta: ModelMetadata) -> list[str]:
+    m, scores = meta.metrics, meta.evaluation
+    loss = "not recorded" if scores.test_loss is None else f"{scores.test_loss:.4f}"
     return [
         "## Accuracy",
         "",
-        f"Test accuracy **{_pct(m['test_accuracy'])}**, expected calibration error {m['ece']:.4f}.",
+        f"Test loss (mean cross-entropy of the true digit) {loss}, test accuracy **{_pct(scores.test_accuracy)}**, "
+        f"expected calibration error {m['ece']:.4f}.",
         "",
         "| digit | " + " | ".join(str(d) for d in range(10)) + " |",
         "|---|" + "---|" * 10,

@@ -1,5 +1,6 @@
-"""The networks. Each returns a model with two outputs: probabilities and the
-penultimate features (used by the out-of-distribution detector)."""
+"""A registered architecture (``training.architectures``) made into the model every version exports: input
+``image``, outputs ``probabilities`` and ``features`` (the penultimate layer, read by the out-of-distribution
+guard)."""
 
 from __future__ import annotations
 
@@ -7,40 +8,21 @@ import keras
 from keras import layers
 
 from registry import layout
+from training.architectures import ARCHITECTURES
 
 
-def _input() -> keras.KerasTensor:
-    return keras.Input((layout.IMAGE_SIDE, layout.IMAGE_SIDE, 1), name=layout.INPUT_NAME)
-
-
-def build_mlp() -> keras.Model:
-    """The seed's baseline: Flatten -> Dense 32 relu -> Dense 64 relu -> Dense 10 softmax."""
-    inputs = _input()
-    x = layers.Flatten()(inputs)
-    x = layers.Dense(32, activation="relu")(x)
-    features = layers.Dense(64, activation="relu", name=layout.OUTPUT_FEATURES)(x)
-    probs = layers.Dense(layout.NUM_CLASSES, activation="softmax", name=layout.OUTPUT_PROBABILITIES)(features)
-    return keras.Model(inputs, [probs, features], name="mlp")
-
-
-def build_cnn() -> keras.Model:
-    """121,930 parameters (102k of them in the Dense 64 after the convolutions); two convolutions keep batched CPU
-    inference near 50 us per image."""
-    inputs = _input()
-    x = layers.Conv2D(32, 3, activation="relu")(inputs)
-    x = layers.MaxPooling2D()(x)
-    x = layers.Conv2D(64, 3, activation="relu")(x)
-    x = layers.MaxPooling2D()(x)
-    x = layers.Flatten()(x)
-    x = layers.Dropout(0.4)(x)
-    features = layers.Dense(64, activation="relu", name=layout.OUTPUT_FEATURES)(x)
-    probs = layers.Dense(layout.NUM_CLASSES, activation="softmax", name=layout.OUTPUT_PROBABILITIES)(
-        layers.Dropout(0.1)(features)
-    )
-    return keras.Model(inputs, [probs, features], name="cnn")
-
-
-BUILDERS = {"cnn": build_cnn, "mlp": build_mlp}
+def build(name: str) -> keras.Model:
+    """The named architecture with the shared head: features -> [dropout] -> Dense 10 softmax."""
+    arch = ARCHITECTURES[name]
+    inputs = keras.Input((layout.IMAGE_SIDE, layout.IMAGE_SIDE, 1), name=layout.INPUT_NAME)
+    body = arch.features(inputs)
+    if len(body.shape) != 2:
+        raise ValueError(f"architecture {name!r} must return [N, F] features, got shape {tuple(body.shape)}")
+    # An identity layer gives the features their output name whatever layer the architecture ended with.
+    features = layers.Identity(name=layout.OUTPUT_FEATURES)(body)
+    head = layers.Dropout(arch.head_dropout)(features) if arch.head_dropout else features
+    probs = layers.Dense(layout.NUM_CLASSES, activation="softmax", name=layout.OUTPUT_PROBABILITIES)(head)
+    return keras.Model(inputs, [probs, features], name=name)
 
 
 def augmenter(seed: int) -> keras.Sequential:

@@ -12,26 +12,44 @@ import numpy as np
 
 from digits.guards import Guards
 from registry import AliasMoved, ModelMetadata, Registry, layout
+from registry.report import Recipe
 from training import evaluate, export, model_card, promotion
 from training.config import TrainConfig
 from training.data import Splits, load_splits
+from training.failures import Stages
 from training.metadata import version_metadata
 from training.train import Fitted, as_model_input, fit
 
 
-def run(config: TrainConfig) -> dict[str, Any]:
+def run(config: TrainConfig, stages: Stages | None = None) -> dict[str, Any]:
+    """One version, start to end; ``stages`` hears where the run is (a failure's message says so)."""
+    stages = stages or Stages()
     started = time.perf_counter()
-    registry = Registry(config.registry)
+    stages.enter("data")
     splits = load_splits(
         Path(config.data) if config.data else None, seed=config.seed, download_timeout_s=config.download_timeout
     )
     print(f"data: {splits.source} {splits.sizes()}")
+    stages.enter("fit", Recipe.from_config(config.to_dict()).summary())
     fitted = fit(splits, config)
+    result = finish(config, splits, fitted, stages)
+    result["total_seconds"] = time.perf_counter() - started
+    return result
+
+
+def finish(config: TrainConfig, splits: Splits, fitted: Fitted, stages: Stages) -> dict[str, Any]:
+    """A fitted model made into a version: evaluate, calibrate the guards, export, register, promote or not."""
+    started = time.perf_counter()
+    registry = Registry(config.registry)
+    stages.enter("evaluation")
     metrics, adversarial = _evaluate(registry, config, splits, fitted)
+    stages.enter("guard calibration")
     guards_spec, metrics["guards"] = _calibrate_guards(config, splits, fitted, adversarial)
+    stages.enter("export", "Keras, SavedModel, ONNX; parity on held-out digits")
     staging = registry.new_staging_dir()
     try:
         metrics.update(_export(staging, config, splits, fitted, guards_spec, metrics))
+        stages.enter("registration")
         decision = promotion.decide(
             registry, metrics["test_accuracy"], config.accuracy_floor, splits.x_test, splits.y_test
         )
@@ -40,11 +58,12 @@ def run(config: TrainConfig) -> dict[str, Any]:
             intended["reason"] = f"--no-promote given ({decision.reason})"
         metadata = version_metadata(config, splits, fitted, metrics, guards_spec, intended)
         version = registry.publish(staging, metadata, finalize=_card_writer(metadata))
-    except BaseException:
-        registry.discard(staging)
-        raise
+        stages.registered = version
+    finally:
+        registry.discard(staging)  # after a publish the folder has been renamed: nothing left to remove
     promoted, reason = intended["promoted"], intended["reason"]
     if promoted:
+        stages.enter("promotion")
         promoted, reason = _promote(registry, version, decision, metrics, config, splits)
     return {
         "version": version,
@@ -53,8 +72,10 @@ def run(config: TrainConfig) -> dict[str, Any]:
         "source": splits.source,
         "sizes": splits.sizes(),
         "epochs": config.epochs,
+        "epochs_run": len(fitted.history.get("loss", [])),
+        "best_epoch": fitted.best_epoch,
         "train_seconds": fitted.seconds,
-        "total_seconds": time.perf_counter() - started,
+        "total_seconds": fitted.seconds + time.perf_counter() - started,
         "metrics": metrics,
         "path": str(registry.version_dir(version)),
     }
@@ -176,13 +197,19 @@ def _refusal_line(g: dict[str, Any]) -> str:
     )
 
 
+def _epochs(result: dict[str, Any]) -> str:
+    if result["best_epoch"] is None:
+        return str(result["epochs_run"])
+    return f"{result['epochs_run']} of {result['epochs']}, weights of epoch {result['best_epoch']} kept"
+
+
 def print_summary(result: dict[str, Any]) -> None:
     m = result["metrics"]
     rows = [
         ("data source", f"{result['source']} {result['sizes']}"),
-        ("epochs / fit time", f"{result['epochs']} / {result['train_seconds']:.1f} s"),
+        ("epochs / fit time", f"{_epochs(result)} / {result['train_seconds']:.1f} s"),
         ("total time", f"{result['total_seconds']:.1f} s"),
-        ("test accuracy", f"{100 * m['test_accuracy']:.2f} %  (ECE {m['ece']:.4f})"),
+        ("test loss / accuracy", f"{m['test_loss']:.4f} / {100 * m['test_accuracy']:.2f} %  (ECE {m['ece']:.4f})"),
         ("FGSM accuracy", ", ".join(f"eps {k}: {100 * v:.1f} %" for k, v in m["fgsm"].items())),
         ("refused by guards", _refusal_line(m["guards"])),
         (

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from training import optim
 from training.attacks import fgsm, pgd
 from training.config import TrainConfig
 from training.data import Splits
-from training.models import BUILDERS, augmenter
+from training.models import augmenter, build
 from training.outliers import synthetic_outliers
 
 # Non-digits added to the training set, as a share of the digits, and their loss weight.
@@ -26,6 +28,7 @@ class Fitted:
     classifier: keras.Model  # outputs probabilities only (shares weights)
     history: dict[str, list[float]]
     seconds: float
+    best_epoch: int | None = None  # 1-based epoch whose weights were kept (early stopping), else the last
 
 
 # The input scaling every version records (metadata.json preprocessing.pixel_scale).
@@ -46,13 +49,22 @@ def _dataset(x: np.ndarray, y: np.ndarray, config: TrainConfig) -> tf.data.Datas
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def outlier_exposure_loss(y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
-    """Cross-entropy on digits; on outliers (label -1), cross-entropy to the uniform distribution."""
-    y = tf.cast(tf.reshape(y_true, [-1]), tf.int32)
-    log_p = tf.math.log(tf.clip_by_value(y_pred, 1e-7, 1.0))
-    digit_loss = -tf.gather(log_p, tf.maximum(y, 0), batch_dims=1)
-    uniform_loss = -tf.reduce_mean(log_p, axis=1)
-    return tf.where(y >= 0, digit_loss, OUTLIER_WEIGHT * uniform_loss)
+def outlier_exposure_loss(label_smoothing: float = 0.0) -> Callable[[tf.Tensor, tf.Tensor], tf.Tensor]:
+    """Cross-entropy on digits; on outliers (label -1), cross-entropy to the uniform distribution.
+
+    Label smoothing moves ``label_smoothing`` of each digit's target onto the uniform distribution, which
+    is the outliers' whole target: smoothed cross-entropy = (1 - s) * CE(digit) + s * CE(uniform).
+    """
+
+    def loss(y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
+        y = tf.cast(tf.reshape(y_true, [-1]), tf.int32)
+        log_p = tf.math.log(tf.clip_by_value(y_pred, 1e-7, 1.0))
+        uniform_loss = -tf.reduce_mean(log_p, axis=1)
+        digit_loss = -tf.gather(log_p, tf.maximum(y, 0), batch_dims=1)
+        digit_loss = (1.0 - label_smoothing) * digit_loss + label_smoothing * uniform_loss
+        return tf.where(y >= 0, digit_loss, OUTLIER_WEIGHT * uniform_loss)
+
+    return loss
 
 
 def digit_accuracy(y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
@@ -63,14 +75,8 @@ def digit_accuracy(y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
     return tf.cast(tf.where(y >= 0, right, unsure), tf.float32)
 
 
-def _optimizer(config: TrainConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
-    schedule = keras.optimizers.schedules.CosineDecay(
-        config.learning_rate, decay_steps=max(1, config.epochs * steps_per_epoch), alpha=0.05
-    )
-    return keras.optimizers.Adam(schedule)
-
-
-def fit(splits: Splits, config: TrainConfig) -> Fitted:
+def fit(splits: Splits, config: TrainConfig, verbose: int = 1) -> Fitted:
+    """Train the configured network; ``verbose`` is Keras's (1: a progress bar an epoch, 0: silent)."""
     keras.utils.set_random_seed(config.seed)
     # Same seed, same weights: deterministic kernels and tf.data order (a small cost on CPU).
     tf.config.experimental.enable_op_determinism()
@@ -82,21 +88,26 @@ def fit(splits: Splits, config: TrainConfig) -> Fitted:
         x_train = np.concatenate([x_train, outliers])
         y_train = np.concatenate([y_train, np.full(len(outliers), -1, dtype=y_train.dtype)])
     x, xv = as_model_input(x_train), as_model_input(splits.x_val)
-    model = BUILDERS[config.model]()
+    model = build(config.model)
     classifier = keras.Model(model.inputs, model.outputs[0], name=f"{model.name}_classifier")
     steps = int(np.ceil(len(x) / config.batch_size))
-    optimizer = _optimizer(config, steps)
+    optimizer = optim.optimizer(config, steps)
     ds = _dataset(x, y_train, config)
     started = time.perf_counter()
     if config.adversarial:
         history = _fit_adversarial(classifier, optimizer, ds, (xv, splits.y_val), config, steps)
-    else:
-        classifier.compile(optimizer=optimizer, loss=outlier_exposure_loss, metrics=[digit_accuracy])
-        result = classifier.fit(ds, validation_data=(xv, splits.y_val), epochs=config.epochs, verbose=1)
-        history = {
-            k.replace("digit_accuracy", "accuracy"): [float(v) for v in vals] for k, vals in result.history.items()
-        }
-    return Fitted(model, classifier, history, time.perf_counter() - started)
+        return Fitted(model, classifier, history, time.perf_counter() - started)
+    classifier.compile(
+        optimizer=optimizer, loss=outlier_exposure_loss(config.label_smoothing), metrics=[digit_accuracy]
+    )
+    callbacks = optim.callbacks(config)
+    result = classifier.fit(
+        ds, validation_data=(xv, splits.y_val), epochs=config.epochs, callbacks=callbacks, verbose=verbose
+    )
+    history = {k.replace("digit_accuracy", "accuracy"): [float(v) for v in vals] for k, vals in result.history.items()}
+    stopper = next((c for c in callbacks if isinstance(c, keras.callbacks.EarlyStopping)), None)
+    best = stopper.best_epoch + 1 if stopper is not None else None
+    return Fitted(model, classifier, history, time.perf_counter() - started, best)
 
 
 def _fit_adversarial(
@@ -107,8 +118,10 @@ def _fit_adversarial(
     config: TrainConfig,
     steps: int,
 ) -> dict[str, list[float]]:
+    per_image = outlier_exposure_loss(config.label_smoothing)
+
     def loss_fn(y: tf.Tensor, p: tf.Tensor) -> tf.Tensor:
-        return tf.reduce_mean(outlier_exposure_loss(y, p))
+        return tf.reduce_mean(per_image(y, p))
 
     eps = config.adversarial_epsilon
     attack = fgsm if config.adversarial == "fgsm" else pgd

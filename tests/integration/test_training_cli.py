@@ -25,7 +25,9 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
 def test_help_documents_every_flag() -> None:
     out = _cli("--help")
     assert out.returncode == 0
-    for flag in ("--model", "--epochs", "--data", "--adversarial", "--accuracy-floor", "--registry", "--quick"):
+    flags = ("--model", "--epochs", "--data", "--adversarial", "--accuracy-floor", "--registry", "--quick")
+    flags += ("--optimizer", "--momentum", "--nesterov", "--lr-schedule", "--early-stopping", "--label-smoothing")
+    for flag in (*flags, "--tensorboard", "cnn_bn", "BatchNormalization"):
         assert flag in out.stdout
 
 

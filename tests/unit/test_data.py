@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -98,3 +99,33 @@ def test_a_broken_idx_file_is_a_data_error(tmp_path: Path) -> None:
     (tmp_path / "bad-idx").write_bytes(b"\x00\x00\x08\x03" + struct.pack(">3I", 10, 28, 28) + b"short")
     with pytest.raises(data.DataError, match="header says"):
         data.read_idx(tmp_path / "bad-idx")
+
+
+def _mnist_arrays(n: int = 20) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+    y = np.arange(n) % 10
+    return {"x_train": x, "y_train": y, "x_test": x[:10], "y_test": y[:10]}
+
+
+@pytest.mark.parametrize(
+    ("write", "message"),
+    [
+        (lambda p: np.savez(p, **{**_mnist_arrays(), "x_train": np.array([{"a": 1}], dtype=object)}), "pickled"),
+        (lambda p: p.write_bytes(b"PK\x03\x04 not really a zip"), "not a readable mnist.npz"),
+        (lambda p: np.savez(p, x_train=np.zeros((2, 28, 28), np.uint8)), "y_train"),
+        (lambda p: np.savez(p, **{**_mnist_arrays(), "x_test": np.zeros((10, 32, 32), np.uint8)}), r"x_test must be"),
+        (lambda p: np.savez(p, **{**_mnist_arrays(), "y_train": np.arange(20) + 5}), "labels outside 0..9"),
+    ],
+    ids=["pickled-objects", "not-a-zip", "missing-array", "wrong-shape", "bad-labels"],
+)
+def test_a_corrupt_mnist_npz_is_one_data_error_naming_the_file(tmp_path: Path, write: Any, message: str) -> None:
+    write(tmp_path / "mnist.npz")
+    with pytest.raises(data.DataError, match=message) as caught:
+        data.load_from_path(tmp_path)
+    assert str(tmp_path / "mnist.npz") in str(caught.value) and "allow_pickle" not in str(caught.value)
+
+
+def test_a_good_mnist_npz_is_read(tmp_path: Path) -> None:
+    np.savez(tmp_path / "mnist.npz", **_mnist_arrays())
+    assert data.load_from_path(tmp_path)["x_train"].shape == (20, 28, 28)

@@ -1,0 +1,133 @@
+"""The training flags (checked before TensorFlow is imported), the architectures' one list, and the one line
+every failed run ends with."""
+
+from __future__ import annotations
+
+import errno
+from pathlib import Path
+
+import pytest
+
+from registry import CorruptVersion
+from training import architectures
+from training.config import OPTIMIZERS, QUICK, build_parser, parse_config
+from training.data import DataError
+from training.failures import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, ParityError, Stages, explain
+
+
+def test_the_seed_recipe_flags_land_in_the_config() -> None:
+    recipe = "--model mlp --optimizer sgd --momentum 0.9 --nesterov --epochs 5 --batch-size 128 --lr-schedule constant"
+    config = parse_config([*recipe.split(), "--early-stopping", "3", "--label-smoothing", "0.1"])
+    assert (config.model, config.optimizer, config.momentum, config.nesterov) == ("mlp", "sgd", 0.9, True)
+    assert (config.epochs, config.batch_size, config.lr_schedule) == (5, 128, "constant")
+    assert (config.early_stopping, config.label_smoothing) == (3, 0.1)
+    assert config.to_dict()["optimizer"] == "sgd"
+
+
+@pytest.mark.parametrize("optimizer", list(OPTIMIZERS))
+def test_an_unset_learning_rate_is_the_optimisers_keras_default(optimizer: str) -> None:
+    assert parse_config(["--optimizer", optimizer]).learning_rate == OPTIMIZERS[optimizer]
+    assert parse_config(["--optimizer", optimizer, "--learning-rate", "0.05"]).learning_rate == 0.05
+
+
+def test_defaults_are_the_recipe_versions_were_trained_with_before_the_flags() -> None:
+    config = parse_config([])
+    assert (config.optimizer, config.learning_rate, config.lr_schedule) == ("adam", 1e-3, "cosine")
+    assert (config.early_stopping, config.label_smoothing, config.momentum, config.nesterov) == (None, 0.0, 0.0, False)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--nesterov", "--optimizer", "adam", "--momentum", "0.9"], "does not apply to --optimizer adam"),
+        (["--nesterov", "--optimizer", "sgd"], "--nesterov needs a momentum"),
+        (["--optimizer", "adam", "--momentum", "0.9"], "--momentum applies to sgd and rmsprop"),
+        (["--learning-rate", "-0.1"], "must be a positive number, got -0.1"),
+        (["--learning-rate", "nan"], "must be a positive number"),
+        (["--momentum", "1.5", "--optimizer", "sgd"], "at least 0 and below 1"),
+        (["--label-smoothing", "1"], "at least 0 and below 1"),
+        (["--early-stopping", "0"], "positive integer"),
+        (["--lr-schedule", "exponential"], "invalid choice"),
+        (["--optimizer", "adagrad"], "invalid choice"),
+        (["--adversarial", "--early-stopping", "3"], "--adversarial loop supports neither"),
+        (["--model", "resnet"], "invalid choice"),
+    ],
+)
+def test_nonsense_gives_one_line_and_exit_2(args: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        parse_config(args)
+    err = capsys.readouterr().err
+    assert exited.value.code == 2
+    assert err.count("\n") == 1 and err.startswith("python -m training: error:") and message in err
+
+
+def test_a_tensorboard_path_that_is_a_file_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "logs").write_text("")
+    with pytest.raises(SystemExit):
+        parse_config(["--tensorboard", str(tmp_path / "logs")])
+    assert "exists and is not a folder" in capsys.readouterr().err
+
+
+def test_quick_mode_keeps_flags_given_explicitly() -> None:
+    quick = parse_config(["--quick"])
+    assert (quick.epochs, quick.limit, quick.accuracy_floor) == (QUICK["epochs"], QUICK["limit"], 0.0)
+    tiny = parse_config(["--quick", "--epochs", "1", "--limit", "300", "--accuracy-floor", "0.5"])
+    assert (tiny.epochs, tiny.limit, tiny.accuracy_floor) == (1, 300, 0.5)
+
+
+def test_model_choices_and_help_come_from_the_one_list_of_architectures() -> None:
+    action = next(a for a in build_parser()._actions if "--model" in a.option_strings)
+    assert list(action.choices) == list(architectures.ARCHITECTURES)
+    assert {"cnn", "mlp", "cnn_bn"} <= set(architectures.ARCHITECTURES)
+    for arch in architectures.ARCHITECTURES.values():
+        assert arch.summary in (action.help or "")
+
+
+def test_an_architecture_name_is_registered_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(architectures, "ARCHITECTURES", dict(architectures.ARCHITECTURES))
+    with pytest.raises(ValueError, match="registered twice"):
+        architectures.architecture("mlp", "again")(lambda inputs: inputs)
+
+
+def _stages(current: str, registered: int | None = None) -> Stages:
+    stages = Stages()
+    stages.current, stages.registered = current, registered
+    return stages
+
+
+@pytest.mark.parametrize(
+    ("exc", "stage", "code", "words"),
+    [
+        (KeyboardInterrupt(), "fit", EXIT_INTERRUPTED, "interrupted during fit; nothing was registered"),
+        (KeyboardInterrupt(), "export", EXIT_INTERRUPTED, "interrupted during export; nothing was registered"),
+        (DataError("/d/mnist.npz is not a readable mnist.npz (x)"), "data", EXIT_BAD_INPUT, "/d/mnist.npz is not"),
+        (
+            OSError(errno.ENOSPC, "No space left on device", "/m/mnist/.staging-1/model.onnx"),
+            "export",
+            EXIT_FAILED,
+            "No space left on device: /m/mnist/.staging-1/model.onnx (free some space and run again) during export",
+        ),
+        (PermissionError(errno.EACCES, "Permission denied", "/m/mnist"), "the registry check", EXIT_FAILED,
+         "Permission denied: /m/mnist during the registry check"),
+        (RuntimeError("write failed: No space left on device"), "export", EXIT_FAILED, "No space left on device"),
+        (CorruptVersion("refusing to publish"), "registration", EXIT_FAILED, "registry refused the version"),
+        (ParityError("runtimes disagree on 200 test digits"), "export", EXIT_FAILED, "export parity check failed"),
+    ],
+)  # fmt: skip
+def test_every_known_failure_is_one_line_saying_nothing_was_registered(
+    exc: BaseException, stage: str, code: int, words: str
+) -> None:
+    outcome = explain(exc, _stages(stage))
+    assert outcome.expected and outcome.exit_code == code
+    assert words in outcome.line and outcome.line.endswith("nothing was registered") and "\n" not in outcome.line
+
+
+def test_a_failure_after_publishing_says_the_version_exists() -> None:
+    outcome = explain(KeyboardInterrupt(), _stages("promotion", registered=7))
+    assert outcome.line == "interrupted during promotion; version 7 was registered but not promoted"
+
+
+def test_an_unexpected_error_is_still_one_closing_line_but_marked_as_a_bug() -> None:
+    outcome = explain(ZeroDivisionError("division by zero"), _stages("evaluation"))
+    assert not outcome.expected and outcome.exit_code == EXIT_FAILED
+    assert outcome.line == "error: ZeroDivisionError during evaluation: division by zero; nothing was registered"

@@ -1,0 +1,90 @@
+"""How a training run ends when it fails: one line that says what happened and what became of the registry.
+
+No TensorFlow here: ``python -m training`` reports a failure the same way whether it happened before
+TensorFlow was imported (an unwritable registry) or deep inside it (a full disk during the SavedModel
+export, where TensorFlow raises its own error types that carry the operating system's message).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+from dataclasses import dataclass
+
+from registry import RegistryError
+from training.data import DataError
+
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2  # what argparse uses for bad flags; bad data is the same kind of mistake
+EXIT_INTERRUPTED = 130  # the shell's code for a process ended by Ctrl-C (128 + SIGINT)
+
+# The operating system's words, for errors that arrive wrapped by TensorFlow rather than as an OSError.
+_OS_MESSAGES = {
+    errno.ENOSPC: "No space left on device",
+    errno.EACCES: "Permission denied",
+    errno.EROFS: "Read-only file system",
+    errno.EDQUOT: "Disk quota exceeded",
+}
+
+
+class ParityError(Exception):
+    """Keras, SavedModel and ONNX disagree (raised by training.export): nothing is registered."""
+
+
+class Stages:
+    """Where the run is: one line per stage on stdout, and what a failure message needs to know."""
+
+    def __init__(self) -> None:
+        self.current = "start"
+        self.registered: int | None = None  # the version number once it is published
+
+    def enter(self, name: str, detail: str = "") -> None:
+        self.current = name
+        print(f"[{name}] {detail}".rstrip(), flush=True)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    line: str
+    exit_code: int
+    expected: bool  # False: a bug rather than a condition; the traceback is worth showing too
+
+
+def explain(exc: BaseException, stages: Stages) -> Outcome:
+    """The one line and exit code for a run that raised ``exc`` during ``stages.current``."""
+    where = stages.current
+    fate = (
+        f"version {stages.registered} was registered but not promoted"
+        if stages.registered is not None
+        else "nothing was registered"
+    )
+    if isinstance(exc, KeyboardInterrupt):
+        return Outcome(f"interrupted during {where}; {fate}", EXIT_INTERRUPTED, True)
+    if isinstance(exc, DataError):
+        return Outcome(f"error: {exc}; {fate}", EXIT_BAD_INPUT, True)
+    if isinstance(exc, RegistryError):
+        return Outcome(f"error: registry refused the version during {where}: {exc}; {fate}", EXIT_FAILED, True)
+    if isinstance(exc, MemoryError):
+        return Outcome(f"error: out of memory during {where}; {fate}", EXIT_FAILED, True)
+    if isinstance(exc, ParityError):
+        return Outcome(f"error: export parity check failed: {exc}; {fate}", EXIT_FAILED, True)
+    system = _system_error(exc)
+    if system is not None:
+        return Outcome(f"error: {system} during {where}; {fate}", EXIT_FAILED, True)
+    detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return Outcome(f"error: {type(exc).__name__} during {where}: {detail}; {fate}", EXIT_FAILED, False)
+
+
+def _system_error(exc: BaseException) -> str | None:
+    """A disk, permission or file-system failure in words, with the path when the error names one."""
+    if isinstance(exc, OSError) and exc.errno is not None:
+        code, words, path = exc.errno, exc.strerror or os.strerror(exc.errno), exc.filename
+    else:
+        found = next(((c, w) for c, w in _OS_MESSAGES.items() if w in str(exc)), None)
+        if found is None:
+            return None
+        named = re.search(r"(/[^\s;,'\"\]]+)", str(exc))  # TensorFlow's text names the file it was writing
+        (code, words), path = found, named.group(1) if named else None
+    hint = " (free some space and run again)" if code in (errno.ENOSPC, errno.EDQUOT) else ""
+    return f"{words}{f': {path}' if path else ''}{hint}"
