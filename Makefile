@@ -17,7 +17,7 @@ P99_MS     ?= 250
 FAIL_RATIO ?= 0.001
 LOADTEST_HOST ?=
 
-.PHONY: install train serve test test-fast mutation lint format bench bench-ab loadtest system-deps clean help
+.PHONY: install train compare serve test test-fast mutation lint format bench bench-ab loadtest system-deps clean help
 
 help:
 	@echo "make serve   install, train a first version if the registry is empty, serve on $(HOST):$(PORT)"
@@ -25,6 +25,7 @@ help:
 	@echo "make test-fast  the unit tier only: no TensorFlow, no processes, about 20 s"
 	@echo "make mutation   mutation scores of input checks, body limits, guards, registry (slow; docs/mutation.md)"
 	@echo "make train   train, evaluate, export and register a new version (ARGS='--model mlp' ...)"
+	@echo "make compare    optimisers and networks side by side: a table, reports/compare.md and its learning curves"
 	@echo "make lint | bench | bench-images | bench-ab BASE=<rev> | loadtest | clean"
 
 $(STAMP): pyproject.toml constraints.txt
@@ -37,6 +38,10 @@ install: $(STAMP)
 
 train: $(STAMP)
 	MNIST_MODEL_DIR=$(MODELS) $(BIN)/python -m training --registry $(MODELS) $(ARGS)
+
+# Nothing is registered unless ARGS="--register"; the report goes to reports/ (ignored by git).
+compare: $(STAMP)
+	$(BIN)/python -m training compare --registry $(MODELS) $(ARGS)
 
 serve: $(STAMP)
 	@if [ -z "$$(ls -d $(MODELS)/mnist/[0-9]* 2>/dev/null)" ]; then \
