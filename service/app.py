@@ -106,11 +106,12 @@ def create_app(settings: Settings | None = None, *, manager: Any | None = None) 
     routers = [routes_predict.router, routes_models.router, routes_health.router]
     if settings.admin_token is not None:
         routers.append(routes_admin.router)
+    mounts = [routes_pages.assets()] if settings.ui else []
     if settings.ui:
         routers.append(routes_pages.router)
-        app.mount(routes_pages.ASSETS_PATH, routes_pages.assets(), name="ui")
     for router in routers:
         app.include_router(router)
+    app.router.routes.extend(mounts)
     # add_middleware stacks outward: limits run inside the access log, so refusals are logged and counted.
     app.add_middleware(LimitsMiddleware, max_body_bytes=settings.max_body_bytes, body_timeout_s=settings.body_timeout_s)
     if settings.cors_origins:
@@ -124,5 +125,5 @@ def create_app(settings: Settings | None = None, *, manager: Any | None = None) 
             expose_headers=["X-Model-Version", "X-Request-ID", "Retry-After"],
             max_age=600,
         )
-    app.add_middleware(AccessMiddleware, routes=[route for router in routers for route in router.routes])
+    app.add_middleware(AccessMiddleware, routes=[*(route for router in routers for route in router.routes), *mounts])
     return app

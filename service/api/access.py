@@ -38,14 +38,16 @@ def request_id_from(headers: list[tuple[bytes, bytes]]) -> str:
     return os.urandom(16).hex()
 
 
-def route_label(scope: Scope, routes: Sequence[BaseRoute] = ()) -> str:
+def route_label(scope: Scope, routes: Sequence[BaseRoute] = (), root_path: str = "") -> str:
     """The route template, never the raw path: raw paths would make unbounded label values."""
     path = getattr(scope.get("route"), "path", None)
     if isinstance(path, str):
         return path
-    # Refused before routing (413/415 from the limits middleware): find the template it was meant for.
+    # Refused before routing (413/415 from the limits middleware), or answered by a mount (the pad's files), which
+    # names no route and moved root_path under itself: find the template it was meant for, from the top.
+    top = {**scope, "root_path": root_path}
     for route in routes:
-        match, _ = route.matches(scope)
+        match, _ = route.matches(top)
         if match != Match.NONE and isinstance(getattr(route, "path", None), str):
             return route.path  # type: ignore[attr-defined]
     return "unmatched"
@@ -61,6 +63,7 @@ class AccessMiddleware:
             await self.app(scope, receive, send)
             return
         request_id = request_id_from(scope["headers"])
+        root_path = scope.get("root_path", "")
         token = REQUEST_ID.set(request_id)
         began = time.perf_counter()
         status, version, started = 500, "", False
@@ -86,7 +89,7 @@ class AccessMiddleware:
         finally:
             IN_FLIGHT.dec()
             elapsed = time.perf_counter() - began
-            endpoint = route_label(scope, self.routes)
+            endpoint = route_label(scope, self.routes, root_path)
             REQUESTS.labels(endpoint, scope["method"], status).inc()
             REQUEST_DURATION.labels(endpoint, version).observe(elapsed)
             # Probes and scrapes arrive every few seconds; at info they would drown the real traffic.

@@ -16,6 +16,7 @@ from starlette.testclient import TestClient
 from registry import FileNotPublished, Registry, layout
 from service.api.routes_pages import PAGES_DIR
 from service.app import create_app
+from service.metrics import REQUESTS
 from service.settings import Settings
 from tests.helpers import as_json_rows, model_facts, synthetic_digit, to_png
 from tests.unit.api_fakes import FakeManager
@@ -112,6 +113,17 @@ def test_the_pads_files_carry_the_page_headers(make_client: Client, path: str, k
     assert response.status_code == 200 and response.headers["content-type"].startswith(kind)
     assert_page_headers(response.headers)
     assert response.headers["cache-control"] == "no-cache" and response.headers["etag"]
+
+
+def test_the_pages_are_named_in_the_request_metrics(make_client: Client) -> None:
+    def count(endpoint: str, status: int) -> float:
+        return REQUESTS.labels(endpoint, "GET", status)._value.get()
+
+    before = {key: count(*key) for key in [("/", 200), ("/ui", 200), ("/ui", 404), ("/models/{version}/card", 200)]}
+    client = make_client()
+    for path in ("/", "/ui/pad.js", "/ui/missing.js", "/models/1/card"):
+        client.get(path)
+    assert {key: count(*key) - value for key, value in before.items()} == dict.fromkeys(before, 1.0)
 
 
 def test_the_pads_files_stay_small_and_fetch_nothing_from_elsewhere() -> None:
