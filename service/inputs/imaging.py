@@ -11,9 +11,11 @@ import math
 import warnings
 from io import BytesIO
 
+import cv2
 import numpy as np
 from PIL import Image, ImageOps
 
+from digits.normalise import WORK_SIDE
 from service.errors import ImageTooLarge, InvalidImage, MultiFrameImage, ServiceError, UnsupportedImageFormat
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -35,13 +37,22 @@ _KNOWN_OTHERS: tuple[tuple[bytes, str], ...] = (
     (b"\x00\x00\x00\x0cjP  ", "JPEG 2000"),
 )
 
-# A digit needs far fewer pixels than a phone photo; JPEGs larger than this are
-# decoded at 1/2, 1/4 or 1/8 scale (libjpeg does that for free), which bounds
-# both time and memory without losing anything the 20 px digit box can show.
-JPEG_DRAFT_SIDE = 1024
+# JPEGs larger than the normaliser's working side are decoded at 1/2, 1/4 or 1/8 scale, the
+# smallest that still covers it: libjpeg skips the detail in its DCT for free, which bounds time
+# and memory and loses nothing the normaliser would keep (it averages down to that side anyway).
+JPEG_DRAFT_SIDE = WORK_SIDE
 
 # A grey plane with less spread than this has no ink worth deciding polarity on.
 _FLAT_RANGE = 8
+# Polarity is decided on a copy this small at most: strokes are still there, paper is cheap.
+_POLARITY_SIDE = 256
+# Wider than a pen stroke on the small copy, narrower than a shadow's corner: the top-hats' square.
+# Canvas brushes are wider; their pictures have plain backgrounds, which the border rule reads.
+_STROKE_SIDE = 7
+# The ink's strength is its strongest thin structures, short of the few brightest pixels.
+_INK_PERCENTILE = 99.5
+# One polarity's thin structures must be this many times the other's to decide alone.
+_DECISIVE = 1.5
 
 
 def sniff_format(data: bytes) -> str:
@@ -93,7 +104,8 @@ def decode_grey(data: bytes, *, max_side: int, max_pixels: int) -> np.ndarray:
                     raise MultiFrameImage("animated or multi-frame images are not accepted: send one frame")
                 if fmt == "JPEG" and max(img.size) > JPEG_DRAFT_SIDE:
                     ratio = JPEG_DRAFT_SIDE / max(img.size)
-                    img.draft(None, (math.ceil(img.width * ratio), math.ceil(img.height * ratio)))
+                    # Grey straight from the decoder where the JPEG allows (YCbCr: its luma plane).
+                    img.draft("L", (math.ceil(img.width * ratio), math.ceil(img.height * ratio)))
                 img.load()
                 grey = to_grey(_apply_exif_orientation(img))
     except ServiceError:
@@ -143,15 +155,13 @@ def _composite(img: Image.Image) -> np.ndarray:
         img = img.convert("LA")
     rgba = img.convert("RGBA")
     alpha = np.asarray(rgba.getchannel("A"), dtype=np.float32) / 255.0
+    border = np.concatenate([alpha[0], alpha[-1], alpha[:, 0], alpha[:, -1]])
+    if float(np.median(border)) < 0.5 and np.ptp(alpha) > 0.25:
+        # A drawing on a transparent layer (what canvas apps export): the painted pixels are the ink,
+        # whatever their colour; light strokes would vanish on white paper, dark ones on black.
+        return np.rint(alpha * 255.0).astype(np.uint8)
     luma = np.asarray(rgba.convert("RGB").convert("L"), dtype=np.float32)
-    on_white = luma * alpha + 255.0 * (1.0 - alpha)
-    # Some canvases draw light strokes on a transparent layer: on white they vanish,
-    # so when white paper shows nothing but the alpha does, use dark paper instead.
-    if np.ptp(on_white) < _FLAT_RANGE and np.ptp(alpha) > 0.25:
-        on_black = luma * alpha
-        if np.ptp(on_black) >= _FLAT_RANGE:
-            return np.clip(np.rint(on_black), 0, 255).astype(np.uint8)
-    return np.clip(np.rint(on_white), 0, 255).astype(np.uint8)
+    return np.clip(np.rint(luma * alpha + 255.0 * (1.0 - alpha)), 0, 255).astype(np.uint8)
 
 
 def _high_depth_to_uint8(values: np.ndarray, *, full_scale: float | None) -> np.ndarray:
@@ -166,22 +176,38 @@ def _high_depth_to_uint8(values: np.ndarray, *, full_scale: float | None) -> np.
 
 
 def make_ink_bright(grey: np.ndarray) -> np.ndarray:
-    """Invert when the paper is lighter than the ink, so ink is bright as in MNIST.
+    """Invert when the ink is darker than the paper, so ink is bright as in MNIST.
 
-    The background is the median of the border (ink rarely covers the edge); the
-    ink is whichever tail, dark or bright, lies further from it. That also works
-    for grey photo backgrounds, where a fixed 127 cut would not.
+    Ink is what is thin: strokes are narrower than any stretch of paper, while shadows, gradients
+    and lighting are wide. So the polarity is the one whose thin structures stand out more, the
+    white top-hat (bright and thin) against the black top-hat (dark and thin), on a small copy.
+    When neither clearly wins (a flat picture, strokes as wide as the picture), the paper is the
+    border's median and the ink the tail, dark or bright, that lies further from it.
     """
     if grey.size == 0:
         return grey
-    h, w = grey.shape
+    small = _polarity_copy(grey)
+    kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (_STROKE_SIDE, _STROKE_SIDE))
+    bright = float(np.percentile(cv2.morphologyEx(small, cv2.MORPH_TOPHAT, kernel), _INK_PERCENTILE))
+    dark = float(np.percentile(cv2.morphologyEx(small, cv2.MORPH_BLACKHAT, kernel), _INK_PERCENTILE))
+    if max(bright, dark) >= _FLAT_RANGE and max(bright, dark) >= _DECISIVE * min(bright, dark):
+        return (255 - grey) if dark > bright else grey
+    h, w = small.shape
     ring = max(1, min(h, w) // 20)
     border = np.concatenate(
-        [grey[:ring].ravel(), grey[-ring:].ravel(), grey[:, :ring].ravel(), grey[:, -ring:].ravel()]
+        [small[:ring].ravel(), small[-ring:].ravel(), small[:, :ring].ravel(), small[:, -ring:].ravel()]
     )
     background = float(np.median(border))
-    step = max(1, max(h, w) // 512)  # a sparse sample still holds the ink's tail; the full sort is 10x dearer
-    lo, hi = (float(v) for v in np.percentile(grey[::step, ::step], [0.1, 99.9]))
+    lo, hi = (float(v) for v in np.percentile(small, [0.1, 99.9]))
     # A flat picture has no ink tail to compare; a white page then becomes black, so it reads as blank.
     light = background > 127.0 if hi - lo < _FLAT_RANGE else (background - lo) > (hi - background)
     return (255 - grey) if light else grey
+
+
+def _polarity_copy(grey: np.ndarray) -> np.ndarray:
+    grey = np.ascontiguousarray(grey, dtype=np.uint8)
+    h, w = grey.shape
+    if max(h, w) <= _POLARITY_SIDE:
+        return grey
+    scale = _POLARITY_SIDE / max(h, w)
+    return cv2.resize(grey, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)

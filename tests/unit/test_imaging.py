@@ -93,10 +93,23 @@ def _la_premultiplied() -> Image.Image:
     return Image.frombytes("La", la.size, la.tobytes())
 
 
-def test_transparent_canvas_composited_onto_white() -> None:
-    grey = to_grey(draw_one_rgba())
-    assert grey[0, 0] == 255  # transparent paper reads as white
-    assert grey.min() == 0  # black ink stays black
+@pytest.mark.parametrize("ink", [(0, 0, 0), (255, 255, 255), (200, 30, 30)])
+def test_a_drawing_on_a_transparent_layer_is_its_painted_pixels_in_any_colour(ink: tuple[int, int, int]) -> None:
+    layer = np.asarray(draw_one_rgba())
+    coloured = layer.copy()
+    coloured[..., :3] = ink
+    grey = to_grey(Image.fromarray(coloured))
+    assert grey[0, 0] == 0 and grey.max() == 255  # bright ink on a black background, as MNIST
+    assert np.array_equal(grey, layer[..., 3])
+
+
+def test_an_opaque_picture_with_an_alpha_channel_is_composited_onto_white() -> None:
+    img = seven_small("L").convert("RGBA")
+    rgba = np.asarray(img).copy()
+    rgba[..., 3] = 255
+    rgba[:5, :5, 3] = 0  # one transparent corner: the border is still mostly opaque paper
+    grey = to_grey(Image.fromarray(rgba))
+    assert grey[0, 0] == 255 and np.array_equal(grey[10:], np.asarray(img.convert("L"))[10:])
 
 
 def test_light_ink_on_transparent_layer_is_not_lost() -> None:
