@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -253,3 +254,21 @@ def test_an_answer_holds_the_model_values_rounded_to_six_decimals() -> None:
         broken = Prediction(3, 0.5, [0.1, 0.2, 0.3, bad, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0], 1)
         with pytest.raises(InferenceError, match="non-finite"):
             prediction_answer(broken, Settings(return_probabilities=True))
+
+
+def test_batch_image_parts_decode_side_by_side_and_reach_the_model_in_one_call(
+    make_client: ClientFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each decode waits until the other has started: one after the other, the barrier would break.
+    both_decoding = threading.Barrier(2, timeout=5)
+
+    def decode_when_both_started(data: bytes, **facts: Any) -> Any:
+        both_decoding.wait()
+        return api_fakes.fake_image_to_mnist(data, **facts)
+
+    monkeypatch.setattr(decoder.normalise, "image_to_mnist", decode_when_both_started)
+    manager = FakeManager()
+    response = make_client(manager).post("/predict/batch", files=[("files", (f"{i}.png", PNG)) for i in range(2)])
+    assert response.status_code == 200, response.text
+    assert [p["digit"] for p in response.json()["predictions"]] == [7, 7]
+    assert manager.calls == [2]
