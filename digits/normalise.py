@@ -23,10 +23,11 @@ cv2.setNumThreads(1)
 # MNIST's own construction: digits scaled so the longer side is 20 px (what training writes as
 # ``preprocessing.digit_box``; the canvas is ``registry.layout.IMAGE_SIDE``).
 MNIST_DIGIT_BOX = 20
-# Cleaning runs on a copy whose longer side is at most this: a digit a tenth of a phone photo's
-# height is still twice the 20 px box there, and every pass below costs a fraction of a millisecond.
-# (768 measured no more accurate on rendered photos and canvases, at four times the pixels.)
-WORK_SIDE = 384
+# Cleaning runs on a copy whose longer side is at most this (reduced by a whole factor, so between
+# half of it and all of it): a digit a tenth of a phone photo's height still spans the 20 px box,
+# and each pass below costs a fraction of a millisecond. (768 measured no more accurate on rendered
+# photos and canvases, at up to four times the pixels.)
+WORK_SIDE = 512
 # Kept strokes grow by one pixel per this many pixels of the working side, to keep their faint rim.
 _CC_SIDE = 128
 # Below this ink-versus-paper difference (grey levels) the picture is blank.
@@ -75,17 +76,36 @@ def to_mnist(grey: np.ndarray, *, canvas: int, digit_box: int) -> np.ndarray:
     return out
 
 
+def shrink(grey: np.ndarray, limit: int) -> np.ndarray:
+    """uint8 [h, w] averaged down by the smallest whole factor that brings the longer side to ``limit`` or less.
+
+    A whole factor is OpenCV's fast path for area averaging (measured 0.1 ms against 2-3 ms for a
+    fractional one on a few hundred pixels a side); the last rows and columns past a multiple go.
+    """
+    h, w = grey.shape
+    factor = -(-max(h, w) // limit)
+    if factor <= 1:
+        return grey
+    size = (max(1, w // factor), max(1, h // factor))
+    return cv2.resize(grey[: size[1] * factor, : size[0] * factor], size, interpolation=cv2.INTER_AREA)
+
+
+def grey_percentile(values: np.ndarray, q: float) -> int:
+    """The ``q``-th percentile of uint8 values (the smallest value with at least q % at or below it).
+
+    From a 256-bin histogram: one counting pass, where np.percentile converts and partitions
+    (measured 0.2 ms against 3.3 ms on 65k pixels).
+    """
+    cumulative = np.bincount(values.ravel(), minlength=256).cumsum()
+    return int(np.searchsorted(cumulative, max(1.0, q / 100.0 * cumulative[-1])))
+
+
 def _working_copy(grey: np.ndarray) -> np.ndarray:
     """uint8 [h, w] with the longer side at most WORK_SIDE and pixel-sized noise averaged away."""
     grey = np.ascontiguousarray(grey, dtype=np.uint8)
-    h, w = grey.shape
-    longest = max(h, w)
-    if longest > WORK_SIDE:
-        # Area averaging is the denoising: each working pixel is the mean of several picture pixels.
-        scale = WORK_SIDE / longest
-        size = (max(1, round(w * scale)), max(1, round(h * scale)))
-        return cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
-    radius = longest // 256
+    if max(grey.shape) > WORK_SIDE:
+        return shrink(grey, WORK_SIDE)  # area averaging is the denoising
+    radius = max(grey.shape) // 256
     if radius:
         grey = cv2.blur(grey, (2 * radius + 1, 2 * radius + 1))
     return grey
@@ -104,7 +124,7 @@ def background_surface(x: np.ndarray) -> np.ndarray:
     side = max(3, max(h, w) // 8) | 1
     surface = cv2.morphologyEx(x, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (side, side)))
     border = np.concatenate([x[0], x[-1], x[:, 0], x[:, -1]])
-    cap = min(255, round(float(np.percentile(border, 95)) + BORDER_MARGIN))
+    cap = min(255, round(grey_percentile(border, 95) + BORDER_MARGIN))
     return np.minimum(surface, np.uint8(cap))
 
 

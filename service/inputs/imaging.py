@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps
 
-from digits.normalise import WORK_SIDE
+from digits.normalise import WORK_SIDE, grey_percentile, shrink
 from service.errors import ImageTooLarge, InvalidImage, MultiFrameImage, ServiceError, UnsupportedImageFormat
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -37,17 +37,19 @@ _KNOWN_OTHERS: tuple[tuple[bytes, str], ...] = (
     (b"\x00\x00\x00\x0cjP  ", "JPEG 2000"),
 )
 
-# JPEGs larger than the normaliser's working side are decoded at 1/2, 1/4 or 1/8 scale, the
-# smallest that still covers it: libjpeg skips the detail in its DCT for free, which bounds time
-# and memory and loses nothing the normaliser would keep (it averages down to that side anyway).
-JPEG_DRAFT_SIDE = WORK_SIDE
+# JPEGs larger than this are decoded at 1/2, 1/4 or 1/8 scale, the smallest that still covers it:
+# libjpeg skips the detail in its DCT for free, which bounds time and memory. A 1600 px photo arrives
+# at 400 px, within the normaliser's working side, so nothing is resized again (3/4 of that side).
+JPEG_DRAFT_SIDE = WORK_SIDE * 3 // 4
 
 # A grey plane with less spread than this has no ink worth deciding polarity on.
 _FLAT_RANGE = 8
 # Polarity is decided on a copy this small at most: strokes are still there, paper is cheap.
 _POLARITY_SIDE = 256
+# Paper whose border spans more grey levels than this (10th to 90th percentile) is uneven.
+_PLAIN_PAPER = 24
 # Wider than a pen stroke on the small copy, narrower than a shadow's corner: the top-hats' square.
-# Canvas brushes are wider; their pictures have plain backgrounds, which the border rule reads.
+# Canvas brushes are wider, but canvases are plain paper, where the border decides.
 _STROKE_SIDE = 7
 # The ink's strength is its strongest thin structures, short of the few brightest pixels.
 _INK_PERCENTILE = 99.5
@@ -178,36 +180,28 @@ def _high_depth_to_uint8(values: np.ndarray, *, full_scale: float | None) -> np.
 def make_ink_bright(grey: np.ndarray) -> np.ndarray:
     """Invert when the ink is darker than the paper, so ink is bright as in MNIST.
 
-    Ink is what is thin: strokes are narrower than any stretch of paper, while shadows, gradients
-    and lighting are wide. So the polarity is the one whose thin structures stand out more, the
-    white top-hat (bright and thin) against the black top-hat (dark and thin), on a small copy.
-    When neither clearly wins (a flat picture, strokes as wide as the picture), the paper is the
-    border's median and the ink the tail, dark or bright, that lies further from it.
+    On plain paper (a canvas, a scan: the border all one grey) the paper is the border's median
+    and the ink the tail, dark or bright, that lies further from it. On uneven paper (a shadow or
+    a lighting gradient across the border) that tail can be the shadow; there the ink is what is
+    thin: the polarity whose thin structures stand out more, the white top-hat (bright and thin)
+    against the black top-hat (dark and thin), on a small copy.
     """
     if grey.size == 0:
         return grey
-    small = _polarity_copy(grey)
-    kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (_STROKE_SIDE, _STROKE_SIDE))
-    bright = float(np.percentile(cv2.morphologyEx(small, cv2.MORPH_TOPHAT, kernel), _INK_PERCENTILE))
-    dark = float(np.percentile(cv2.morphologyEx(small, cv2.MORPH_BLACKHAT, kernel), _INK_PERCENTILE))
-    if max(bright, dark) >= _FLAT_RANGE and max(bright, dark) >= _DECISIVE * min(bright, dark):
-        return (255 - grey) if dark > bright else grey
+    small = shrink(np.ascontiguousarray(grey, dtype=np.uint8), _POLARITY_SIDE)
     h, w = small.shape
     ring = max(1, min(h, w) // 20)
     border = np.concatenate(
         [small[:ring].ravel(), small[-ring:].ravel(), small[:, :ring].ravel(), small[:, -ring:].ravel()]
     )
-    background = float(np.median(border))
-    lo, hi = (float(v) for v in np.percentile(small, [0.1, 99.9]))
+    if grey_percentile(border, 90) - grey_percentile(border, 10) > _PLAIN_PAPER:
+        kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (_STROKE_SIDE, _STROKE_SIDE))
+        bright = grey_percentile(cv2.morphologyEx(small, cv2.MORPH_TOPHAT, kernel), _INK_PERCENTILE)
+        dark = grey_percentile(cv2.morphologyEx(small, cv2.MORPH_BLACKHAT, kernel), _INK_PERCENTILE)
+        if max(bright, dark) >= _DECISIVE * min(bright, dark):
+            return (255 - grey) if dark > bright else grey
+    background = grey_percentile(border, 50)
+    lo, hi = grey_percentile(small, 0.1), grey_percentile(small, 99.9)
     # A flat picture has no ink tail to compare; a white page then becomes black, so it reads as blank.
-    light = background > 127.0 if hi - lo < _FLAT_RANGE else (background - lo) > (hi - background)
+    light = background > 127 if hi - lo < _FLAT_RANGE else (background - lo) > (hi - background)
     return (255 - grey) if light else grey
-
-
-def _polarity_copy(grey: np.ndarray) -> np.ndarray:
-    grey = np.ascontiguousarray(grey, dtype=np.uint8)
-    h, w = grey.shape
-    if max(h, w) <= _POLARITY_SIDE:
-        return grey
-    scale = _POLARITY_SIDE / max(h, w)
-    return cv2.resize(grey, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)

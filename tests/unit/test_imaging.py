@@ -160,3 +160,24 @@ def test_polarity_by_which_tail_is_ink(paper: int, ink: int, inverted: bool) -> 
 def test_blank_white_becomes_black_and_tiny_images_pass() -> None:
     assert make_ink_bright(np.full((5, 5), 255, dtype=np.uint8)).max() == 0
     assert decode(encode(Image.new("L", (1, 1), 255), "PNG")).shape == (1, 1)
+
+
+@pytest.mark.parametrize(("ink", "paper", "shade"), [(140, 210, 100), (60, 200, 40)])
+def test_a_shadow_over_most_of_the_border_does_not_flip_the_ink(ink: int, paper: int, shade: int) -> None:
+    # A phone photo: the shadow is wide, darker than the pencil, and covers two thirds of the edge;
+    # the border's median is the shadow, and the paper's bright tail lies further from it than the ink.
+    grey = np.full((300, 400), paper, dtype=np.uint8)
+    grey[:, :260] = shade
+    grey[80:220, 290:296] = ink
+    grey[80:86, 270:320] = ink
+    # Dark ink: inverted. (The shadow then reads brighter than the paper; removing it is normalise's job.)
+    np.testing.assert_array_equal(make_ink_bright(grey), 255 - grey)
+
+
+def test_a_thick_brush_on_a_plain_canvas_keeps_its_ink_bright() -> None:
+    # A canvas drawing: strokes wider than the gaps between them, the gaps as thin as pen strokes.
+    grey = np.full((280, 280), 255, dtype=np.uint8)
+    for left in range(60, 220, 28):
+        grey[40:240, left : left + 24] = 0
+    out = make_ink_bright(grey)
+    assert out[100, 70] == 255 and out[0, 0] == 0

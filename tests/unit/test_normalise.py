@@ -163,3 +163,29 @@ def test_canvas_and_digit_box_are_the_callers_facts_never_defaults(function: obj
     for name in ("canvas", "digit_box"):
         assert params[name].kind is inspect.Parameter.KEYWORD_ONLY
         assert params[name].default is inspect.Parameter.empty
+
+
+@pytest.mark.parametrize("q", [0.1, 10, 50, 95, 99.5, 100])
+def test_grey_percentile_is_numpys_inverted_cdf(q: float) -> None:
+    from digits.normalise import grey_percentile
+
+    rng = np.random.default_rng(int(q * 10))
+    for values in (
+        rng.integers(0, 256, size=999, dtype=np.uint8),
+        np.full(7, 42, np.uint8),
+        np.array([0, 255], np.uint8),
+    ):
+        assert grey_percentile(values, q) == int(np.percentile(values, q, method="inverted_cdf"))
+
+
+@pytest.mark.parametrize(
+    ("shape", "limit"), [((1200, 1600), 512), ((280, 280), 256), ((3, 4000), 512), ((90, 60), 512)]
+)
+def test_shrink_averages_down_to_the_limit(shape: tuple[int, int], limit: int) -> None:
+    from digits.normalise import shrink
+
+    grey = np.random.default_rng(0).integers(0, 256, size=shape, dtype=np.uint8)
+    small = shrink(grey, limit)
+    assert max(small.shape) <= max(limit, 1) and min(small.shape) >= 1
+    assert small.shape == grey.shape or max(small.shape) > limit // 2
+    assert abs(float(small.mean()) - float(grey.mean())) < 2.0  # an average, not a subsample's luck
