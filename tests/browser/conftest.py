@@ -38,8 +38,10 @@ def chromium_path() -> str:
     return found
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Browser]:
+    """One browser per test module. Not per session: while Playwright's sync API is started it keeps an asyncio
+    loop running on this thread, and every asyncio.run of the tiers after this one would fail."""
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium_path(), headless=True)
         yield browser

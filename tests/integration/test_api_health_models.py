@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from tests.conftest import ROOT, ServerHandle
-from tests.helpers import as_json_rows, real_digits
+from tests.helpers import as_json_rows, raw_http, real_digits
 
 
 def sample(text: str, name: str, **labels: str) -> float:
@@ -75,10 +75,13 @@ def test_models_and_model_metadata(served: ServerHandle) -> None:
         assert meta.status_code == 200 and meta.json()["version"] == version and "files" in meta.json()
         missing = client.get("/models/999999")
         assert missing.status_code == 404 and missing.json()["error"]["code"] == "version_not_found"
-        for bad in ("abc", "0", "1e3", "..", "%2e%2e%2fetc"):
+        for bad in ("abc", "0", "1e3", "%2e%2e%2fetc"):
             response = client.get(f"/models/{bad}")
             assert response.status_code in (404, 422), bad
             assert response.json()["error"]["code"] in {"invalid_version", "not_found"}
+    # Sent literally: a client resolves "/models/.." to "/" (the pad's page) before sending it.
+    dots = raw_http(served.base_url, "GET /models/.. HTTP/1.1\r\nHost: test")
+    assert dots.status == 422 and dots.json()["error"]["code"] == "invalid_version"
 
 
 def test_metrics_are_present_and_moving(served: ServerHandle) -> None:
