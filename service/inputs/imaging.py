@@ -39,7 +39,7 @@ _KNOWN_OTHERS: tuple[tuple[bytes, str], ...] = (
 
 # JPEGs larger than this are decoded at 1/2, 1/4 or 1/8 scale, the smallest that still covers it:
 # libjpeg skips the detail in its DCT for free, which bounds time and memory. A 1600 px photo arrives
-# at 400 px, within the normaliser's working side, so nothing is resized again (3/4 of that side).
+# at 200 px, within the normaliser's working side, so nothing is resized again (3/4 of that side).
 JPEG_DRAFT_SIDE = WORK_SIDE * 3 // 4
 
 # A grey plane with less spread than this has no ink worth deciding polarity on.
