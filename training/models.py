@@ -20,8 +20,10 @@ def build(name: str) -> keras.Model:
         raise ValueError(f"architecture {name!r} must return [N, F] features, got shape {tuple(body.shape)}")
     # An identity layer gives the features their output name whatever layer the architecture ended with.
     features = layers.Identity(name=layout.OUTPUT_FEATURES)(body)
-    head = layers.Dropout(arch.head_dropout)(features) if arch.head_dropout else features
-    probs = layers.Dense(layout.NUM_CLASSES, activation="softmax", name=layout.OUTPUT_PROBABILITIES)(head)
+    # The softmax layer is made before the dropout, as the networks were written before this function: layers
+    # draw their seeds as they are made, so the order keeps "same seed, same model" across the change.
+    softmax = layers.Dense(layout.NUM_CLASSES, activation="softmax", name=layout.OUTPUT_PROBABILITIES)
+    probs = softmax(layers.Dropout(arch.head_dropout)(features) if arch.head_dropout else features)
     return keras.Model(inputs, [probs, features], name=name)
 
 
