@@ -166,12 +166,13 @@ def test_blank_white_becomes_black_and_tiny_images_pass() -> None:
 
 
 @pytest.mark.parametrize(
-    ("ink", "paper", "shade", "pen"), [(140, 210, 100, 6), (60, 200, 40, 6), (140, 210, 100, 10), (230, 40, 120, 6)]
+    ("ink", "paper", "shade", "pen"),
+    [(140, 210, 100, 6), (60, 200, 40, 6), (140, 210, 100, 10), (230, 40, 120, 6), (160, 60, 110, 6)],
 )
 def test_a_shadow_over_most_of_the_border_does_not_flip_the_ink(ink: int, paper: int, shade: int, pen: int) -> None:
     # A phone photo: the shadow is wide, darker than the pencil, and covers two thirds of the edge;
     # the border's median is the shadow, and the paper's bright tail lies further from it than the ink.
-    # (The last case: chalk on a blackboard, a lit patch over most of the edge.)
+    # (The last two: chalk on a blackboard, a lit patch over most of the edge.)
     grey = np.full((300, 400), paper, dtype=np.uint8)
     grey[:, :260] = shade
     grey[80:220, 290 : 290 + pen] = ink
