@@ -14,6 +14,8 @@ import itertools
 import numpy as np
 from PIL import Image, ImageDraw
 
+from benchmarks.renders import thin  # the same Zhang-Suen thinning the canvas renders trace
+
 Point = tuple[float, float]  # (x, y) as fractions of the pad's side, 0..1
 Stroke = list[Point]
 SIDE = 28
@@ -21,31 +23,6 @@ SIDE = 28
 PAD_UPLOAD_SIDE = 280
 PAD_BRUSH = PAD_UPLOAD_SIDE / 14
 _NEIGHBOURS = [(-1, 0), (0, 1), (1, 0), (0, -1), (-1, 1), (1, 1), (1, -1), (-1, -1)]  # 4-connected first
-
-
-def thin(mask: np.ndarray) -> np.ndarray:
-    """Zhang-Suen thinning of a boolean image to a one-pixel-wide skeleton."""
-    img = np.pad(mask.astype(np.uint8), 1)
-    while True:
-        removed = False
-        for step in (0, 1):
-            c = img[1:-1, 1:-1]
-            p2, p3, p4 = img[:-2, 1:-1], img[:-2, 2:], img[1:-1, 2:]
-            p5, p6, p7 = img[2:, 2:], img[2:, 1:-1], img[2:, :-2]
-            p8, p9 = img[1:-1, :-2], img[:-2, :-2]
-            ring = [p2, p3, p4, p5, p6, p7, p8, p9, p2]
-            count = sum(p.astype(int) for p in ring[:-1])
-            transitions = sum(((a == 0) & (b == 1)).astype(int) for a, b in itertools.pairwise(ring))
-            if step == 0:
-                side_clear = (p2 * p4 * p6 == 0) & (p4 * p6 * p8 == 0)
-            else:
-                side_clear = (p2 * p4 * p8 == 0) & (p2 * p6 * p8 == 0)
-            remove = (c == 1) & (count >= 2) & (count <= 6) & (transitions == 1) & side_clear
-            if remove.any():
-                c[remove] = 0
-                removed = True
-        if not removed:
-            return img[1:-1, 1:-1].astype(bool)
 
 
 def _walk(skeleton: np.ndarray) -> list[list[tuple[int, int]]]:

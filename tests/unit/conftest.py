@@ -11,7 +11,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from importlib.abc import MetaPathFinder
 from types import ModuleType
 from typing import Any
@@ -59,3 +59,31 @@ def _no_child_processes(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
     monkeypatch.setattr(subprocess.Popen, "__init__", refuse)
     yield
+
+
+@pytest.fixture()
+def make_client(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> Iterator[Callable[..., Any]]:
+    """TestClients on the real app with a fake model manager and a fake image decoder, closed after the test.
+
+    ``make_client(manager=None, **settings)``: errors come back as responses (500 included), as a client sees them.
+    """
+    from starlette.testclient import TestClient
+
+    from service.app import create_app
+    from service.inputs import decoder
+    from service.settings import Settings
+    from tests.unit import api_fakes
+
+    monkeypatch.setattr(decoder.normalise, "image_to_mnist", api_fakes.fake_image_to_mnist)
+    clients: list[TestClient] = []
+
+    def factory(manager: api_fakes.FakeManager | None = None, **overrides: Any) -> TestClient:
+        app = create_app(Settings(model_dir=tmp_path, **overrides), manager=manager or api_fakes.FakeManager())
+        client = TestClient(app, raise_server_exceptions=False)
+        client.__enter__()
+        clients.append(client)
+        return client
+
+    yield factory
+    for client in clients:
+        client.__exit__(None, None, None)

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
 
-from service.app import create_app
 from service.inputs import decoder
 from service.settings import Settings
 from tests.helpers import as_json_rows, synthetic_digit
@@ -20,23 +19,6 @@ TOKEN = "s3cret-admin-token-0123"
 PNG = PNG_MAGIC + b"rest-of-a-png"
 
 ClientFactory = Callable[..., TestClient]
-
-
-@pytest.fixture()
-def make_client(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> Iterator[ClientFactory]:
-    monkeypatch.setattr(decoder.normalise, "image_to_mnist", api_fakes.fake_image_to_mnist)
-    clients: list[TestClient] = []
-
-    def factory(manager: FakeManager | None = None, **overrides: Any) -> TestClient:
-        settings = Settings(model_dir=tmp_path, **overrides)
-        client = TestClient(create_app(settings, manager=manager or FakeManager()), raise_server_exceptions=False)
-        client.__enter__()
-        clients.append(client)
-        return client
-
-    yield factory
-    for client in clients:
-        client.__exit__(None, None, None)
 
 
 def code_of(response: Any) -> str:

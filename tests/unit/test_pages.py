@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,6 @@ from starlette.testclient import TestClient
 
 from registry import FileNotPublished, Registry, layout
 from service.api.routes_pages import PAGES_DIR
-from service.app import create_app
 from service.metrics import REQUESTS
 from service.settings import Settings
 from tests.helpers import as_json_rows, model_facts, synthetic_digit, to_png
@@ -60,19 +59,13 @@ def publish(root: Path, card: str | None = CARD, metrics: dict[str, Any] | None 
 
 
 @pytest.fixture()
-def make_client(tmp_path: Path) -> Iterator[Client]:
-    clients: list[TestClient] = []
+def make_client(make_client: Client, tmp_path: Path) -> Client:
+    """The shared client factory (tests/unit/conftest.py), its manager serving a registry with a published card."""
 
     def factory(registry: Registry | None = None, **overrides: Any) -> TestClient:
-        manager = FakeManager(version=1, registry=registry or publish(tmp_path / "registry"))
-        client = TestClient(create_app(Settings(model_dir=tmp_path, **overrides), manager=manager))
-        client.__enter__()
-        clients.append(client)
-        return client
+        return make_client(FakeManager(version=1, registry=registry or publish(tmp_path / "registry")), **overrides)
 
-    yield factory
-    for client in clients:
-        client.__exit__(None, None, None)
+    return factory
 
 
 def assert_page_headers(headers: Any) -> None:

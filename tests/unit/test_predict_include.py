@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import numpy as np
@@ -10,31 +10,11 @@ import pytest
 from starlette.testclient import TestClient
 
 from service.api import routes_predict
-from service.app import create_app
-from service.inputs import decoder
-from service.settings import Settings
 from tests.helpers import as_json_rows, synthetic_digit
-from tests.unit import api_fakes
 from tests.unit.api_fakes import PNG_MAGIC, FakeManager
 
 PNG = PNG_MAGIC + b"rest-of-a-png"
 ClientFactory = Callable[..., TestClient]
-
-
-@pytest.fixture()
-def make_client(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> Iterator[ClientFactory]:
-    monkeypatch.setattr(decoder.normalise, "image_to_mnist", api_fakes.fake_image_to_mnist)
-    clients: list[TestClient] = []
-
-    def factory(manager: FakeManager | None = None, **overrides: Any) -> TestClient:
-        client = TestClient(create_app(Settings(model_dir=tmp_path, **overrides), manager=manager or FakeManager()))
-        client.__enter__()
-        clients.append(client)
-        return client
-
-    yield factory
-    for client in clients:
-        client.__exit__(None, None, None)
 
 
 def fake_decoded() -> list[list[int]]:
