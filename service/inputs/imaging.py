@@ -198,7 +198,7 @@ def make_ink_bright(grey: np.ndarray) -> np.ndarray:
         kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (_STROKE_SIDE, _STROKE_SIDE))
         bright = grey_percentile(cv2.morphologyEx(small, cv2.MORPH_TOPHAT, kernel), _INK_PERCENTILE)
         dark = grey_percentile(cv2.morphologyEx(small, cv2.MORPH_BLACKHAT, kernel), _INK_PERCENTILE)
-        if max(bright, dark) >= _DECISIVE * min(bright, dark):
+        if max(bright, dark) >= max(_FLAT_RANGE, _DECISIVE * min(bright, dark)):
             return (255 - grey) if dark > bright else grey
     background = grey_percentile(border, 50)
     lo, hi = grey_percentile(small, 0.1), grey_percentile(small, 99.9)

@@ -189,3 +189,11 @@ def test_a_thick_brush_on_a_plain_canvas_keeps_its_ink_bright() -> None:
         grey[40:240, left : left + 24] = 0
     out = make_ink_bright(grey)
     assert out[100, 70] == 255 and out[0, 0] == 0
+
+
+def test_a_thick_stroke_on_a_lighting_gradient_falls_back_to_the_border() -> None:
+    # Uneven paper, but no thin structure either way: the top-hats decide nothing, the border does.
+    grey = np.tile(np.linspace(120, 220, 400), (300, 1)).astype(np.uint8)
+    grey[60:240, 180:220] = 30
+    np.testing.assert_array_equal(make_ink_bright(grey), 255 - grey)
+
