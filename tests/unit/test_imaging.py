@@ -196,4 +196,3 @@ def test_a_thick_stroke_on_a_lighting_gradient_falls_back_to_the_border() -> Non
     grey = np.tile(np.linspace(120, 220, 400), (300, 1)).astype(np.uint8)
     grey[60:240, 180:220] = 30
     np.testing.assert_array_equal(make_ink_bright(grey), 255 - grey)
-
