@@ -6,10 +6,9 @@ accepted it; every reader parses the file with ``ModelMetadata.from_dict``, whic
 or bad field with an ``InvalidMetadata`` naming it (``metadata.json: preprocessing.canvas is missing``).
 Dataclasses and plain checks: the registry depends on numpy only.
 
-The facts the service acts on (input, outputs, preprocessing, labels, identity) are typed and
-checked against the one signature of ``registry.layout``; the report sections (metrics, the
-training config, data, ...) are JSON objects for the model card and the admin pages, kept as written
-(``registry.report`` types the recipe and the test scores in them), and so are fields the schema does not name.
+The facts the service acts on (input, outputs, preprocessing, labels, identity) are typed and checked
+against the one signature of ``registry.layout``; the report sections (metrics, training config, data, ...)
+stay JSON objects as written (``registry.report`` types their recipe and test scores), as do unnamed fields.
 """
 
 from __future__ import annotations

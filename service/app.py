@@ -18,6 +18,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.telemetry import TelemetryConfig
 from starlette.middleware.cors import CORSMiddleware
+from starlette.routing import Mount
 
 from service import metrics
 from service.api import errors, routes_admin, routes_health, routes_models, routes_pages, routes_predict
@@ -106,9 +107,10 @@ def create_app(settings: Settings | None = None, *, manager: Any | None = None) 
     routers = [routes_predict.router, routes_models.router, routes_health.router]
     if settings.admin_token is not None:
         routers.append(routes_admin.router)
-    mounts = [routes_pages.assets()] if settings.ui else []
+    mounts: list[Mount] = []
     if settings.ui:
         routers.append(routes_pages.router)
+        mounts.append(routes_pages.assets())
     for router in routers:
         app.include_router(router)
     app.router.routes.extend(mounts)
