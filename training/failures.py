@@ -10,7 +10,9 @@ from __future__ import annotations
 import errno
 import os
 import re
+import signal
 from dataclasses import dataclass
+from types import FrameType
 
 from registry import RegistryError
 from training.data import DataError
@@ -38,10 +40,24 @@ class Stages:
     def __init__(self) -> None:
         self.current = "start"
         self.registered: int | None = None  # the version number once it is published
+        self.interrupted = False
 
     def enter(self, name: str, detail: str = "") -> None:
+        if self.interrupted:  # a Ctrl-C that something swallowed still stops the run before the next stage
+            raise KeyboardInterrupt
         self.current = name
         print(f"[{name}] {detail}".rstrip(), flush=True)
+
+    def catch_ctrl_c(self) -> None:
+        """Remember Ctrl-C as well as raising it. Python drops a KeyboardInterrupt raised while a ``__del__`` or
+        a weakref callback runs ("Exception ignored in ..."), and TensorFlow's exports run many of them: one
+        Ctrl-C during the export was seen to let the run go on and register its version."""
+
+        def interrupt(signum: int, frame: FrameType | None) -> None:
+            self.interrupted = True
+            raise KeyboardInterrupt
+
+        signal.signal(signal.SIGINT, interrupt)
 
 
 @dataclass(frozen=True)

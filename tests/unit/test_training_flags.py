@@ -4,6 +4,9 @@ every failed run ends with."""
 from __future__ import annotations
 
 import errno
+import os
+import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -131,3 +134,25 @@ def test_an_unexpected_error_is_still_one_closing_line_but_marked_as_a_bug() -> 
     outcome = explain(ZeroDivisionError("division by zero"), _stages("evaluation"))
     assert not outcome.expected and outcome.exit_code == EXIT_FAILED
     assert outcome.line == "error: ZeroDivisionError during evaluation: division by zero; nothing was registered"
+
+
+class _InterruptedWhileCollected:
+    """An object whose ``__del__`` is running when Ctrl-C arrives, as TensorFlow's resources often are."""
+
+    def __del__(self) -> None:
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)  # the handler runs here, inside __del__, where Python ignores what it raises
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the swallowed Ctrl-C itself
+def test_a_ctrl_c_swallowed_by_a_finaliser_still_stops_the_run_before_the_next_stage() -> None:
+    stages = _stages("export")
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        stages.catch_ctrl_c()
+        _InterruptedWhileCollected()  # collected at once: the KeyboardInterrupt is "ignored" in __del__
+        with pytest.raises(KeyboardInterrupt):
+            stages.enter("registration")
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert explain(KeyboardInterrupt(), stages).line == "interrupted during export; nothing was registered"
