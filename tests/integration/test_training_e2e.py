@@ -13,8 +13,7 @@ import onnxruntime as ort
 import pytest
 
 from registry import Registry, layout
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.helpers import ROOT, TINY_TRAINING
 
 
 def test_quick_training_leaves_a_complete_verified_promoted_version(tiny_registry: Path) -> None:
@@ -52,7 +51,8 @@ def test_the_onnx_artifact_has_the_documented_signature(tiny_registry: Path) -> 
 
 def test_two_concurrent_trainings_publish_two_distinct_complete_versions(registry_copy: Path) -> None:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    cmd = [sys.executable, "-m", "training", "--registry", str(registry_copy), "--quick", "--epochs", "1"]
+    # Small runs: the race is in staging and publishing, not in how long fitting takes.
+    cmd = [sys.executable, "-m", "training", "--registry", str(registry_copy), *TINY_TRAINING, "--model", "mlp"]
     runs = [
         subprocess.Popen([*cmd, "--seed", str(seed)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL) for seed in (1, 2)
     ]
