@@ -92,8 +92,8 @@ def describe(exc: Exception) -> tuple[int, str, str, dict[str, str] | None]:
     if isinstance(exc, svc.ServiceError):
         status = next((s for cls, s in STATUS_BY_ERROR.items() if isinstance(exc, cls)), 500)
         headers = None
-        if isinstance(exc, svc.QueueFull):
-            headers = {"Retry-After": str(max(1, int(exc.retry_after_s)))}
+        if status == 503:  # every 503 says when to try again (the OpenAPI schema promises it)
+            headers = {"Retry-After": str(max(1, int(getattr(exc, "retry_after_s", 1))))}
         elif isinstance(exc, svc.Unauthorized):
             headers = {"WWW-Authenticate": "Bearer"}
         if status == 500 and type(exc) is svc.ServiceError:

@@ -10,9 +10,9 @@ import anyio
 from fastapi import APIRouter, Depends, Request
 
 from registry import layout
-from registry.errors import AliasError
+from registry.errors import AliasError, InvalidVersion, VersionNotFound
 from service.api.schemas import PromoteIn, ReloadIn, RollbackIn, error_responses
-from service.errors import Forbidden, Unauthorized
+from service.errors import Forbidden, InvalidInput, ModelLoadError, ModelNotReady, Unauthorized
 
 log = logging.getLogger("service.admin")
 
@@ -34,7 +34,16 @@ router = APIRouter(
     prefix="/admin",
     tags=["admin"],
     dependencies=[Depends(require_token)],
-    responses=error_responses(401, 403, 404, 409, 422),
+    responses=error_responses(
+        Unauthorized,
+        Forbidden,
+        VersionNotFound,
+        AliasError,
+        InvalidInput,
+        InvalidVersion,
+        ModelLoadError,
+        ModelNotReady,
+    ),
 )
 
 
