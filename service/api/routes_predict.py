@@ -148,7 +148,9 @@ def _json(body: dict[str, Any], version: int | None) -> Response:
     summary="Classify one digit",
     description=(
         "One digit as a JSON 28x28 array (0 = background, 255 = ink), a multipart upload in field `file`, "
-        "or a raw PNG/JPEG body. Photos and drawings are normalised the way MNIST was made."
+        "or a raw PNG/JPEG body. Photos and drawings are normalised the way MNIST was made.\n\n"
+        "A picture from the command line: `curl -F file=@digit.png http://127.0.0.1:8000/predict`, or "
+        "`curl --data-binary @digit.png -H 'Content-Type: image/png' http://127.0.0.1:8000/predict`."
     ),
     response_model=None,
     responses={

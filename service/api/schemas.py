@@ -103,8 +103,8 @@ def error_responses(*errors: type[Exception]) -> dict[int | str, dict[str, Any]]
     return responses
 
 
-def _binary(description: str) -> dict[str, Any]:
-    return {"schema": {"type": "string", "format": "binary"}, "example": description}
+# Picture bodies carry no example: a schema cannot hold bytes, and a placeholder string pasted into curl is refused.
+PICTURE = {"schema": {"type": "string", "format": "binary"}}
 
 
 def predict_request_body(batch: bool) -> dict[str, Any]:
@@ -141,7 +141,7 @@ def predict_request_body(batch: bool) -> dict[str, Any]:
                 },
                 "encoding": {"file": {"contentType": "image/png, image/jpeg"}},
             },
-            "image/png": _binary("<PNG bytes>"),
-            "image/jpeg": _binary("<JPEG bytes>"),
+            "image/png": PICTURE,
+            "image/jpeg": PICTURE,
         }
     return {"requestBody": {"required": True, "content": content}}
