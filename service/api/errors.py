@@ -145,6 +145,10 @@ async def _on_http_error(_: Request, exc: Exception) -> JSONResponse:
     if isinstance(exc.__cause__, svc.ServiceError):
         # FastAPI wraps errors raised while it reads a body (our byte cap) in a plain 400.
         return error_response(exc.__cause__)
+    if exc.status_code == 400 and isinstance(exc.__cause__, ValueError):
+        # FastAPI's own JSON body parsing (the admin routes) fails so on bytes that are not UTF-8: the same refusal,
+        # and code, as a prediction route's malformed JSON.
+        return error_response(svc.InvalidJSON("the body is not valid JSON (not UTF-8 text)"))
     codes = {404: "not_found", 405: "method_not_allowed", 400: "bad_request", 413: "payload_too_large"}
     code = codes.get(exc.status_code, f"http_{exc.status_code}")
     message = {404: "no such endpoint", 405: "method not allowed on this endpoint"}.get(exc.status_code)
