@@ -31,7 +31,9 @@ async def list_models(request: Request) -> dict[str, Any]:
 async def model_metadata(
     # Read as text and checked by parse_version (422 invalid_version), the one check of a version id; the schema
     # says the same in OpenAPI's terms: registry.files.VERSION_RE takes 1 to 9 digits, no leading zero.
-    version: Annotated[str, Path(json_schema_extra={"type": "integer", "minimum": 1, "maximum": 999_999_999})],
+    version: Annotated[
+        str, Path(json_schema_extra={"type": "integer", "minimum": 1, "maximum": 999_999_999}, examples=[1])
+    ],
     request: Request,
 ) -> dict[str, Any]:
     # Integers only, checked before the registry builds any path from it.

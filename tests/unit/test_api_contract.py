@@ -144,3 +144,13 @@ def test_a_503_answers_with_retry_after_whatever_its_cause(make_client: ClientFa
     response = make_client(manager).post("/predict", json={"image": as_json_rows(synthetic_digit())})
     assert response.status_code == 503 and response.json()["error"]["code"] == "model_not_ready"
     assert int(response.headers["Retry-After"]) >= 1
+
+
+def test_a_body_fastapi_cannot_read_is_refused_with_the_documented_invalid_json(make_client: ClientFactory) -> None:
+    """The admin routes' bodies are parsed by FastAPI: bytes that are not UTF-8 get our code, not a bare 400."""
+    client = make_client(admin_token=TOKEN)
+    headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+    response = client.post("/admin/reload", content=b"\xff\xfe{", headers=headers)
+    assert response.status_code == 400 and response.json()["error"]["code"] == "invalid_json"
+    documented = client.get("/openapi.json").json()["paths"]["/admin/reload"]["post"]["responses"]["400"]
+    assert "invalid_json" in documented["x-error-codes"]
