@@ -19,6 +19,7 @@ an error answer that lists no codes of ours.
 
 from __future__ import annotations
 
+import copy
 import json
 from typing import Any
 
@@ -62,7 +63,8 @@ def install(app: FastAPI, settings: Settings) -> None:
 
     def strict_openapi() -> dict[str, Any]:
         if not built:
-            built.update(strict(generate(), settings))
+            # A copy: the rules below rewrite dicts a route's openapi_extra may share with every app built from it.
+            built.update(strict(copy.deepcopy(generate()), settings))
         return built
 
     app.openapi = strict_openapi  # type: ignore[method-assign]  # FastAPI's documented way to change the schema
