@@ -21,7 +21,16 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Mount
 
 from service import metrics
-from service.api import errors, routes_admin, routes_health, routes_models, routes_pages, routes_predict
+from service.api import (
+    errors,
+    openapi,
+    routes_admin,
+    routes_docs,
+    routes_health,
+    routes_models,
+    routes_pages,
+    routes_predict,
+)
 from service.api.access import AccessMiddleware
 from service.api.limits import LimitsMiddleware
 from service.errors import DeviceUnavailable
@@ -96,6 +105,11 @@ def create_app(settings: Settings | None = None, *, manager: Any | None = None) 
         description=DESCRIPTION,
         version="1.0",
         lifespan=_lifespan,
+        # FastAPI's own docs pages load Swagger UI and ReDoc from a CDN: /docs is served by routes_docs instead.
+        docs_url=None,
+        redoc_url=None,
+        swagger_ui_oauth2_redirect_url=None,
+        openapi_url=openapi.OPENAPI_PATH if settings.docs else None,
         # The service exports its own Prometheus metrics and JSON logs; FastAPI's OpenTelemetry hooks would
         # otherwise ask, on every request, whether a tracer, meter or logger provider has been configured.
         telemetry=NO_TELEMETRY,
@@ -111,9 +125,13 @@ def create_app(settings: Settings | None = None, *, manager: Any | None = None) 
     if settings.ui:
         routers.append(routes_pages.router)
         mounts.append(routes_pages.assets())
+    if settings.docs:
+        routers.append(routes_docs.router)
+        mounts.append(routes_docs.assets())
     for router in routers:
         app.include_router(router)
     app.router.routes.extend(mounts)
+    openapi.install(app, settings)
     # add_middleware stacks outward: limits run inside the access log, so refusals are logged and counted.
     app.add_middleware(LimitsMiddleware, max_body_bytes=settings.max_body_bytes, body_timeout_s=settings.body_timeout_s)
     if settings.cors_origins:

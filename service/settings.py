@@ -73,6 +73,9 @@ class Settings(BaseSettings):
 
     # browser pages and cross-origin callers
     ui: bool = Field(True, description="Serve the digit pad at / and the model card pages; false removes them.")
+    docs: bool = Field(
+        True, description="Serve the API documentation at /docs and the schema at /openapi.json; false removes both."
+    )
     # NoDecode: a comma-separated list, not the JSON pydantic-settings would expect for a list.
     cors_origins: Annotated[tuple[str, ...] | None, NoDecode] = Field(
         None, description="Comma-separated origins (https://example.org) allowed to call the API from a browser."

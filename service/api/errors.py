@@ -92,8 +92,8 @@ def describe(exc: Exception) -> tuple[int, str, str, dict[str, str] | None]:
     if isinstance(exc, svc.ServiceError):
         status = next((s for cls, s in STATUS_BY_ERROR.items() if isinstance(exc, cls)), 500)
         headers = None
-        if isinstance(exc, svc.QueueFull):
-            headers = {"Retry-After": str(max(1, int(exc.retry_after_s)))}
+        if status == 503:  # every 503 says when to try again (the OpenAPI schema promises it)
+            headers = {"Retry-After": str(max(1, int(getattr(exc, "retry_after_s", 1))))}
         elif isinstance(exc, svc.Unauthorized):
             headers = {"WWW-Authenticate": "Bearer"}
         if status == 500 and type(exc) is svc.ServiceError:
@@ -145,6 +145,10 @@ async def _on_http_error(_: Request, exc: Exception) -> JSONResponse:
     if isinstance(exc.__cause__, svc.ServiceError):
         # FastAPI wraps errors raised while it reads a body (our byte cap) in a plain 400.
         return error_response(exc.__cause__)
+    if exc.status_code == 400 and isinstance(exc.__cause__, ValueError):
+        # FastAPI's own JSON body parsing (the admin routes) fails so on bytes that are not UTF-8: the same refusal,
+        # and code, as a prediction route's malformed JSON.
+        return error_response(svc.InvalidJSON("the body is not valid JSON (not UTF-8 text)"))
     codes = {404: "not_found", 405: "method_not_allowed", 400: "bad_request", 413: "payload_too_large"}
     code = codes.get(exc.status_code, f"http_{exc.status_code}")
     message = {404: "no such endpoint", 405: "method not allowed on this endpoint"}.get(exc.status_code)

@@ -11,6 +11,7 @@ from starlette.responses import JSONResponse, Response
 from service import metrics
 from service.api.errors import envelope
 from service.api.schemas import error_responses
+from service.errors import ModelNotReady
 
 router = APIRouter(tags=["operations"])
 
@@ -26,7 +27,7 @@ async def live() -> dict[str, str]:
     response_model=None,
     responses={
         200: {"content": {"application/json": {"example": {"status": "ready", "model_version": 3}}}},
-        **error_responses(503),
+        **error_responses(ModelNotReady),
     },
 )
 async def ready(request: Request) -> JSONResponse:

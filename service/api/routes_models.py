@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import anyio
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Path, Request
 
+from registry import errors as reg
 from registry import parse_version
 from service.api.schemas import error_responses
 
@@ -25,9 +26,16 @@ async def list_models(request: Request) -> dict[str, Any]:
 @router.get(
     "/models/{version}",
     summary="Metadata of one version",
-    responses=error_responses(404, 422),
+    responses=error_responses(reg.VersionNotFound, reg.InvalidVersion),
 )
-async def model_metadata(version: str, request: Request) -> dict[str, Any]:
+async def model_metadata(
+    # Read as text and checked by parse_version (422 invalid_version), the one check of a version id; the schema
+    # says the same in OpenAPI's terms: registry.files.VERSION_RE takes 1 to 9 digits, no leading zero.
+    version: Annotated[
+        str, Path(json_schema_extra={"type": "integer", "minimum": 1, "maximum": 999_999_999}, examples=[1])
+    ],
+    request: Request,
+) -> dict[str, Any]:
     # Integers only, checked before the registry builds any path from it.
     number = parse_version(version)
     registry = request.app.state.manager.registry

@@ -19,6 +19,7 @@ from fastapi import APIRouter, Request
 from fastapi.routing import APIRoute
 from starlette.responses import Response
 
+from service import errors as svc
 from service.api.access import MODEL_VERSION_HEADER
 from service.api.errors import entry_error
 from service.api.input_forms import Slot, batch_images, single_image
@@ -43,7 +44,30 @@ class RequestOnlyRoute(APIRoute):
 
 router = APIRouter(tags=["predict"], route_class=RequestOnlyRoute)
 
-INPUT_ERRORS = error_responses(400, 413, 415, 422, 503, 504)
+# What a prediction request can be refused with as a whole; the body limits' refusals are added to every operation
+# with a body (service/api/openapi.py).
+REQUEST_ERRORS = (
+    svc.InvalidJSON,
+    svc.InvalidInput,
+    svc.InvalidMultipart,
+    svc.UnknownInclude,
+    svc.QueueFull,
+    svc.ModelNotReady,
+    svc.DeadlineExceeded,
+    svc.InferenceError,
+)
+# What one image can be refused with: the whole answer of /predict, an entry of /predict/batch's answer. No schema
+# can rule these out (bytes that are no PNG/JPEG, a blank canvas, something that is not a digit).
+IMAGE_ERRORS = (
+    svc.UnsupportedImageFormat,
+    svc.InvalidImage,
+    svc.ImageTooLarge,
+    svc.MultiFrameImage,
+    svc.DecodeTimeout,
+    svc.NoDigit,
+    svc.NotADigit,
+    svc.SuspectedAdversarial,
+)
 VERSION_HEADER = MODEL_VERSION_HEADER.decode()
 ANSWER_HEADERS = {"X-Model-Version": {"description": "The model version that answered.", "schema": {"type": "integer"}}}
 
@@ -124,10 +148,15 @@ def _json(body: dict[str, Any], version: int | None) -> Response:
     summary="Classify one digit",
     description=(
         "One digit as a JSON 28x28 array (0 = background, 255 = ink), a multipart upload in field `file`, "
-        "or a raw PNG/JPEG body. Photos and drawings are normalised the way MNIST was made."
+        "or a raw PNG/JPEG body. Photos and drawings are normalised the way MNIST was made.\n\n"
+        "A picture from the command line: `curl -F file=@digit.png http://127.0.0.1:8000/predict`, or "
+        "`curl --data-binary @digit.png -H 'Content-Type: image/png' http://127.0.0.1:8000/predict`."
     ),
     response_model=None,
-    responses={200: {"model": PredictionOut, "headers": ANSWER_HEADERS}, **INPUT_ERRORS},
+    responses={
+        200: {"model": PredictionOut, "headers": ANSWER_HEADERS},
+        **error_responses(*REQUEST_ERRORS, *IMAGE_ERRORS),
+    },
     openapi_extra={**predict_request_body(batch=False), "parameters": [INCLUDE_PARAMETER]},
 )
 async def predict(request: Request) -> Response:
@@ -154,7 +183,10 @@ async def predict(request: Request) -> Response:
         "(bad JSON, wrong shape, too many images) fails as a whole."
     ),
     response_model=None,
-    responses={200: {"model": BatchOut, "headers": ANSWER_HEADERS}, **INPUT_ERRORS},
+    responses={
+        200: {"model": BatchOut, "headers": ANSWER_HEADERS},
+        **error_responses(*REQUEST_ERRORS, svc.TooManyImages),
+    },
     openapi_extra={**predict_request_body(batch=True), "parameters": [INCLUDE_PARAMETER]},
 )
 async def predict_batch(request: Request) -> Response:

@@ -6,11 +6,12 @@ response); these models only describe them in /docs.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from registry.layout import IMAGE_SIDE as SIDE
+from service.api.errors import describe
 
 
 def example_digit() -> list[list[int]]:
@@ -50,14 +51,26 @@ class BatchOut(BaseModel):
     model_version: int = Field(examples=[3])
 
 
+# What service/inputs/json_input.py accepts: 28 rows of 28 numbers, each 0..255.
+Pixel = Annotated[float, Field(ge=0, le=255)]
+Row = Annotated[list[Pixel], Field(min_length=SIDE, max_length=SIDE)]
+Image = Annotated[list[Row], Field(min_length=SIDE, max_length=SIDE)]
+# service/api/openapi.py writes the running server's MNIST_MAX_BATCH_IMAGES as maxItems where this marker is.
+MAX_BATCH_IMAGES = {"x-max-items-from": "max_batch_images"}
+
+
 class JsonImageIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    image: list[list[float]] = Field(description="28 rows of 28 numbers 0..255; 0 = background, 255 = ink.")
+    image: Image = Field(description="28 rows of 28 numbers 0..255; 0 = background, 255 = ink.")
 
 
 class JsonBatchIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    images: list[list[list[float]]] = Field(description="Up to MNIST_MAX_BATCH_IMAGES images of 28x28 numbers.")
+    images: list[Image] = Field(
+        min_length=1,
+        json_schema_extra=MAX_BATCH_IMAGES,
+        description="1 to MNIST_MAX_BATCH_IMAGES images of 28x28 numbers.",
+    )
 
 
 class ReloadIn(BaseModel):
@@ -76,12 +89,22 @@ class RollbackIn(BaseModel):
     alias: str = Field("production", examples=["production"])
 
 
-def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    return {status: {"model": ErrorOut} for status in statuses}
+ERROR_CODES = "x-error-codes"  # service/api/openapi.py turns each list into the response's description and examples
 
 
-def _binary(description: str) -> dict[str, Any]:
-    return {"schema": {"type": "string", "format": "binary"}, "example": description}
+def error_responses(*errors: type[Exception]) -> dict[int | str, dict[str, Any]]:
+    """The error answers of an operation, by status, from the domain errors it can raise: the one error table
+    (``service/api/errors.py``) decides each status and code."""
+    responses: dict[int | str, dict[str, Any]] = {}
+    for error in errors:
+        status, code, _, _ = describe(error("x"))
+        response = responses.setdefault(status, {"model": ErrorOut, ERROR_CODES: []})
+        response[ERROR_CODES].append(code)
+    return responses
+
+
+# Picture bodies carry no example: a schema cannot hold bytes, and a placeholder string pasted into curl is refused.
+PICTURE = {"schema": {"type": "string", "format": "binary"}}
 
 
 def predict_request_body(batch: bool) -> dict[str, Any]:
@@ -93,7 +116,14 @@ def predict_request_body(batch: bool) -> dict[str, Any]:
         multipart = {
             "schema": {
                 "type": "object",
-                "properties": {"files": {"type": "array", "items": {"type": "string", "format": "binary"}}},
+                "properties": {
+                    "files": {
+                        "type": "array",
+                        "items": {"type": "string", "format": "binary"},
+                        "minItems": 1,
+                        **MAX_BATCH_IMAGES,
+                    }
+                },
                 "required": ["files"],
             },
             "encoding": {"files": {"contentType": "image/png, image/jpeg"}},
@@ -111,7 +141,7 @@ def predict_request_body(batch: bool) -> dict[str, Any]:
                 },
                 "encoding": {"file": {"contentType": "image/png, image/jpeg"}},
             },
-            "image/png": _binary("<PNG bytes>"),
-            "image/jpeg": _binary("<JPEG bytes>"),
+            "image/png": PICTURE,
+            "image/jpeg": PICTURE,
         }
     return {"requestBody": {"required": True, "content": content}}
