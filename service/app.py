@@ -21,7 +21,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Mount
 
 from service import metrics
-from service.api import errors, routes_admin, routes_health, routes_models, routes_pages, routes_predict
+from service.api import errors, routes_admin, routes_health, routes_models, routes_oip, routes_pages, routes_predict
 from service.api.access import AccessMiddleware
 from service.api.limits import LimitsMiddleware
 from service.errors import DeviceUnavailable
@@ -38,6 +38,8 @@ Classifies handwritten digits with the model version the registry marks `product
   (field `file`) or a raw `image/png` / `image/jpeg` body.
 * `POST /predict/batch`: several digits as JSON `{"images": [...]}` or multipart parts `files`.
 * Every error is `{"error": {"code": "...", "message": "..."}}` with a stable `code`.
+* `/v2/...`: the Open Inference Protocol (KServe v2), for Triton and KServe clients; its errors are
+  `{"error": "..."}` with the same status codes.
 
 A digit pad for the browser is at `/`, and each version's model card at `/models/{version}/card`.
 """
@@ -104,7 +106,7 @@ def create_app(settings: Settings | None = None, *, manager: Any | None = None) 
     app.state.manager = manager if manager is not None else _default_manager(settings)
     app.state.decoder = ImageDecoder(settings, app.state.manager)  # its threads start with the lifespan
     errors.install(app)
-    routers = [routes_predict.router, routes_models.router, routes_health.router]
+    routers = [routes_predict.router, routes_models.router, routes_health.router, *routes_oip.routers]
     if settings.admin_token is not None:
         routers.append(routes_admin.router)
     mounts: list[Mount] = []
