@@ -75,10 +75,18 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     if start in done and isinstance(start.exception(), FATAL_AT_START):
         raise start.exception()  # type: ignore[misc]
     start.add_done_callback(_log_start_failure)
-    log.info("service started", extra={"backend": app.state.settings.backend, "device": app.state.settings.device})
+    settings = app.state.settings
+    grpc_server = None
+    if settings.grpc_port:
+        from service.api import grpc_oip  # grpcio only when gRPC is on
+
+        grpc_server = await grpc_oip.start(app, settings.host, settings.grpc_port)
+    log.info("service started", extra={"backend": settings.backend, "device": settings.device})
     try:
         yield
     finally:
+        if grpc_server is not None:
+            await grpc_server.stop(grace=5)
         if not start.done():
             start.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

@@ -20,8 +20,9 @@ LATENCY_BUCKETS = (
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 CONFIDENCE_BUCKETS = ("0.5", "0.9", "0.99", "1")  # label values for the upper edge of a confidence band
 
-# protocol: "rest" (this service's own API) or "oip" (the Open Inference Protocol under /v2).
-PROTOCOL_REST, PROTOCOL_OIP = "rest", "oip"
+# protocol: "rest" (this service's own API), "oip" (the Open Inference Protocol under /v2) or "grpc" (the same
+# protocol over gRPC, MNIST_GRPC_PORT).
+PROTOCOL_REST, PROTOCOL_OIP, PROTOCOL_GRPC = "rest", "oip", "grpc"
 REQUESTS = Counter(
     "mnist_requests_total", "HTTP requests by endpoint and status.", ["endpoint", "method", "status", "protocol"]
 )

@@ -62,6 +62,21 @@ REGISTRY_ERRORS: dict[type[Exception], tuple[int, str]] = {
     reg.CorruptVersion: (500, "corrupt_version"),
 }
 
+# The same errors over gRPC (the Open Inference Protocol's gRPC form): the HTTP status -> grpc.StatusCode name.
+GRPC_CODE_BY_STATUS = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    408: "DEADLINE_EXCEEDED",
+    409: "FAILED_PRECONDITION",
+    413: "RESOURCE_EXHAUSTED",
+    415: "INVALID_ARGUMENT",
+    422: "INVALID_ARGUMENT",
+    503: "UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
+}
+
 INTERNAL_MESSAGE = "internal server error; the request id in X-Request-ID identifies it in the logs"
 
 

@@ -1,4 +1,5 @@
-"""The Open Inference Protocol's answers: model metadata, and infer responses as JSON or binary tensor data.
+"""The Open Inference Protocol, whatever carries it (HTTP or gRPC): which model is served, the one
+inference step, and the answers (model metadata, infer responses as JSON or binary tensor data).
 
 Tensor facts (names, shapes, the input's datatype) come from the served version's metadata.json.
 """
@@ -10,8 +11,9 @@ from typing import Any
 import numpy as np
 import orjson
 
-from registry import ModelMetadata, layout
-from service.errors import InferenceError
+from registry import ModelMetadata, VersionNotFound, layout, parse_version
+from service.api.routes_predict import count_prediction
+from service.errors import InferenceError, InvalidInput, ModelNotFound, ModelNotReady, ServiceError
 from service.inputs.oip_input import InferRequest
 
 # A free dimension, as the protocol writes it.
@@ -20,6 +22,31 @@ DATATYPE_BY_DTYPE = {"float32": "FP32"}
 # The platform Triton names for each backend, so a client sees what the version folder holds.
 PLATFORM_BY_BACKEND = {"onnx": "onnxruntime_onnx", "savedmodel": "tensorflow_savedmodel"}
 BINARY_CONTENT_TYPE = "application/octet-stream"
+
+
+def served_model(manager: Any, model_name: str, version: str | None = None) -> tuple[ModelMetadata, int]:
+    """The served version's facts and number, if the request names it; else ModelNotFound / VersionNotFound."""
+    if model_name != layout.MODEL_NAME:
+        raise ModelNotFound(f"unknown model {model_name[:64]!r}; this server serves {layout.MODEL_NAME!r}")
+    current = manager.model_version
+    if current is None or not manager.ready:
+        raise ModelNotReady(manager.not_ready_reason or "the model is loading")
+    if version and parse_version(version) != current:  # gRPC's empty version means "the model's"
+        raise VersionNotFound(f"version {version} of {model_name!r} is not loaded here; this replica serves {current}")
+    return manager.served_facts, current
+
+
+async def predict_all(state: Any, images: np.ndarray, features: bool) -> list[Any]:
+    """Every image answered through the batcher and guards, or the first refusal raised (it names the index)."""
+    if features and not state.settings.return_probabilities:
+        raise InvalidInput("the 'features' output is withheld by this server (MNIST_RETURN_PROBABILITIES=false)")
+    results = await state.manager.predict(images, features=features)
+    refused = next((r for r in results if isinstance(r, ServiceError)), None)
+    if refused is not None:
+        raise refused
+    for result in results:
+        count_prediction(result)
+    return results
 
 
 def _shape(shape: tuple[int | None, ...] | None, fallback_rank: int) -> list[int]:
@@ -49,7 +76,8 @@ def model_metadata(facts: ModelMetadata, version: int, backend: str) -> dict[str
     }
 
 
-def _tensor(predictions: list[Any], role: str, keep_probabilities: bool) -> np.ndarray:
+def output_tensor(predictions: list[Any], role: str, keep_probabilities: bool) -> np.ndarray:
+    """One output as FP32 [N, ...]: ``probabilities`` or ``features``."""
     if role == layout.OUTPUT_FEATURES:
         tensor = np.stack([p.features for p in predictions]).astype(np.float32, copy=False)
     else:
@@ -73,7 +101,7 @@ def infer_response(
     """The response body, and the JSON part's length when binary tensor data follows it (else None)."""
     outputs, blobs = [], []
     for wanted in request.outputs:
-        tensor = _tensor(predictions, role_by_name[wanted.name], keep_probabilities)
+        tensor = output_tensor(predictions, role_by_name[wanted.name], keep_probabilities)
         entry: dict[str, Any] = {"name": wanted.name, "datatype": "FP32", "shape": list(tensor.shape)}
         if wanted.binary:
             raw = tensor.astype("<f4", copy=False).tobytes()

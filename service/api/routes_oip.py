@@ -17,9 +17,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Request
 from starlette.responses import Response
 
-from registry import ModelMetadata, VersionNotFound, layout, parse_version
+from registry import ModelMetadata, layout
 from service.api.access import MODEL_VERSION_HEADER
-from service.api.oip_answer import BINARY_CONTENT_TYPE, infer_response, model_metadata
+from service.api.oip_answer import BINARY_CONTENT_TYPE, infer_response, model_metadata, predict_all, served_model
 from service.api.oip_schemas import (
     HEADER_LENGTH,
     MODEL_NAME_PATTERN,
@@ -31,8 +31,8 @@ from service.api.oip_schemas import (
     infer_openapi,
     oip_errors,
 )
-from service.api.routes_predict import RequestOnlyRoute, count_prediction
-from service.errors import InvalidInput, ModelNotFound, ModelNotReady, ServiceError
+from service.api.routes_predict import RequestOnlyRoute
+from service.errors import ModelNotReady
 from service.inputs.oip_input import header_length, parse_infer_request
 
 router = APIRouter(prefix="/v2", tags=["open inference protocol"])
@@ -46,16 +46,7 @@ Version = Annotated[str, Path(pattern=VERSION_PATTERN, description="The version 
 
 
 def served(request: Request, model_name: str, version: str | None = None) -> tuple[ModelMetadata, int]:
-    """The served version's facts and number, if the request names it; else ModelNotFound / VersionNotFound."""
-    if model_name != layout.MODEL_NAME:
-        raise ModelNotFound(f"unknown model {model_name[:64]!r}; this server serves {layout.MODEL_NAME!r}")
-    manager = request.app.state.manager
-    current = manager.model_version
-    if current is None or not manager.ready:
-        raise ModelNotReady(manager.not_ready_reason or "the model is loading")
-    if version is not None and parse_version(version) != current:
-        raise VersionNotFound(f"version {version} of {model_name!r} is not loaded here; this replica serves {current}")
-    return manager.served_facts, current
+    return served_model(request.app.state.manager, model_name, version)
 
 
 @router.get("", summary="Server metadata", response_model=ServerMetadataOut)
@@ -158,12 +149,7 @@ async def infer(request: Request) -> Response:
         max_images=state.settings.max_batch_images,
     )
     features = facts.outputs[layout.OUTPUT_FEATURES].name in oip.wants
-    if features and not state.settings.return_probabilities:
-        raise InvalidInput("the 'features' output is withheld by this server (MNIST_RETURN_PROBABILITIES=false)")
-    results = await state.manager.predict(oip.images, features=features)
-    refused = next((r for r in results if isinstance(r, ServiceError)), None)
-    if refused is not None:
-        raise refused  # its message names the image's index
+    results = await predict_all(state, oip.images, features)
     version = results[0].model_version
     content, json_length = infer_response(
         oip,
@@ -173,8 +159,6 @@ async def infer(request: Request) -> Response:
         role_by_name=role_by_name,
         keep_probabilities=state.settings.return_probabilities,
     )
-    for result in results:
-        count_prediction(result)
     headers = {VERSION_HEADER: str(version)}
     if json_length is None:
         return Response(content, media_type="application/json", headers=headers)

@@ -79,9 +79,25 @@ def parse_infer_request(
     inputs = doc.get("inputs")
     if not isinstance(inputs, list) or len(inputs) != 1 or not isinstance(inputs[0], dict):
         raise InvalidInput(f"'inputs' must be a list of one tensor, {input_name!r}")
-    images = _images(inputs[0], binary, input_name, pixel_scale, max_images)
+    tensor = inputs[0]
+    size = _object(tensor.get("parameters"), "inputs[0].parameters").get("binary_data_size")
+    if size is not None and size != len(binary):
+        raise InvalidInput(f"binary_data_size is {str(size)[:20]} but {len(binary)} bytes follow the JSON")
+    if size is None and binary:
+        raise InvalidInput("binary data after the JSON, but the input has no 'binary_data_size' parameter")
+    images = tensor_images(
+        tensor.get("name"),
+        tensor.get("datatype"),
+        tensor.get("shape"),
+        raw=binary if size is not None else None,
+        data=tensor.get("data"),
+        input_name=input_name,
+        pixel_scale=pixel_scale,
+        max_images=max_images,
+    )
     defaults = _object(doc.get("parameters"), "parameters")
-    outputs = _outputs(doc.get("outputs"), output_names, default_output, _flag(defaults, "binary_data_output"))
+    binary_default = _flag(defaults, "binary_data_output")
+    outputs = requested_outputs(doc.get("outputs"), output_names, default_output, binary_default)
     return InferRequest(request_id, images, outputs)
 
 
@@ -100,9 +116,8 @@ def _flag(parameters: dict[str, Any], name: str) -> bool:
     return value
 
 
-def _shape(tensor: dict[str, Any], max_images: int) -> int:
+def _shape(shape: Any, max_images: int) -> int:
     """The image count of a ``[N, 28, 28, 1]`` or ``[N, 28, 28]`` shape."""
-    shape = tensor.get("shape")
     if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) for d in shape):
         raise InvalidInput("input 'shape' must be a list of integers")
     if shape[1:] not in ([IMAGE_SIDE, IMAGE_SIDE, 1], [IMAGE_SIDE, IMAGE_SIDE]) or shape[0] < 1:
@@ -113,27 +128,32 @@ def _shape(tensor: dict[str, Any], max_images: int) -> int:
     return shape[0]
 
 
-def _images(tensor: dict[str, Any], binary: bytes, input_name: str, pixel_scale: float, max_images: int) -> np.ndarray:
-    if tensor.get("name") != input_name:
-        raise InvalidInput(f"unknown input {str(tensor.get('name'))[:40]!r}; the model's one input is {input_name!r}")
-    datatype = tensor.get("datatype")
+def tensor_images(
+    name: Any,
+    datatype: Any,
+    shape: Any,
+    *,
+    raw: bytes | None,
+    data: Any,
+    input_name: str,
+    pixel_scale: float,
+    max_images: int,
+) -> np.ndarray:
+    """One input tensor -> [N, 28, 28] float32 0..255: from raw little-endian bytes (binary data over HTTP,
+    ``raw_input_contents`` over gRPC) or from a list of numbers (JSON ``data``, gRPC ``contents``)."""
+    if name != input_name:
+        raise InvalidInput(f"unknown input {str(name)[:40]!r}; the model's one input is {input_name!r}")
     if datatype not in DATATYPES:
         raise InvalidInput(f"input datatype must be FP32 (0..1) or UINT8 (0..255), got {str(datatype)[:20]!r}")
-    n = _shape(tensor, max_images)
+    n = _shape(shape, max_images)
     dtype = DATATYPES[datatype]
-    size = _object(tensor.get("parameters"), "inputs[0].parameters").get("binary_data_size")
-    if size is not None:
+    if raw is not None:
         expected = n * PIXELS * dtype.itemsize
-        if size != expected or len(binary) != expected:
-            raise InvalidInput(
-                f"binary_data_size must be {expected} bytes for {n} {datatype} images, and the body must carry "
-                f"exactly that many after the JSON; got binary_data_size {str(size)[:20]} and {len(binary)} bytes"
-            )
-        values = np.frombuffer(binary, dtype=dtype).astype(np.float32)
+        if len(raw) != expected:
+            raise InvalidInput(f"{n} {datatype} images are {expected} bytes of binary data; got {len(raw)} bytes")
+        values = np.frombuffer(raw, dtype=dtype).astype(np.float32)
     else:
-        if binary:
-            raise InvalidInput("binary data after the JSON, but the input has no 'binary_data_size' parameter")
-        values = _json_values(tensor.get("data"), n)
+        values = _json_values(data, n)
     if datatype == "FP32":
         if not np.isfinite(values).all() or values.min() < 0 or values.max() > 1:
             raise InvalidInput("FP32 image values must be finite and in 0..1 (1 = ink); send UINT8 for 0..255")
@@ -161,9 +181,10 @@ def _json_values(data: Any, n: int) -> np.ndarray:
     return values
 
 
-def _outputs(
-    requested: Any, names: Collection[str], default_output: str, binary_default: bool
+def requested_outputs(
+    requested: Any, names: Collection[str], default_output: str, binary_default: bool = False
 ) -> tuple[RequestedOutput, ...]:
+    """The outputs asked for (``[{"name": ..., "parameters": {...}}]``, None for the default one), checked."""
     if requested is None:
         return (RequestedOutput(default_output, binary_default),)
     if not isinstance(requested, list) or not requested or not all(isinstance(o, dict) for o in requested):

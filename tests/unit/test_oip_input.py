@@ -101,7 +101,7 @@ def test_fp32_outside_the_model_scale_and_blank_images_are_refused_by_index() ->
 
 def test_binary_sizes_and_the_header_length_must_agree() -> None:
     digits = DIGIT[np.newaxis]
-    with pytest.raises(InvalidInput, match="binary_data_size must be 784"):
+    with pytest.raises(InvalidInput, match="binary_data_size is 784 but 783 bytes"):
         parse({"inputs": [tensor(digits, "UINT8", binary=True)]}, digits.tobytes()[:-1])
     with pytest.raises(InvalidInput, match="no 'binary_data_size'"):
         parse({"inputs": [tensor(digits, "UINT8")]}, b"\x00")
