@@ -18,6 +18,7 @@ import argparse
 import statistics
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import orjson
@@ -91,18 +92,23 @@ def answered(port: int, pool: list[Digit]) -> list[Digit]:
     return [d for d in pool if measure_one(port, encode_request("/predict", d.json_body, "application/json")) == 200]
 
 
-def compare(port: int, pool: list[Digit], args: argparse.Namespace) -> list[tuple[str, CellResult, int]]:
-    """(workload, result, images per request) for every cell, in the order run."""
+def compare(
+    port: int, pool: list[Digit], args: argparse.Namespace, server: Any = None
+) -> list[tuple[str, CellResult, int]]:
+    """(workload, result, images per request) for every cell, in the order run; ``server`` (a psutil.Process)
+    adds the server's own CPU time per request, which other load on a shared machine barely changes."""
     loads = workloads(answered(port, pool))
     cells = []
     for baseline, oip, concurrency in PAIRS:
         for _ in range(args.rounds):
             for name in (baseline, oip):
                 requests, images = loads[name]
-                result = run(run_cell(port, requests, concurrency, args.warmup, args.duration, None))
+                result = run(run_cell(port, requests, concurrency, args.warmup, args.duration, server))
                 cells.append((name, result, images))
-                print(f"  {name:<16} c={concurrency:<3} {result.rps * images:9.0f} images/s  "
-                      f"p99 {result.percentile_ms(99):6.1f} ms  errors {result.errors}", flush=True)  # fmt: skip
+                cpu = result.server_cpu_us_per_request / images
+                print(f"  {name:<16} c={concurrency:<3} {result.rps * images:9.0f} images/s  p99 "
+                      f"{result.percentile_ms(99):6.1f} ms  server CPU {cpu:6.0f} us/image  errors {result.errors}",
+                      flush=True)  # fmt: skip
     return cells
 
 
@@ -118,9 +124,16 @@ def verdicts(cells: list[tuple[str, CellResult, int]]) -> list[tuple[bool, str]]
         errors = sum(r.errors for n, r, _ in cells if n == oip)
         median = statistics.median(ratios)
         shown = ", ".join(f"{r:.2f}" for r in ratios)
+        pairs = [
+            (b, o) for (m, b, _), (n, o, _) in zip(cells[::2], cells[1::2], strict=True) if (m, n) == (baseline, oip)
+        ]
+        cpu = [b.server_cpu_us_per_request / o.server_cpu_us_per_request for b, o in pairs]
+        cpu_note = ""
+        if cpu and all(c == c for c in cpu):  # NaN when the server process was not measured
+            cpu_note = f"; server CPU per image, JSON / OIP: median {statistics.median(cpu):.2f}x"
         out.append((median >= TARGET_RATIO and errors == 0,
                     f"{oip} / {baseline} at c={concurrency}: median {median:.2f}x over {len(ratios)} alternated "
-                    f"rounds ({shown}); target >= {TARGET_RATIO}x; OIP errors {errors}"))  # fmt: skip
+                    f"rounds ({shown}); target >= {TARGET_RATIO}x; OIP errors {errors}{cpu_note}"))  # fmt: skip
     return out
 
 
@@ -134,8 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="alternated rounds per pair")
     args = parser.parse_args(argv)
     cmd = [sys.executable, "-m", "service", "--host", "127.0.0.1"]
-    with server(cmd, {"MNIST_MODEL_DIR": str(args.models.resolve())}, "oip_vs_json") as (port, _proc):
-        cells = compare(port, build_pool(64), args)
+    with server(cmd, {"MNIST_MODEL_DIR": str(args.models.resolve())}, "oip_vs_json") as (port, process):
+        cells = compare(port, build_pool(64), args, process)
     checks = verdicts(cells)
     for ok, text in checks:
         print(f"{'PASS' if ok else 'FAIL'}: {text}")

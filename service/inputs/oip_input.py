@@ -173,7 +173,11 @@ def _json_values(data: Any, n: int) -> np.ndarray:
     if not isinstance(data, list):
         raise InvalidInput("input 'data' must be a list of numbers (flat or nested), or send binary data")
     try:
-        values = np.asarray(data, dtype=np.float32).reshape(-1)
+        if data and not isinstance(data[0], list):
+            # A flat list (what tritonclient sends): fromiter skips asarray's shape discovery, 16 µs not 27.
+            values = np.fromiter(data, dtype=np.float32, count=len(data))
+        else:
+            values = np.asarray(data, dtype=np.float32).reshape(-1)
     except (ValueError, TypeError) as exc:
         raise InvalidInput("input 'data' must hold numbers only, as a flat list or nested to the shape") from exc
     if values.size != n * PIXELS:
