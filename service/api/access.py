@@ -23,7 +23,7 @@ from service.metrics import IN_FLIGHT, PROTOCOL_OIP, PROTOCOL_REST, REQUEST_DURA
 log = logging.getLogger("service.access")
 
 _VALID_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")  # whole value: fullmatch ($ would let a final newline in)
-QUIET_ROUTES = frozenset({"/health/live", "/health/ready", "/metrics"})
+QUIET_ROUTES = frozenset({"/health/live", "/health/ready", "/metrics", "/v2/health/live", "/v2/health/ready"})
 MODEL_VERSION_HEADER = b"x-model-version"
 
 
