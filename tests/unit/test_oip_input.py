@@ -120,3 +120,13 @@ def test_the_api_docs_list_every_v2_route() -> None:
     documented = (ROOT / "docs" / "api.md").read_text()
     paths = {route.path for router in routers for route in router.routes}  # type: ignore[attr-defined]
     assert paths and all(f" {path}`" in documented for path in paths), paths
+
+
+def test_the_grpc_port_is_off_by_default_and_must_not_be_the_http_port() -> None:
+    from pydantic import ValidationError
+
+    from service.settings import Settings
+
+    assert Settings().grpc_port == 0
+    with pytest.raises(ValidationError, match="MNIST_GRPC_PORT must differ from MNIST_PORT"):
+        Settings(port=8000, grpc_port=8000)
