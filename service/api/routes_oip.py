@@ -179,5 +179,3 @@ for _path, _versioned in INFER_PATHS:
         openapi_extra=infer_openapi(_versioned),
         name=f"infer{'_version' if _versioned else ''}",
     )
-
-routers = [router, infer_router]

@@ -155,7 +155,8 @@ def tensor_images(
     else:
         values = _json_values(data, n)
     if datatype == "FP32":
-        if not np.isfinite(values).all() or values.min() < 0 or values.max() > 1:
+        # min and max are NaN when any value is, and NaN fails both comparisons: no separate isfinite pass.
+        if not (values.min() >= 0 and values.max() <= 1):
             raise InvalidInput("FP32 image values must be finite and in 0..1 (1 = ink); send UINT8 for 0..255")
         values = values * np.float32(1.0 / pixel_scale)  # the model's scale back to the 0..255 every form uses
     elif values.min() < 0 or values.max() > 255 or not np.array_equal(values, np.rint(values)):
