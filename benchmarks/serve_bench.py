@@ -3,9 +3,10 @@
 Cells: single-digit JSON and people-style PNG uploads at concurrency 1 and 64,
 the batch endpoint (32 images per request) in images/s; batching on vs off
 (MNIST_BATCHING=false); 1 vs 2 workers (MNIST_WORKERS=2); the ceiling app
-(benchmarks/ceiling_app.py) under the same uvicorn settings. Resident memory
+(benchmarks/ceiling_app.py) under the same uvicorn settings; the Open Inference
+Protocol against our JSON, alternated (benchmarks/oip_bench.py). Resident memory
 per worker after each service run. Prints PASS/FAIL against the targets of
-issue 3 and writes the table to benchmarks/results/latest.md.
+issues 3 and 16 and writes the table to benchmarks/results/latest.md.
 
     python benchmarks/serve_bench.py --models models [--duration 3] [--quick]
 """
@@ -27,6 +28,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # loadtests.* and registry are repo-root modules
 
+from benchmarks import oip_bench
 from benchmarks.loadgen import CellResult, encode_request, run, run_cell
 from loadtests import server as service_process
 from loadtests.digits import batch_body, build_pool, multipart_file
@@ -253,6 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=3.0, help="measured seconds per cell")
     parser.add_argument("--warmup", type=float, default=1.5, help="unmeasured seconds before each cell")
     parser.add_argument("--quick", action="store_true", help="1 s cells, fewer of them (a smoke run)")
+    parser.add_argument("--rounds", type=int, default=3, help="alternated rounds of OIP against JSON")
     args = parser.parse_args(argv)
     if args.quick:
         args.duration, args.warmup = min(args.duration, 1.0), min(args.warmup, 0.3)
@@ -270,6 +273,10 @@ def main(argv: list[str] | None = None) -> int:
                 ("batch x32", "batch", 1), ("batch x32", "batch", 8)]  # fmt: skip
     run_service("service batching on", {"MNIST_BATCHING": "true"}, on_cells, args, payloads, rows, rss,
                 on_start=lambda port: refuse_payloads(port, payloads))  # fmt: skip
+    oip: list[tuple[str, CellResult, int]] = []  # issue 16: the same server, OIP and JSON cells alternated
+    run_service("service OIP vs JSON", {}, [], args, payloads, rows, rss,
+                on_start=lambda port: oip.extend(oip_bench.compare(port, build_pool(64), args)))  # fmt: skip
+    rows += [Row("service OIP vs JSON", name, result, images) for name, result, images in oip]
     run_ceiling("ceiling 1 worker", 1, [1, 64], args, payloads, rows)
     off_cells = [("json", "json", 1), ("json", "json", 64)] + ([("png", "png", 64), ("batch x32", "batch", 8)] * full)
     run_service("service batching off", {"MNIST_BATCHING": "false"}, off_cells, args, payloads, rows, rss)
@@ -287,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     for label, values in rss.items():
         print(f"RSS per worker, {label}: {', '.join(f'{m:.0f} MiB' for m in values)}")
-    checks = verdicts(rows, rss)
+    checks = verdicts(rows, rss) + oip_bench.verdicts(oip)
     for ok, text in checks:
         print(f"{'PASS' if ok else 'FAIL'}: {text}")
     budget = cpu_budget(rows)

@@ -3,12 +3,14 @@
     models/
       mnist/
         aliases.json             {"aliases": {"production": 3}, "history": [...]}
+        config.pbtxt             Triton's model config, serving the production version (registry/triton.py)
         .lock                    flock target for publish/promote
         1/
           model.onnx             input "image" [N,28,28,1] float32 0..1 (1 = ink)
           model.savedmodel/      same signature, TensorFlow SavedModel
           model.keras            native Keras file, for fine-tuning only
           guards.json            OOD / adversarial statistics and thresholds
+          config.pbtxt           NVIDIA Triton's config of this version (registry/triton.py)
           metadata.json          facts below + sha256 of every other file
           MODEL_CARD.md, *.png   human-readable evaluation
 

@@ -19,9 +19,17 @@ from pathlib import Path
 from typing import Any
 
 from registry import aliases as alias_file
-from registry import layout
+from registry import layout, triton
 from registry.errors import AliasError, AliasMoved, CorruptVersion, FileNotPublished, VersionNotFound
-from registry.files import VERSION_RE, checksums, locked, parse_version, write_json_atomic
+from registry.files import (
+    VERSION_RE,
+    checksums,
+    file_sha256,
+    locked,
+    parse_version,
+    write_json_atomic,
+    write_text_atomic,
+)
 from registry.metadata import ModelMetadata
 
 
@@ -219,6 +227,8 @@ class Registry:
                 raise AliasMoved(f"alias {alias!r} moved to {current} since the decision (expected {expected})")
             alias_file.point(state, alias, number, reason)
             write_json_atomic(self.model_dir / layout.ALIASES_FILE, state)
+            if alias == layout.PRODUCTION:
+                self._write_triton_config(number)
 
     def rollback(self, alias: str = layout.PRODUCTION) -> int:
         """Point the alias back at the version it had before its current one."""
@@ -228,7 +238,14 @@ class Registry:
             self.verify(target)
             alias_file.point(state, alias, target, f"rollback from {state['aliases'][alias]}", rollback=True)
             write_json_atomic(self.model_dir / layout.ALIASES_FILE, state)
+            if alias == layout.PRODUCTION:
+                self._write_triton_config(target)
         return target
+
+    def _write_triton_config(self, version: int) -> None:
+        """``mnist/config.pbtxt``: Triton serves the production version, as the service does (registry.triton)."""
+        facts = self._read_metadata(version)[1]
+        write_text_atomic(self.model_dir / triton.CONFIG_FILE, triton.config_text(facts, serve_version=version))
 
     # ---- publishing -----------------------------------------------------
     def new_staging_dir(self) -> Path:
@@ -267,6 +284,10 @@ class Registry:
             if layout.ONNX_FILE not in files:
                 raise CorruptVersion(f"refusing to publish a version without {layout.ONNX_FILE}")
             doc.update(version=version, files=files)
+            # Triton's view of this version, from the checked facts, checksummed like every other file.
+            config = staging / triton.CONFIG_FILE
+            write_text_atomic(config, triton.config_text(ModelMetadata.from_dict(doc)))
+            doc["files"] = {**files, triton.CONFIG_FILE: file_sha256(config)}
             write_json_atomic(staging / layout.METADATA_FILE, ModelMetadata.from_dict(doc).to_dict())
             os.rename(staging, self.model_dir / str(version))
         return version

@@ -1,5 +1,7 @@
 """``python -m service [--host H] [--port P] [--workers N]``: validate settings, then run uvicorn.
 
+``python -m service predict FILE...`` predicts on local files without a server (``service.predict_cli``).
+
 Flags override the matching MNIST_ variables. A bad setting exits with code 2
 and a message naming the variable, never a traceback. This module imports
 neither TensorFlow nor the metrics module before the multiprocess directory is
@@ -70,7 +72,17 @@ def check_device_or_exit(settings: Settings) -> None:
         raise SystemExit(2) from None
 
 
+def predict(argv: list[str] | None = None) -> int:
+    """The ``mnist-predict`` console script, after this module's thread limits."""
+    from service.predict_cli import main as predict_main
+
+    return predict_main(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["predict"]:
+        return predict(argv[1:])
     settings = load_or_exit(parse_args(argv))
     check_device_or_exit(settings)
     own_metrics_dir = None

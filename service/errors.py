@@ -97,6 +97,12 @@ class SuspectedAdversarial(ServiceError):
     code = "suspected_adversarial"
 
 
+class ModelNotFound(ServiceError):
+    """An Open Inference Protocol request names a model this service does not serve (only ``mnist``)."""
+
+    code = "model_not_found"
+
+
 # ---- capacity and model ----------------------------------------------------------
 class QueueFull(ServiceError):
     code = "queue_full"

@@ -20,9 +20,17 @@ LATENCY_BUCKETS = (
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 CONFIDENCE_BUCKETS = ("0.5", "0.9", "0.99", "1")  # label values for the upper edge of a confidence band
 
-REQUESTS = Counter("mnist_requests_total", "HTTP requests by endpoint and status.", ["endpoint", "method", "status"])
+# protocol: "rest" (this service's own API), "oip" (the Open Inference Protocol under /v2) or "grpc" (the same
+# protocol over gRPC, MNIST_GRPC_PORT).
+PROTOCOL_REST, PROTOCOL_OIP, PROTOCOL_GRPC = "rest", "oip", "grpc"
+REQUESTS = Counter(
+    "mnist_requests_total", "HTTP requests by endpoint and status.", ["endpoint", "method", "status", "protocol"]
+)
 REQUEST_DURATION = Histogram(
-    "mnist_request_duration_seconds", "End-to-end request time.", ["endpoint", "model_version"], buckets=LATENCY_BUCKETS
+    "mnist_request_duration_seconds",
+    "End-to-end request time.",
+    ["endpoint", "model_version", "protocol"],
+    buckets=LATENCY_BUCKETS,
 )
 QUEUE_WAIT = Histogram(
     "mnist_queue_wait_seconds",

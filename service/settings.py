@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="Bind address.")
     port: int = Field(8000, ge=1, le=65535, description="Bind port.")
     workers: int = Field(1, ge=1, le=64, description="uvicorn worker processes.")
+    grpc_port: int = Field(
+        0, ge=0, le=65535, description="Open Inference Protocol over gRPC on this port (same host); 0 = off."
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level (JSON logs).")
     timeout_keep_alive_s: int = Field(5, ge=1, le=300, description="Idle keep-alive connection timeout.")
     limit_concurrency: int = Field(
@@ -100,6 +103,8 @@ class Settings(BaseSettings):
         ref = self.model_ref.strip()
         if ref not in ("production", "staging") and not (ref.isdigit() and int(ref) > 0):
             raise ValueError("MNIST_MODEL_REF must be an alias (production, staging) or a positive version number")
+        if self.grpc_port and self.grpc_port == self.port:
+            raise ValueError("MNIST_GRPC_PORT must differ from MNIST_PORT (or be 0 to turn gRPC off)")
         if self.max_image_pixels > self.max_image_side**2:
             raise ValueError("MNIST_MAX_IMAGE_PIXELS must not exceed MNIST_MAX_IMAGE_SIDE squared")
         if self.admin_token is not None and len(self.admin_token.get_secret_value()) < 16:

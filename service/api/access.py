@@ -16,14 +16,14 @@ from collections.abc import Sequence
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.api.errors import error_response
+from service.api.errors import error_response, speaks_oip
 from service.logging_setup import REQUEST_ID
-from service.metrics import IN_FLIGHT, REQUEST_DURATION, REQUESTS
+from service.metrics import IN_FLIGHT, PROTOCOL_OIP, PROTOCOL_REST, REQUEST_DURATION, REQUESTS
 
 log = logging.getLogger("service.access")
 
 _VALID_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")  # whole value: fullmatch ($ would let a final newline in)
-QUIET_ROUTES = frozenset({"/health/live", "/health/ready", "/metrics"})
+QUIET_ROUTES = frozenset({"/health/live", "/health/ready", "/metrics", "/v2/health/live", "/v2/health/ready"})
 MODEL_VERSION_HEADER = b"x-model-version"
 
 
@@ -85,19 +85,21 @@ class AccessMiddleware:
             # Starlette's last-resort handler sits outside us and would answer without the request id.
             if started:
                 raise
-            await error_response(exc)(scope, receive, send_with_id)
+            await error_response(exc, oip=speaks_oip(scope["path"]))(scope, receive, send_with_id)
         finally:
             IN_FLIGHT.dec()
             elapsed = time.perf_counter() - began
             endpoint = route_label(scope, self.routes, root_path)
-            REQUESTS.labels(endpoint, scope["method"], status).inc()
-            REQUEST_DURATION.labels(endpoint, version).observe(elapsed)
+            protocol = PROTOCOL_OIP if speaks_oip(scope["path"]) else PROTOCOL_REST
+            REQUESTS.labels(endpoint, scope["method"], status, protocol).inc()
+            REQUEST_DURATION.labels(endpoint, version, protocol).observe(elapsed)
             # Probes and scrapes arrive every few seconds; at info they would drown the real traffic.
             level = logging.DEBUG if endpoint in QUIET_ROUTES else logging.INFO
             fields = {
                 "method": scope["method"],
                 "path": scope["path"][:200],
                 "route": endpoint,
+                "protocol": protocol,
                 "status": status,
                 "duration_ms": round(elapsed * 1000, 3),
                 "model_version": version or None,

@@ -1,8 +1,10 @@
 """The one place that turns domain errors into HTTP answers.
 
 Every error leaves the service as ``{"error": {"code": "...", "message": "..."}}``
-with a stable ``code``. Server faults answer a generic message (the traceback
-goes to the log, never to the client) so nothing internal leaks.
+with a stable ``code``; under ``/v2`` (the Open Inference Protocol) the same error,
+with the same status, is the protocol's ``{"error": "message"}``. Server faults answer
+a generic message (the traceback goes to the log, never to the client) so nothing
+internal leaks.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ STATUS_BY_ERROR: dict[type[Exception], int] = {
     svc.InvalidInput: 422,
     svc.TooManyImages: 422,
     svc.UnknownInclude: 422,
+    svc.ModelNotFound: 404,
     svc.NoDigit: 422,
     svc.NotADigit: 422,
     svc.SuspectedAdversarial: 422,
@@ -59,11 +62,37 @@ REGISTRY_ERRORS: dict[type[Exception], tuple[int, str]] = {
     reg.CorruptVersion: (500, "corrupt_version"),
 }
 
+# The same errors over gRPC (the Open Inference Protocol's gRPC form): the HTTP status -> grpc.StatusCode name.
+GRPC_CODE_BY_STATUS = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    408: "DEADLINE_EXCEEDED",
+    409: "FAILED_PRECONDITION",
+    413: "RESOURCE_EXHAUSTED",
+    415: "INVALID_ARGUMENT",
+    422: "INVALID_ARGUMENT",
+    503: "UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
+}
+
 INTERNAL_MESSAGE = "internal server error; the request id in X-Request-ID identifies it in the logs"
 
 
-def envelope(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
+OIP_PREFIX = "/v2"
+
+
+def speaks_oip(path: str) -> bool:
+    """Whether a request path belongs to the Open Inference Protocol, whose error body is a bare message."""
+    return path == OIP_PREFIX or path.startswith(OIP_PREFIX + "/")
+
+
+def envelope(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None, *, oip: bool = False
+) -> JSONResponse:
+    body = {"error": message} if oip else {"error": {"code": code, "message": message}}
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 # 4xx answers that refuse no input: auth, routing and registry look-ups stay out of the refusal counter.
@@ -72,6 +101,7 @@ NOT_INPUT_REFUSALS = frozenset(
         "unauthorized",
         "forbidden",
         "not_found",
+        "model_not_found",
         "method_not_allowed",
         "version_not_found",
         "file_not_found",
@@ -105,14 +135,14 @@ def describe(exc: Exception) -> tuple[int, str, str, dict[str, str] | None]:
     return 500, "internal_error", INTERNAL_MESSAGE, None
 
 
-def error_response(exc: Exception) -> JSONResponse:
+def error_response(exc: Exception, *, oip: bool = False) -> JSONResponse:
     status, code, message, headers = describe(exc)
     if status >= 500 and code == "internal_error":
         log.error("unhandled error", exc_info=(type(exc), exc, exc.__traceback__))
     elif status >= 500:
         log.error("server fault", extra={"code": code, "detail": message})
     count_rejection(status, code)
-    return envelope(status, code, message, headers)
+    return envelope(status, code, message, headers, oip=oip)
 
 
 def entry_error(exc: Exception) -> dict[str, Any]:
@@ -130,31 +160,32 @@ def _validation_message(exc: RequestValidationError) -> str:
     return "; ".join(parts) or "invalid request"
 
 
-async def _on_service_error(_: Request, exc: Exception) -> JSONResponse:
-    return error_response(exc)
+async def _on_service_error(request: Request, exc: Exception) -> JSONResponse:
+    return error_response(exc, oip=speaks_oip(request.url.path))
 
 
-async def _on_validation_error(_: Request, exc: Exception) -> JSONResponse:
+async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     count_rejection(422, "invalid_input")
-    return envelope(422, "invalid_input", _validation_message(exc))
+    return envelope(422, "invalid_input", _validation_message(exc), oip=speaks_oip(request.url.path))
 
 
-async def _on_http_error(_: Request, exc: Exception) -> JSONResponse:
+async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    oip = speaks_oip(request.url.path)
     if isinstance(exc.__cause__, svc.ServiceError):
         # FastAPI wraps errors raised while it reads a body (our byte cap) in a plain 400.
-        return error_response(exc.__cause__)
+        return error_response(exc.__cause__, oip=oip)
     if exc.status_code == 400 and isinstance(exc.__cause__, ValueError):
         # FastAPI's own JSON body parsing (the admin routes) fails so on bytes that are not UTF-8: the same refusal,
         # and code, as a prediction route's malformed JSON.
-        return error_response(svc.InvalidJSON("the body is not valid JSON (not UTF-8 text)"))
+        return error_response(svc.InvalidJSON("the body is not valid JSON (not UTF-8 text)"), oip=oip)
     codes = {404: "not_found", 405: "method_not_allowed", 400: "bad_request", 413: "payload_too_large"}
     code = codes.get(exc.status_code, f"http_{exc.status_code}")
     message = {404: "no such endpoint", 405: "method not allowed on this endpoint"}.get(exc.status_code)
     count_rejection(exc.status_code, code)
     headers = dict(exc.headers) if exc.headers else None
-    return envelope(exc.status_code, code, message or str(exc.detail)[:200], headers)
+    return envelope(exc.status_code, code, message or str(exc.detail)[:200], headers, oip=oip)
 
 
 def install(app: FastAPI) -> None:

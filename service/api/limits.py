@@ -21,10 +21,13 @@ import asyncio
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.api.errors import error_response
+from service.api.errors import error_response, speaks_oip
 from service.errors import PayloadTooLarge, RequestTimeout, UnsupportedEncoding, UnsupportedMediaType
 
 ALLOWED_TYPES = frozenset({"multipart/form-data", "image/png", "image/jpeg", "application/json"})
+# The Open Inference Protocol's clients send JSON, JSON followed by binary tensor data, and often no
+# Content-Type at all (tritonclient's HTTP client sends none): the body's form is in the request itself.
+OIP_TYPES = frozenset({"application/json", "application/octet-stream", ""})
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 CLOSE = (b"connection", b"close")
 
@@ -64,8 +67,9 @@ class LimitsMiddleware:
         has_body = chunked or bool(length)
         if scope["method"] in BODY_METHODS and has_body:
             kind = media_type(_header(scope, b"content-type"))
-            if kind not in ALLOWED_TYPES:
-                allowed = ", ".join(sorted(ALLOWED_TYPES))
+            allowed_types = OIP_TYPES if speaks_oip(scope["path"]) else ALLOWED_TYPES
+            if kind not in allowed_types:
+                allowed = ", ".join(sorted(t for t in allowed_types if t))
                 return UnsupportedMediaType(f"Content-Type {kind or '(none)'!r} is not accepted; use one of {allowed}")
         return None
 
@@ -91,7 +95,7 @@ class LimitsMiddleware:
 
         refusal = self._refusal(scope)
         if refusal is not None:
-            await error_response(refusal)(scope, receive, guarded_send)
+            await error_response(refusal, oip=speaks_oip(scope["path"]))(scope, receive, guarded_send)
             return
 
         received = 0
@@ -125,4 +129,4 @@ class LimitsMiddleware:
             # Reached only when a reader outside our handlers consumed the body; the app maps it otherwise.
             if started:
                 raise
-            await error_response(exc)(scope, receive, guarded_send)
+            await error_response(exc, oip=speaks_oip(scope["path"]))(scope, receive, guarded_send)

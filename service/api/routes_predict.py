@@ -130,7 +130,8 @@ def prediction_answer(prediction: Any, settings: Settings) -> dict[str, Any]:
     }
 
 
-def _count(prediction: Any) -> None:
+def count_prediction(prediction: Any) -> None:
+    """mnist_predictions_total, for every answered image whatever the protocol."""
     band = confidence_band(float(prediction.confidence))
     PREDICTIONS.labels(prediction.digit, band, prediction.model_version).inc()
 
@@ -169,7 +170,7 @@ async def predict(request: Request) -> Response:
     answer = prediction_answer(result, state.settings)
     if includes:
         answer[INCLUDE_INPUT] = model_input(image)
-    _count(result)
+    count_prediction(result)
     return _json(answer, result.model_version)
 
 
@@ -208,7 +209,7 @@ async def predict_batch(request: Request) -> Response:
             if includes and isinstance(slot, np.ndarray):
                 entry[INCLUDE_INPUT] = model_input(slot)
             entries.append(entry)
-            _count(result)
+            count_prediction(result)
     version = next((e["model_version"] for e in entries if "model_version" in e), None)
     if version is None:  # every image refused: the version being served, from memory
         version = state.manager.model_version

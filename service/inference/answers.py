@@ -18,12 +18,14 @@ class Prediction(NamedTuple):
     confidence: float
     probabilities: list[float]
     model_version: int
+    features: np.ndarray | None = None  # the penultimate layer, only when asked for (the OIP ``features`` output)
 
 
 def answers(
-    probs: np.ndarray, refusals: np.ndarray, labels: list[int], version: int
+    probs: np.ndarray, refusals: np.ndarray, labels: list[int], version: int, features: np.ndarray | None = None
 ) -> list[Prediction | ServiceError]:
-    """``probs`` [N, classes] and ``refusals`` [N] (codes indexing ``digits.guards.REFUSALS``, 0 = none)."""
+    """``probs`` [N, classes] and ``refusals`` [N] (codes indexing ``digits.guards.REFUSALS``, 0 = none);
+    ``features`` [N, F] when the caller asked for them."""
     out: list[Prediction | ServiceError] = []
     for i, (row, code) in enumerate(zip(probs.tolist(), refusals.tolist(), strict=True)):
         if code:
@@ -37,5 +39,5 @@ def answers(
         # A NaN (a broken model) makes max() order-dependent: argmax then picks it, and the answer
         # fails as a 500 instead of naming a digit.
         best = row.index(max(row)) if math.isfinite(sum(row)) else int(np.argmax(row))
-        out.append(Prediction(labels[best], row[best], row, version))
+        out.append(Prediction(labels[best], row[best], row, version, None if features is None else features[i]))
     return out

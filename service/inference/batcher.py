@@ -51,7 +51,7 @@ class _Item:
     size: int  # images.shape[0]
     deadline: float  # time.monotonic() seconds
     runner: Runner
-    future: asyncio.Future[tuple[np.ndarray, np.ndarray]]
+    future: asyncio.Future[tuple[np.ndarray, ...]]
     enqueued: float = field(default_factory=time.monotonic)
 
     def expire(self) -> None:
@@ -84,7 +84,7 @@ class Batcher:
         self._task: asyncio.Task[None] | None = None
         self._executor: ThreadPoolExecutor | None = None
         # Model calls dispatched and not finished (running + queued behind it), and their futures for stop().
-        self._calls: set[asyncio.Future[tuple[np.ndarray, np.ndarray]]] = set()
+        self._calls: set[asyncio.Future[tuple[np.ndarray, ...]]] = set()
 
     @property
     def depth(self) -> int:
@@ -118,8 +118,8 @@ class Batcher:
         # Their callers are answered by the calls' done callbacks, which run before this await returns.
         await asyncio.gather(*self._calls, return_exceptions=True)
 
-    async def submit(self, images: np.ndarray, deadline: float, runner: Runner) -> tuple[np.ndarray, np.ndarray]:
-        """The runner's two outputs for ``images`` ([N, ...] float32), this submission's rows only.
+    async def submit(self, images: np.ndarray, deadline: float, runner: Runner) -> tuple[np.ndarray, ...]:
+        """The runner's outputs for ``images`` ([N, ...] float32), this submission's rows only.
 
         Raises QueueFull at once when the queue holds too many images, DeadlineExceeded when
         ``deadline`` (``time.monotonic()`` seconds) passes first, InferenceError when the model call fails.
@@ -246,17 +246,17 @@ class Batcher:
         # A done callback, not a task: the answer and the next dispatch need no extra turn of the loop.
         call.add_done_callback(lambda done: self._answer(batch, images, done))
 
-    def _answer(
-        self, batch: list[_Item], images: np.ndarray, call: asyncio.Future[tuple[np.ndarray, np.ndarray]]
-    ) -> None:
+    def _answer(self, batch: list[_Item], images: np.ndarray, call: asyncio.Future[tuple[np.ndarray, ...]]) -> None:
         self._calls.discard(call)
         self._wakeup.set()  # the model is free (or one call nearer to it): the gatherer may dispatch
         runner = batch[0].runner
         try:
             outputs = call.result()
-            first, second = runner.finish(images, *outputs) if runner.finish is not None else outputs
-            if first.shape[0] != len(images) or second.shape[0] != len(images):
-                raise ValueError(f"the runner returned {first.shape[0]}/{second.shape[0]} rows for {len(images)}")
+            if runner.finish is not None:
+                outputs = runner.finish(images, *outputs)
+            rows = [output.shape[0] for output in outputs]
+            if any(n != len(images) for n in rows):
+                raise ValueError(f"the runner returned {rows} rows for {len(images)}")
         except Exception as exc:
             self._fail(batch, exc)
             return
@@ -265,7 +265,7 @@ class Batcher:
             span = slice(offset, offset + item.size)
             offset += item.size
             if not item.future.done():
-                item.future.set_result((first[span], second[span]))
+                item.future.set_result(tuple(output[span] for output in outputs))
 
     def _fail(self, batch: list[_Item], exc: Exception) -> None:
         runner = batch[0].runner

@@ -127,17 +127,18 @@ def _backend(version: int, folder: Path, meta: dict[str, Any], settings: Setting
 def guard_steps(guards: Guards | None) -> tuple[PrepareFn | None, FinishFn]:
     """The batch-wide steps around the model call (see Runner): the guards' squeezed copies before it,
     their verdicts after it. The finish step turns the model's (probabilities, features) on the rows into
-    (probabilities [N, C], refusal codes [N] int8 indexing guards.REFUSALS) for the N images."""
+    (probabilities [N, C], refusal codes [N] int8 indexing guards.REFUSALS, features [N, F]) for the N images:
+    the features travel on for the Open Inference Protocol's ``features`` output."""
     if guards is None:
 
-        def answer_all(images: np.ndarray, probs: np.ndarray, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            return probs, np.zeros(len(probs), dtype=np.int8)
+        def answer_all(images: np.ndarray, probs: np.ndarray, features: np.ndarray) -> tuple[np.ndarray, ...]:
+            return probs, np.zeros(len(probs), dtype=np.int8), features
 
         return None, answer_all
 
-    def judge(images: np.ndarray, probs: np.ndarray, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def judge(images: np.ndarray, probs: np.ndarray, features: np.ndarray) -> tuple[np.ndarray, ...]:
         probs, codes, _ = guards.refusal_codes(images, probs, features)
-        return probs, codes
+        return probs, codes, features[: len(images)]  # the inputs' rows; the rest are the guards' copies
 
     return guards.expand, judge
 
@@ -164,6 +165,6 @@ def warm_up(model: LoadedModel, max_batch_size: int) -> None:
         served = images[: max(1, n // runner.rows_per_image)]
         rows = runner.prepare(served) if runner.prepare is not None else served
         if runner.finish is not None:
-            probs, refusals = runner.finish(served, *runner.fn(rows))
+            probs, refusals, *_ = runner.finish(served, *runner.fn(rows))
             if probs.shape != (len(served), len(model.labels)) or refusals.shape != (len(served),):
                 raise ValueError(f"the guard steps returned {probs.shape}/{refusals.shape} for {len(served)} images")

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from registry import InvalidVersion, Preprocessing, Registry, RegistryError, VersionNotFound, layout
+from registry import InvalidVersion, ModelMetadata, Preprocessing, Registry, RegistryError, VersionNotFound, layout
 from service import metrics
 from service.errors import (
     DeviceUnavailable,
@@ -77,6 +77,19 @@ class ModelManager:
         return current.preprocessing
 
     @property
+    def served_facts(self) -> ModelMetadata:
+        """The served version's metadata.json, typed: its tensors are what the Open Inference Protocol describes."""
+        current = self._current
+        if current is None:
+            raise ModelNotReady(self.not_ready_reason or "no model version loaded")
+        return current.facts
+
+    @property
+    def served_backend(self) -> str:
+        current = self._current
+        return current.backend.name if current is not None else self.settings.backend
+
+    @property
     def not_ready_reason(self) -> str | None:
         if self.ready:
             return None
@@ -124,8 +137,9 @@ class ModelManager:
             metrics.MODEL_INFO.labels(*self._info_labels(current)).set(0)
 
     # ---- inference -------------------------------------------------------------
-    async def predict(self, images: np.ndarray) -> list[Prediction | ServiceError]:
-        """One answer per image ([N, 28, 28] float32, 0..255 MNIST convention), in order.
+    async def predict(self, images: np.ndarray, *, features: bool = False) -> list[Prediction | ServiceError]:
+        """One answer per image ([N, 28, 28] float32, 0..255 MNIST convention), in order; each answer
+        carries the image's features (the penultimate layer) when ``features`` is true.
 
         Guard refusals come back as NotADigit / SuspectedAdversarial items; QueueFull,
         DeadlineExceeded, ModelNotReady and InferenceError are raised for the whole call.
@@ -143,10 +157,11 @@ class ModelManager:
         model.inflight += 1
         try:
             # Scaling and the guards run once per gathered batch inside the batcher (the model's Runner).
-            probs, refusals = await self._batcher.submit(images.reshape(n, *model.input_shape), deadline, model.runner)
+            outputs = await self._batcher.submit(images.reshape(n, *model.input_shape), deadline, model.runner)
         finally:
             model.inflight -= 1
-        return answers(probs, refusals, model.labels, model.version)
+        probs, refusals, *rest = outputs
+        return answers(probs, refusals, model.labels, model.version, rest[0] if features and rest else None)
 
     # ---- loading and hot swap ----------------------------------------------------
     async def reload(self, ref: str | int | None = None) -> int:

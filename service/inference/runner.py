@@ -11,7 +11,8 @@ import numpy as np
 ModelFn = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 # Batch-wide steps around it, on the event loop: images -> model rows; (images, *model outputs) -> one row per image.
 PrepareFn = Callable[[np.ndarray], np.ndarray]
-FinishFn = Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
+# The finish step may return more arrays than the model (the guards add refusal codes); each has one row per image.
+FinishFn = Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, ...]]
 
 
 @dataclass(frozen=True)

@@ -91,7 +91,7 @@ def test_request_id_is_echoed_or_generated(client: TestClient) -> None:
 
 def test_metrics_move_and_use_route_templates(client: TestClient) -> None:
     registry = REGISTRY
-    labels = {"endpoint": "/models/{version}", "method": "GET", "status": "422"}
+    labels = {"endpoint": "/models/{version}", "method": "GET", "status": "422", "protocol": "rest"}
     before = registry.get_sample_value("mnist_requests_total", labels) or 0.0
     rejected = registry.get_sample_value("mnist_rejected_inputs_total", {"reason": "unsupported_media_type"}) or 0.0
     client.get("/models/not-a-number")

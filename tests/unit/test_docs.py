@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from starlette.exceptions import HTTPException
+from starlette.requests import Request
 
 from service import errors as svc
 from service.api.errors import REGISTRY_ERRORS, _on_http_error, describe
@@ -68,7 +69,8 @@ def answered_codes() -> dict[str, int]:
         codes[code] = status
     for status in HTTPStatus:  # the HTTP layer's own codes (routing, framing); unnamed ones answer http_<status>
         if status >= 400:
-            answer = asyncio.run(_on_http_error(None, HTTPException(status)))  # type: ignore[arg-type]
+            request = Request({"type": "http", "method": "GET", "path": "/", "headers": [], "query_string": b""})
+            answer = asyncio.run(_on_http_error(request, HTTPException(status)))
             code = json.loads(answer.body)["error"]["code"]
             if code != f"http_{status.value}":
                 codes[code] = answer.status_code

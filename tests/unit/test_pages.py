@@ -110,7 +110,7 @@ def test_the_pads_files_carry_the_page_headers(make_client: Client, path: str, k
 
 def test_the_pages_are_named_in_the_request_metrics(make_client: Client) -> None:
     def count(endpoint: str, status: int) -> float:
-        return REQUESTS.labels(endpoint, "GET", status)._value.get()
+        return REQUESTS.labels(endpoint, "GET", status, "rest")._value.get()
 
     before = {key: count(*key) for key in [("/", 200), ("/ui", 200), ("/ui", 404), ("/models/{version}/card", 200)]}
     client = make_client()

@@ -37,7 +37,7 @@ def test_publish_numbers_versions_and_records_every_checksum(tmp_path: Path) -> 
     assert _publish(registry) == 1
     assert _publish(registry) == 2
     meta = registry.verify(2)
-    assert set(meta["files"]) == {layout.ONNX_FILE, f"{layout.SAVEDMODEL_DIR}/saved_model.pb"}
+    assert set(meta["files"]) == {layout.ONNX_FILE, f"{layout.SAVEDMODEL_DIR}/saved_model.pb", "config.pbtxt"}
     assert meta["version"] == 2
     assert registry.versions() == [1, 2]
     assert not [p for p in registry.model_dir.iterdir() if p.name.startswith(layout.STAGING_PREFIX)]

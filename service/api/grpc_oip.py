@@ -1,0 +1,167 @@
+"""The Open Inference Protocol over gRPC (``inference.GRPCInferenceService``) on ``MNIST_GRPC_PORT``.
+
+It runs in the HTTP server's process and event loop, so it shares the model manager, the batcher and the
+guards; its requests take the same steps as ``POST /v2/models/mnist/infer`` (``oip_input.tensor_images``,
+``oip_answer.predict_all``) under the same limits: the largest message is ``MNIST_MAX_BODY_BYTES``, the
+inference deadline ``MNIST_REQUEST_TIMEOUT_S``. Errors go through the one table (``errors.describe``) and
+leave as the gRPC status that matches their HTTP one. Each call is counted (``protocol="grpc"``) and
+logged like an HTTP request. The stubs are the ones tritonclient ships: Triton's superset of the protocol,
+whose extra calls (model control, shared memory, statistics) answer UNIMPLEMENTED.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+from tritonclient.grpc import service_pb2, service_pb2_grpc
+
+from registry import RegistryError, layout
+from service.api.errors import GRPC_CODE_BY_STATUS, count_rejection, describe
+from service.api.oip_answer import model_metadata, output_tensor, predict_all, served_model
+from service.api.routes_oip import EXTENSIONS, SERVER_NAME
+from service.errors import InvalidInput, ServiceError
+from service.inputs.oip_input import requested_outputs, tensor_images
+from service.logging_setup import REQUEST_ID
+from service.metrics import IN_FLIGHT, PROTOCOL_GRPC, REQUEST_DURATION, REQUESTS
+
+log = logging.getLogger("service.access")
+SERVICE = "/inference.GRPCInferenceService/"
+Handler = Callable[[Any, Any, grpc.aio.ServicerContext], Awaitable[Any]]
+
+
+def _request_id(context: grpc.aio.ServicerContext) -> str:
+    for key, value in context.invocation_metadata() or ():
+        if key == "x-request-id" and isinstance(value, str) and 0 < len(value) <= 128 and value.isascii():
+            return value
+    return os.urandom(16).hex()
+
+
+def observed(handler: Handler) -> Handler:
+    """Metrics, access line and the error table around one call, as the access middleware does for HTTP."""
+    endpoint = SERVICE + handler.__name__
+
+    async def call(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        token = REQUEST_ID.set(_request_id(context))
+        began, status, version = time.perf_counter(), 200, ""
+        IN_FLIGHT.inc()
+        try:
+            response = await handler(self, request, context)
+            version = getattr(response, "model_version", "") if handler.__name__ == "ModelInfer" else ""
+            return response
+        except Exception as exc:
+            status, code, message, _ = describe(exc)
+            if status >= 500:
+                log.error("grpc call failed", exc_info=(type(exc), exc, exc.__traceback__))
+            count_rejection(status, code)
+            await context.abort(grpc.StatusCode[GRPC_CODE_BY_STATUS.get(status, "INTERNAL")], message)
+        finally:
+            IN_FLIGHT.dec()
+            elapsed = time.perf_counter() - began
+            REQUESTS.labels(endpoint, "POST", status, PROTOCOL_GRPC).inc()
+            REQUEST_DURATION.labels(endpoint, version, PROTOCOL_GRPC).observe(elapsed)
+            fields = {
+                "method": "POST",
+                "path": endpoint,
+                "route": endpoint,
+                "protocol": PROTOCOL_GRPC,
+                "status": status,
+                "duration_ms": round(elapsed * 1000, 3),
+                "model_version": version or None,
+            }
+            log.log(logging.INFO if handler.__name__ == "ModelInfer" else logging.DEBUG, "request", extra=fields)
+            REQUEST_ID.reset(token)
+
+    call.__name__ = handler.__name__
+    return call
+
+
+class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
+    """The protocol's calls, named as the protocol names them."""
+
+    def __init__(self, app: Any) -> None:
+        self.state = app.state  # the HTTP app's: the same manager and settings
+        self.version = app.version
+
+    @observed
+    async def ServerLive(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        return service_pb2.ServerLiveResponse(live=True)
+
+    @observed
+    async def ServerReady(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        return service_pb2.ServerReadyResponse(ready=bool(self.state.manager.ready))
+
+    @observed
+    async def ModelReady(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        try:
+            served_model(self.state.manager, request.name, request.version)
+        except (ServiceError, RegistryError):  # another model or version, or none loaded: not ready, as Triton says
+            return service_pb2.ModelReadyResponse(ready=False)
+        return service_pb2.ModelReadyResponse(ready=True)
+
+    @observed
+    async def ServerMetadata(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        return service_pb2.ServerMetadataResponse(name=SERVER_NAME, version=self.version, extensions=EXTENSIONS)
+
+    @observed
+    async def ModelMetadata(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        manager = self.state.manager
+        facts, number = served_model(manager, request.name, request.version)
+        doc = model_metadata(facts, number, manager.served_backend)
+        tensors = service_pb2.ModelMetadataResponse.TensorMetadata
+        return service_pb2.ModelMetadataResponse(
+            name=doc["name"],
+            versions=doc["versions"],
+            platform=doc["platform"],
+            inputs=[tensors(**t) for t in doc["inputs"]],
+            outputs=[tensors(**t) for t in doc["outputs"]],
+        )
+
+    @observed
+    async def ModelInfer(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        state = self.state
+        facts, _ = served_model(state.manager, request.model_name, request.model_version)
+        if len(request.inputs) != 1:
+            raise InvalidInput(f"send one input tensor, {facts.input.name!r}")
+        tensor = request.inputs[0]
+        raw = request.raw_input_contents[0] if request.raw_input_contents else None
+        contents = tensor.contents.fp32_contents if tensor.datatype == "FP32" else tensor.contents.uint_contents
+        images = tensor_images(
+            tensor.name,
+            tensor.datatype,
+            list(tensor.shape),
+            raw=raw,
+            data=None if raw is not None else list(contents),
+            input_name=facts.input.name,
+            pixel_scale=facts.preprocessing.pixel_scale,
+            max_images=state.settings.max_batch_images,
+        )
+        role_by_name = {spec.name: role for role, spec in facts.outputs.items()}
+        asked = [{"name": o.name} for o in request.outputs] or None
+        outputs = requested_outputs(asked, role_by_name, facts.outputs[layout.OUTPUT_PROBABILITIES].name)
+        features = any(role_by_name[o.name] == layout.OUTPUT_FEATURES for o in outputs)
+        results = await predict_all(state, images, features)
+        version = str(results[0].model_version)
+        response = service_pb2.ModelInferResponse(model_name=layout.MODEL_NAME, model_version=version, id=request.id)
+        for wanted in outputs:
+            array = output_tensor(results, role_by_name[wanted.name], state.settings.return_probabilities)
+            response.outputs.add(name=wanted.name, datatype="FP32", shape=list(array.shape))
+            response.raw_output_contents.append(array.astype("<f4", copy=False).tobytes())
+        return response
+
+
+async def start(app: Any, host: str, port: int) -> grpc.aio.Server:
+    """A started gRPC server on ``host:port``, with the HTTP side's message-size limit."""
+    limit = app.state.settings.max_body_bytes
+    options = [("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit)]
+    server = grpc.aio.server(options=options)
+    service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(app), server)
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    if server.add_insecure_port(address) == 0:
+        raise OSError(f"cannot listen for gRPC on {address} (MNIST_GRPC_PORT)")
+    await server.start()
+    return server

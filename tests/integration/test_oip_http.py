@@ -1,0 +1,125 @@
+"""The Open Inference Protocol over HTTP, spoken by NVIDIA's own client (tritonclient.http) to a real server."""
+
+from __future__ import annotations
+
+import httpx
+import numpy as np
+import pytest
+import tritonclient.http as triton
+from tritonclient.utils import InferenceServerException
+
+from tests.conftest import ServerHandle
+from tests.helpers import as_json_rows, real_digits
+
+DIGITS, LABELS = real_digits(8)
+
+
+@pytest.fixture(scope="module")
+def client(served: ServerHandle) -> triton.InferenceServerClient:
+    return triton.InferenceServerClient(served.base_url.removeprefix("http://"), network_timeout=30)
+
+
+def fp32(images: np.ndarray) -> np.ndarray:
+    """[N, 28, 28] 0..255 -> the model's own input, FP32 [N, 28, 28, 1] in 0..1."""
+    return (images.astype(np.float32) / 255.0)[..., np.newaxis]
+
+
+def image_input(array: np.ndarray, datatype: str, *, binary: bool = True) -> triton.InferInput:
+    tensor = triton.InferInput("image", list(array.shape), datatype)
+    tensor.set_data_from_numpy(array, binary_data=binary)
+    return tensor
+
+
+def refusal(call: object) -> InferenceServerException:
+    with pytest.raises(InferenceServerException) as caught:
+        call()  # type: ignore[operator]
+    return caught.value
+
+
+def test_server_and_model_metadata_and_readiness(client: triton.InferenceServerClient) -> None:
+    assert client.is_server_live() and client.is_server_ready()
+    server = client.get_server_metadata()
+    assert "binary_tensor_data" in server["extensions"]
+    model = client.get_model_metadata("mnist")
+    version = model["versions"][0]
+    assert model["inputs"] == [{"name": "image", "datatype": "FP32", "shape": [-1, 28, 28, 1]}]
+    outputs = {o["name"]: o for o in model["outputs"]}
+    assert outputs["probabilities"]["shape"] == [-1, 10] and outputs["features"]["datatype"] == "FP32"
+    assert client.is_model_ready("mnist") and client.is_model_ready("mnist", version)
+    assert client.get_model_metadata("mnist", version) == model
+    assert not client.is_model_ready("mnist", str(int(version) + 1)) and not client.is_model_ready("fashion")
+
+
+def test_fp32_json_and_uint8_binary_agree_with_predict(client: triton.InferenceServerClient, served) -> None:
+    as_json = client.infer("mnist", [image_input(fp32(DIGITS[:1]), "FP32", binary=False)])
+    as_uint8 = client.infer("mnist", [image_input(DIGITS[:1], "UINT8")])
+    with httpx.Client(base_url=served.base_url, timeout=10) as http:
+        ours = http.post("/predict", json={"image": as_json_rows(DIGITS[0])}).json()
+    for result in (as_json, as_uint8):
+        probabilities = result.as_numpy("probabilities")
+        assert probabilities.shape == (1, 10) and result.as_numpy("features") is None  # features only on request
+        np.testing.assert_allclose(probabilities[0], ours["probabilities"], atol=1e-5)
+        assert result.get_response()["model_version"] == str(ours["model_version"])
+
+
+def test_a_batch_of_eight_in_binary_both_ways(client: triton.InferenceServerClient) -> None:
+    outputs = [triton.InferRequestedOutput(name, binary_data=True) for name in ("probabilities", "features")]
+    result = client.infer("mnist", [image_input(fp32(DIGITS), "FP32")], outputs=outputs, request_id="batch-8")
+    response = result.get_response()
+    assert response["id"] == "batch-8"
+    assert all("data" not in o and o["parameters"]["binary_data_size"] > 0 for o in response["outputs"])
+    probabilities, features = result.as_numpy("probabilities"), result.as_numpy("features")
+    assert probabilities.shape == (8, 10) and features.shape[0] == 8 and features.dtype == np.float32
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-3)
+    assert (probabilities.argmax(axis=1) == LABELS).mean() >= 0.5  # the tiny model reads real digits
+    versioned = client.infer("mnist", [image_input(fp32(DIGITS), "FP32")], model_version=response["model_version"])
+    np.testing.assert_allclose(versioned.as_numpy("probabilities"), probabilities, atol=1e-6)
+
+
+def test_one_refused_image_fails_the_request_and_names_it(client: triton.InferenceServerClient) -> None:
+    images = DIGITS[:3].copy()
+    images[2] = 0  # blank: nothing to classify
+    error = refusal(lambda: client.infer("mnist", [image_input(images, "UINT8")]))
+    assert error.status() == "422" and "image 2" in error.message()
+
+
+@pytest.mark.parametrize(
+    ("call", "status", "says"),
+    [
+        (lambda c: c.infer("fashion", [image_input(DIGITS[:1], "UINT8")]), "404", "unknown model 'fashion'"),
+        (lambda c: c.infer("mnist", [image_input(DIGITS[:1], "UINT8")], model_version="999"), "404", "version 999"),
+        (lambda c: c.get_model_metadata("fashion"), "404", "unknown model"),
+        (lambda c: c.infer("mnist", [image_input(DIGITS[:1, :14], "UINT8")]), "422", "input shape must be"),
+        (lambda c: c.infer("mnist", [image_input(DIGITS[:1].astype(np.int32), "INT32")]), "422", "datatype"),
+        (lambda c: c.infer("mnist", [image_input(fp32(DIGITS[:1]) * 255, "FP32")]), "422", "0..1"),
+        (
+            lambda c: c.infer("mnist", [image_input(DIGITS[:1], "UINT8")], outputs=[triton.InferRequestedOutput("x")]),
+            "422",
+            "unknown output",
+        ),
+    ],
+    ids=[
+        "unknown-model",
+        "unknown-version",
+        "unknown-model-metadata",
+        "wrong-shape",
+        "wrong-datatype",
+        "fp32-range",
+        "unknown-output",
+    ],
+)
+def test_mistakes_are_clear_4xx(client: triton.InferenceServerClient, call, status: str, says: str) -> None:
+    error = refusal(lambda: call(client))
+    assert error.status() == status and says in error.message(), (error.status(), error.message())
+
+
+def test_errors_metrics_and_openapi_speak_the_protocol(served: ServerHandle) -> None:
+    with httpx.Client(base_url=served.base_url, timeout=10) as http:
+        refused = http.post("/v2/models/mnist/infer", content=b"{", headers={"Content-Type": "application/json"})
+        too_big = http.post("/v2/models/mnist/infer", content=b"x", headers={"Content-Type": "text/plain"})
+        metrics = http.get("/metrics").text
+        paths = http.get("/openapi.json").json()["paths"]
+    assert refused.status_code == 400 and isinstance(refused.json()["error"], str)
+    assert too_big.status_code == 415 and isinstance(too_big.json()["error"], str)
+    assert 'endpoint="/v2/models/{model_name}/infer"' in metrics and 'protocol="oip"' in metrics
+    assert {"/v2", "/v2/models/{model_name}/infer", "/v2/models/{model_name}/versions/{version}/ready"} <= set(paths)

@@ -1,0 +1,132 @@
+"""An Open Inference Protocol request -> 28x28 digits: JSON and binary tensors, and each refusal's message."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pytest
+
+from service.errors import InvalidInput, InvalidJSON, NoDigit, TooManyImages
+from service.inputs.oip_input import header_length, parse_infer_request
+from tests.helpers import synthetic_digit
+
+ROOT = Path(__file__).resolve().parents[2]
+OUTPUTS = {"probabilities": "probabilities", "features": "features"}
+
+
+def parse(doc: dict, binary: bytes = b"", max_images: int = 8):
+    header = orjson.dumps(doc)
+    body, length = (header + binary, len(header)) if binary else (header, None)
+    return parse_infer_request(
+        body,
+        length,
+        input_name="image",
+        output_names=OUTPUTS,
+        default_output="probabilities",
+        pixel_scale=1 / 255,
+        max_images=max_images,
+    )
+
+
+def tensor(array: np.ndarray, datatype: str, binary: bool = False) -> dict:
+    entry: dict = {"name": "image", "datatype": datatype, "shape": list(array.shape)}
+    if binary:
+        entry["parameters"] = {"binary_data_size": array.nbytes}
+    else:
+        entry["data"] = array.reshape(-1).tolist()
+    return entry
+
+
+DIGIT = synthetic_digit(7)
+
+
+def test_fp32_on_the_model_scale_and_uint8_give_the_same_digits() -> None:
+    as_fp32 = (DIGIT[np.newaxis, ..., np.newaxis] / 255.0).astype(np.float32)
+    as_uint8 = np.stack([DIGIT, DIGIT])
+    from_json = parse({"inputs": [tensor(as_fp32, "FP32")]})
+    from_binary = parse({"inputs": [tensor(as_uint8, "UINT8", binary=True)]}, as_uint8.tobytes())
+    assert from_json.images.shape == (1, 28, 28) and from_binary.images.shape == (2, 28, 28)
+    np.testing.assert_allclose(from_json.images[0], DIGIT, atol=1e-3)
+    np.testing.assert_array_equal(from_binary.images[1], DIGIT)
+    assert [(o.name, o.binary) for o in from_json.outputs] == [("probabilities", False)]
+
+
+def test_outputs_follow_the_request_and_the_binary_default() -> None:
+    doc = {
+        "id": "r1",
+        "inputs": [tensor(DIGIT[np.newaxis], "UINT8")],
+        "parameters": {"binary_data_output": True},
+        "outputs": [{"name": "features"}, {"name": "probabilities", "parameters": {"binary_data": False}}],
+    }
+    request = parse(doc)
+    assert request.id == "r1" and [(o.name, o.binary) for o in request.outputs] == [
+        ("features", True),
+        ("probabilities", False),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("change", "error", "says"),
+    [
+        (lambda d: d["inputs"][0].update(name="pixels"), InvalidInput, "unknown input 'pixels'"),
+        (lambda d: d["inputs"][0].update(datatype="INT64"), InvalidInput, "FP32 (0..1) or UINT8"),
+        (lambda d: d["inputs"][0].update(shape=[1, 28, 27]), InvalidInput, "input shape must be"),
+        (lambda d: d["inputs"][0].update(shape=[9, 28, 28]), TooManyImages, "at most 8"),
+        (lambda d: d["inputs"][0].update(data=d["inputs"][0]["data"][:-1]), InvalidInput, "783 values"),
+        (lambda d: d["inputs"][0].update(data=["x"] * 784), InvalidInput, "numbers only"),
+        (lambda d: d["inputs"][0].update(data=[300] * 784), InvalidInput, "0..255"),
+        (lambda d: d.update(outputs=[{"name": "logits"}]), InvalidInput, "unknown output 'logits'"),
+        (lambda d: d.update(outputs=[{"name": "features"}, {"name": "features"}]), InvalidInput, "once"),
+        (lambda d: d.update(inputs=[]), InvalidInput, "list of one tensor"),
+        (lambda d: d.update(id=3), InvalidInput, "'id' must be a string"),
+    ],
+)
+def test_each_mistake_says_what_is_wrong(change, error: type, says: str) -> None:
+    doc = {"inputs": [tensor(DIGIT[np.newaxis], "UINT8")]}
+    change(doc)
+    with pytest.raises(error, match=re.escape(says)):
+        parse(doc)
+
+
+def test_fp32_outside_the_model_scale_and_blank_images_are_refused_by_index() -> None:
+    with pytest.raises(InvalidInput, match=re.escape("0..1")):
+        parse({"inputs": [tensor(DIGIT[np.newaxis].astype(np.float32), "FP32")]})
+    images = np.stack([DIGIT, np.zeros_like(DIGIT)])
+    with pytest.raises(NoDigit, match="image 1"):
+        parse({"inputs": [tensor(images, "UINT8")]})
+
+
+def test_binary_sizes_and_the_header_length_must_agree() -> None:
+    digits = DIGIT[np.newaxis]
+    with pytest.raises(InvalidInput, match="binary_data_size is 784 but 783 bytes"):
+        parse({"inputs": [tensor(digits, "UINT8", binary=True)]}, digits.tobytes()[:-1])
+    with pytest.raises(InvalidInput, match="no 'binary_data_size'"):
+        parse({"inputs": [tensor(digits, "UINT8")]}, b"\x00")
+    assert header_length(None, 10) is None and header_length("4", 10) == 4
+    for bad in ("0", "11", "-1", "x"):
+        with pytest.raises(InvalidInput, match="Inference-Header-Content-Length"):
+            header_length(bad, 10)
+    with pytest.raises(InvalidJSON):
+        parse_infer_request(b"{", None, input_name="image", output_names=OUTPUTS, default_output="probabilities",
+                            pixel_scale=1 / 255, max_images=8)  # fmt: skip
+
+
+def test_the_api_docs_list_every_v2_route() -> None:
+    from service.api.routes_oip import infer_router, router
+
+    documented = (ROOT / "docs" / "api.md").read_text()
+    paths = {route.path for each in (router, infer_router) for route in each.routes}  # type: ignore[attr-defined]
+    assert paths and all(f" {path}`" in documented for path in paths), paths
+
+
+def test_the_grpc_port_is_off_by_default_and_must_not_be_the_http_port() -> None:
+    from pydantic import ValidationError
+
+    from service.settings import Settings
+
+    assert Settings().grpc_port == 0
+    with pytest.raises(ValidationError, match="MNIST_GRPC_PORT must differ from MNIST_PORT"):
+        Settings(port=8000, grpc_port=8000)
