@@ -74,6 +74,9 @@ async def _form_files(request: Request, field: str, max_files: int) -> list[byte
     """The file parts named ``field``; every multipart failure is invalid_multipart."""
     try:
         async with request.form(max_files=max_files, max_fields=MAX_FORM_FIELDS, max_part_size=MAX_FIELD_BYTES) as form:
+            other = next((name for name in form if name != field), None)
+            if other is not None:  # what the schema says: only `field` parts (a mistyped name is caught here)
+                raise InvalidMultipart(f"unexpected form part {other[:40]!r}; send only parts named {field!r}")
             parts = form.getlist(field)
             if any(not isinstance(p, UploadFile) for p in parts):
                 raise InvalidMultipart(f"form field {field!r} must be a file part")

@@ -6,10 +6,12 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from registry.layout import MODEL_NAME
 from service.api.schemas import example_digit
 
 MODEL_NAME_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
-VERSION_PATTERN = r"^[0-9]{1,9}$"
+SERVED_NAMES = [MODEL_NAME]  # the schema names the one model served; the pattern still guards what is parsed
+VERSION_PATTERN = r"^[1-9][0-9]{0,8}$"  # versions start at 1 (registry)
 HEADER_LENGTH = "Inference-Header-Content-Length"
 
 
@@ -67,6 +69,7 @@ def path_parameter(name: str, pattern: str, description: str) -> dict[str, Any]:
 
 
 MODEL_NAME_PARAMETER = path_parameter("model_name", MODEL_NAME_PATTERN, "Only `mnist` is served; any other is 404.")
+MODEL_NAME_PARAMETER["schema"]["enum"] = SERVED_NAMES
 VERSION_PARAMETER = path_parameter("version", VERSION_PATTERN, "The version this replica serves; another is 404.")
 
 _TENSOR_IN = {

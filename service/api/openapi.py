@@ -12,25 +12,29 @@ route by route, so a new router (the Open Inference Protocol's ``/v2`` routes) g
 - each error answer's codes (``x-error-codes``) become its description and one example per code;
 - an array marked ``x-max-items-from: <setting>`` gets that setting's value as ``maxItems``.
 
-Operations whose errors are not our envelope (a protocol with its own error shape) declare their error
-statuses themselves; the rules extend our envelope's code lists and add missing statuses, never rewrite
-an error answer that lists no codes of ours.
+The Open Inference Protocol's routes (``errors.speaks_oip``) answer every error as the protocol's bare
+message: they get the same statuses in that shape, with no codes; the rules never rewrite an error answer
+that lists no codes of ours.
 """
 
 from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI
 
 from service import errors as svc
+from service.api.errors import speaks_oip
+from service.api.oip_schemas import OipErrorOut
 from service.api.schemas import ERROR_CODES, ErrorOut, error_responses
 from service.settings import Settings
 
 OPENAPI_PATH = "/openapi.json"
 ERROR_REF = f"#/components/schemas/{ErrorOut.__name__}"
+OIP_ERROR_REF = f"#/components/schemas/{OipErrorOut.__name__}"
 FASTAPI_VALIDATION = "#/components/schemas/HTTPValidationError"
 MAX_ITEMS_FROM = "x-max-items-from"
 METHODS = frozenset({"get", "put", "post", "delete", "options", "head", "patch", "trace"})
@@ -75,14 +79,16 @@ def strict(document: dict[str, Any], settings: Settings) -> dict[str, Any]:
     error_schema = ErrorOut.model_json_schema(ref_template="#/components/schemas/{model}")
     schemas.update(error_schema.pop("$defs", {}))
     schemas.setdefault(ErrorOut.__name__, error_schema)
-    for operation in _operations(document):
+    for path, operation in _operations(document):
         responses = operation.setdefault("responses", {})
+        # The protocol's routes answer every error, these included, as its bare message (errors.speaks_oip).
+        as_openapi = _as_oip if speaks_oip(path) else _as_openapi
         for status, response in list(responses.items()):
             if _schema_ref(response) == FASTAPI_VALIDATION:
-                responses[status] = _as_openapi(VALIDATION[422])
-        _merge(responses, EVERY_OPERATION)
+                responses[status] = as_openapi(VALIDATION[422])
+        _merge(responses, EVERY_OPERATION, as_openapi)
         if "requestBody" in operation:
-            _merge(responses, WITH_A_BODY)
+            _merge(responses, WITH_A_BODY, as_openapi)
         for status, response in responses.items():
             if ERROR_CODES in response:
                 _describe_errors(response)
@@ -98,8 +104,9 @@ def strict(document: dict[str, Any], settings: Settings) -> dict[str, Any]:
     return document
 
 
-def _operations(document: dict[str, Any]) -> list[dict[str, Any]]:
-    return [op for item in document.get("paths", {}).values() for method, op in item.items() if method in METHODS]
+def _operations(document: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    paths = document.get("paths", {})
+    return [(path, op) for path, item in paths.items() for method, op in item.items() if method in METHODS]
 
 
 def _schema_ref(response: dict[str, Any]) -> str | None:
@@ -111,11 +118,18 @@ def _as_openapi(response: dict[str, Any]) -> dict[str, Any]:
     return {ERROR_CODES: list(response[ERROR_CODES]), "content": {"application/json": {"schema": {"$ref": ERROR_REF}}}}
 
 
-def _merge(responses: dict[str, Any], extra: dict[int | str, dict[str, Any]]) -> None:
+def _as_oip(response: dict[str, Any]) -> dict[str, Any]:
+    """The same answer in the Open Inference Protocol's error shape, which carries no code."""
+    return {"description": "The error message", "content": {"application/json": {"schema": {"$ref": OIP_ERROR_REF}}}}
+
+
+def _merge(
+    responses: dict[str, Any], extra: dict[int | str, dict[str, Any]], as_openapi: Callable[..., dict[str, Any]]
+) -> None:
     for status, response in extra.items():
         present = responses.get(str(status))
         if present is None:
-            responses[str(status)] = _as_openapi(response)
+            responses[str(status)] = as_openapi(response)
         elif ERROR_CODES in present:
             present[ERROR_CODES] += [code for code in response[ERROR_CODES] if code not in present[ERROR_CODES]]
 

@@ -23,6 +23,7 @@ from service.api.oip_answer import BINARY_CONTENT_TYPE, infer_response, model_me
 from service.api.oip_schemas import (
     HEADER_LENGTH,
     MODEL_NAME_PATTERN,
+    SERVED_NAMES,
     VERSION_PATTERN,
     InferResponseOut,
     ModelMetadataOut,
@@ -41,7 +42,8 @@ infer_router = APIRouter(prefix="/v2", tags=["open inference protocol"], route_c
 SERVER_NAME = "mnist-serving"
 EXTENSIONS = ["binary_tensor_data"]
 VERSION_HEADER = MODEL_VERSION_HEADER.decode()
-ModelName = Annotated[str, Path(pattern=MODEL_NAME_PATTERN, description="Only `mnist` is served.")]
+ONLY_MNIST = {"description": "Only `mnist` is served.", "json_schema_extra": {"enum": SERVED_NAMES}}
+ModelName = Annotated[str, Path(pattern=MODEL_NAME_PATTERN, **ONLY_MNIST)]
 Version = Annotated[str, Path(pattern=VERSION_PATTERN, description="The version this replica serves.")]
 
 

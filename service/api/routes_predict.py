@@ -84,7 +84,7 @@ INCLUDE_PARAMETER = {
         "image the model was given, integers 0..255 (0 = background, 255 = ink). Any other value is refused "
         "with 422 `unknown_include`."
     ),
-    "schema": {"type": "array", "items": {"type": "string", "enum": sorted(INCLUDES)}},
+    "schema": {"type": "array", "items": {"type": "string", "enum": sorted(INCLUDES)}, "minItems": 1},
     "style": "form",
     "explode": False,
 }
@@ -97,8 +97,7 @@ def requested_includes(request: Request) -> frozenset[str]:
     """
     if not request.scope.get("query_string"):
         return NOTHING_INCLUDED
-    wanted = {item.strip() for value in request.query_params.getlist("include") for item in value.split(",")}
-    wanted.discard("")
+    wanted = {item for value in request.query_params.getlist("include") for item in value.split(",")}
     unknown = sorted(wanted - INCLUDES)
     if unknown:
         raise UnknownInclude(f"unknown include value {unknown[0][:40]!r}; the only one is {INCLUDE_INPUT!r}")

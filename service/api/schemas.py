@@ -125,6 +125,8 @@ def predict_request_body(batch: bool) -> dict[str, Any]:
                     }
                 },
                 "required": ["files"],
+                # Any other part is refused (input_forms.py): a mistyped name says so rather than being ignored.
+                "additionalProperties": False,
             },
             "encoding": {"files": {"contentType": "image/png, image/jpeg"}},
         }
@@ -138,6 +140,7 @@ def predict_request_body(batch: bool) -> dict[str, Any]:
                     "type": "object",
                     "properties": {"file": {"type": "string", "format": "binary"}},
                     "required": ["file"],
+                    "additionalProperties": False,
                 },
                 "encoding": {"file": {"contentType": "image/png, image/jpeg"}},
             },

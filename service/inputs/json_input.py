@@ -121,7 +121,8 @@ def _checked(arr: np.ndarray, where: str, peak: float | None = None) -> np.ndarr
     """The checks after the shape and range: not 0..1, not blank. ``peak``: arr.max(), when known."""
     peak = float(arr.max()) if peak is None else peak
     if 0 < peak <= 1.0:
-        raise InvalidInput(
+        # On the 0..255 scale this shows no ink at all (no_digit, like a blank image); almost surely a 0..1 image.
+        raise NoDigit(
             f"{where} values are all <= 1: this API takes 0..255 (0 background, 255 ink), not 0..1; multiply by 255"
         )
     try:

@@ -281,7 +281,7 @@ HOSTILE_JSON: tuple[Case, ...] = (
     Case("ragged", lambda: [row[: 28 - (i % 2)] for i, row in enumerate(_valid_json_digit())], "invalid_input"),
     Case("row_is_object", lambda: [{"a": 1}] * 28, "invalid_input"),
     Case("big_28x28x28", lambda: [[[0] * 28] * 28] * 28, "invalid_input"),
-    Case("zero_to_one_form", lambda: [[v / 255 for v in row] for row in _valid_json_digit()], "invalid_input"),
+    Case("zero_to_one_form", lambda: [[v / 255 for v in row] for row in _valid_json_digit()], "no_digit"),
     Case("blank_zeros", lambda: [[0] * 28 for _ in range(28)], "no_digit"),
     Case("one_pixel", lambda: [[255 if (r, c) == (14, 14) else 0 for c in range(28)] for r in range(28)], "no_digit"),
     Case("valid_ints", _valid_json_digit, "ok"),

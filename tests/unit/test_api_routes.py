@@ -95,6 +95,10 @@ def test_multipart_needs_exactly_one_file(make_client: ClientFactory) -> None:
         "/predict", content=b"--xx\r\ngarbage", headers={"Content-Type": "multipart/form-data; boundary=xx"}
     )
     assert broken.status_code == 400 and code_of(broken) == "invalid_multipart"
+    extra = client.post("/predict", data={"note": "hi"}, files={"file": ("a.png", PNG)})
+    assert extra.status_code == 400 and "unexpected form part 'note'" in extra.json()["error"]["message"]
+    batch_extra = client.post("/predict/batch", files=[("files", ("a.png", PNG)), ("file", ("b.png", PNG))])
+    assert batch_extra.status_code == 400 and "send only parts named 'files'" in batch_extra.json()["error"]["message"]
 
 
 def test_batch_keeps_order_and_refuses_per_image(make_client: ClientFactory) -> None:

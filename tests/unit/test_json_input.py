@@ -78,7 +78,7 @@ def test_message_never_echoes_input() -> None:
 
 
 def test_zero_to_one_form_refused_with_a_hint() -> None:
-    with pytest.raises(InvalidInput, match="multiply by 255"):
+    with pytest.raises(NoDigit, match="multiply by 255"):
         parse_json_image([[v / 255 for v in row] for row in digit()])
 
 
