@@ -42,7 +42,7 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends python3 \
     && rm -rf /var/lib/apt/lists/*
 
-# ---- build base: venv + pip (build stages only), the sources and an empty virtualenv -----------
+# ---- build base: venv + pip (build stages only), an empty virtualenv, the project's requirements --
 FROM python-base AS build-base
 # ca-certificates: pip verifies the package index against the system bundle (Debian's pip reads
 # /etc/ssl/certs/ca-certificates.crt). Behind a TLS-inspecting proxy, pass the host's bundle as the
@@ -56,21 +56,36 @@ RUN apt-get update \
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 COPY pyproject.toml constraints.txt README.md ./
+# Dependencies are installed before the sources are copied, from the list pyproject.toml gives for an
+# extra: a change to the code then reuses that layer instead of downloading every wheel again.
+RUN for extra in serve train; do \
+        python3 -c "import sys, tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
+print(*p['dependencies'], *p['optional-dependencies'][sys.argv[1]], sep='\n')" "$extra" > "requirements-$extra.txt"; \
+    done
+
+# ---- build the serving virtualenv (only the `serve` extra: no TensorFlow) -----------------
+FROM build-base AS build-serve
+# The wheel cache lives in a cache mount, outside every layer.
+RUN --mount=type=cache,target=/root/.cache/pip \
+    --mount=type=secret,id=ca-bundle,target=/etc/ssl/certs/ca-certificates.crt \
+    pip install -c constraints.txt -r requirements-serve.txt
 COPY registry/ registry/
 COPY digits/ digits/
 COPY service/ service/
 COPY training/ training/
-
-# ---- build the serving virtualenv (only the `serve` extra: no TensorFlow) -----------------
-FROM build-base AS build-serve
-# The wheel cache lives in a cache mount, outside every layer: a rebuild after a source change
-# downloads nothing again.
 RUN --mount=type=cache,target=/root/.cache/pip \
     --mount=type=secret,id=ca-bundle,target=/etc/ssl/certs/ca-certificates.crt \
     pip install -c constraints.txt ".[serve]"
 
 # ---- build the training virtualenv (TensorFlow, tf2onnx, ...) -----------------------------
 FROM build-base AS build-train
+RUN --mount=type=cache,target=/root/.cache/pip \
+    --mount=type=secret,id=ca-bundle,target=/etc/ssl/certs/ca-certificates.crt \
+    pip install -c constraints.txt -r requirements-train.txt
+COPY registry/ registry/
+COPY digits/ digits/
+COPY service/ service/
+COPY training/ training/
 RUN --mount=type=cache,target=/root/.cache/pip \
     --mount=type=secret,id=ca-bundle,target=/etc/ssl/certs/ca-certificates.crt \
     pip install -c constraints.txt ".[train]"
