@@ -39,6 +39,13 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
             terminalreporter.write_line(f"{built.target:<6} {built.size_mb:8.0f} MB   built in {built.seconds:5.1f} s")
 
 
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    # Each rebuild leaves the previous image's layers behind, untagged (GBs for train): dangling images,
+    # those with no tag and no child, go; the layers the current tags are built from stay cached.
+    if BUILT:
+        buildah.run(["rmi", "--prune"], timeout=600, check=False)
+
+
 @pytest.fixture(scope="session")
 def base_image() -> str:
     reason = buildah.unavailable_reason()
