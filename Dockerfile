@@ -55,9 +55,10 @@ RUN apt-get update \
     && python3 -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
-COPY pyproject.toml constraints.txt README.md ./
-# Dependencies are installed before the sources are copied, from the list pyproject.toml gives for an
-# extra: a change to the code then reuses that layer instead of downloading every wheel again.
+COPY pyproject.toml constraints.txt ./
+# Dependencies are installed before the sources (README.md included: it is the package's long
+# description) are copied, from the list pyproject.toml gives for an extra: a change to the code or the
+# docs then reuses that layer instead of downloading every wheel again.
 RUN for extra in serve train; do \
         python3 -c "import sys, tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
 print(*p['dependencies'], *p['optional-dependencies'][sys.argv[1]], sep='\n')" "$extra" > "requirements-$extra.txt"; \
@@ -69,6 +70,7 @@ FROM build-base AS build-serve
 RUN --mount=type=cache,target=/root/.cache/pip \
     --mount=type=secret,id=ca-bundle,target=/etc/ssl/certs/ca-certificates.crt \
     pip install -c constraints.txt -r requirements-serve.txt
+COPY README.md ./
 COPY registry/ registry/
 COPY digits/ digits/
 COPY service/ service/
@@ -82,6 +84,7 @@ FROM build-base AS build-train
 RUN --mount=type=cache,target=/root/.cache/pip \
     --mount=type=secret,id=ca-bundle,target=/etc/ssl/certs/ca-certificates.crt \
     pip install -c constraints.txt -r requirements-train.txt
+COPY README.md ./
 COPY registry/ registry/
 COPY digits/ digits/
 COPY service/ service/

@@ -57,21 +57,26 @@ def base_image() -> str:
     return standin.ensure()
 
 
-def build(target: str, base: str, contexts: dict[str, Path] | None = None) -> str:
+def build(target: str, base: str, contexts: dict[str, Path] | None = None, builder: str | None = None) -> str:
+    """Build ``target``; first its ``builder`` stage under a tag of its own, so that the stage's layers (the
+    wheels' install) have a name and survive the prune at the end of the session."""
+    seconds = 0.0
+    if builder:
+        seconds += buildah.build(ROOT, builder, f"localhost/mnist-serving:{builder}-cache", {"DEBIAN_IMAGE": base})
     tag = f"localhost/mnist-serving:{target}-test"
-    seconds = buildah.build(ROOT, target, tag, {"DEBIAN_IMAGE": base}, contexts)
+    seconds += buildah.build(ROOT, target, tag, {"DEBIAN_IMAGE": base}, contexts)
     BUILT[target] = Built(target, tag, seconds, buildah.size_bytes(tag) / 1e6)
     return tag
 
 
 @pytest.fixture(scope="session")
 def serve_image(base_image: str) -> str:
-    return build("serve", base_image)
+    return build("serve", base_image, builder="build-serve")
 
 
 @pytest.fixture(scope="session")
 def train_image(base_image: str) -> str:
-    return build("train", base_image)
+    return build("train", base_image, builder="build-train")
 
 
 @pytest.fixture(scope="session")

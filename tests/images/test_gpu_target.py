@@ -24,25 +24,3 @@ def test_gpu_target_stops_only_at_its_missing_cuda_base(base_image: str) -> None
     assert steps, output[-3000:]
     assert re.fullmatch(r"FROM docker\.io/nvidia/cuda:\S+ AS gpu", steps[-1]), steps[-1]
     assert "image not known" in output or "not found" in output, output[-3000:]
-
-
-def test_default_target_is_the_serve_image(base_image: str, serve_image: str) -> None:
-    # `docker build .` builds the last stage: it must be the serve image (reused layers, so this is quick).
-    tag = "localhost/mnist-serving:default-test"
-    buildah.run(
-        [
-            "bud",
-            *buildah.ISOLATION,
-            "--layers",
-            "--pull=never",
-            "--build-arg",
-            f"DEBIAN_IMAGE={base_image}",
-            "--secret",
-            f"id=ca-bundle,src={buildah.CA_BUNDLE}",
-            "--tag",
-            tag,
-            str(ROOT),
-        ],
-        timeout=600,
-    )
-    assert buildah.inspect(tag) == buildah.inspect(serve_image)
