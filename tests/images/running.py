@@ -139,3 +139,22 @@ def wait_until(predicate: Callable[[], bool], timeout_s: float, interval_s: floa
             return True
         time.sleep(interval_s)
     return False
+
+
+# Run inside the image: who it runs as, and which of the things a serving image must not carry it has.
+PROBE = """
+import importlib.util, json, os, shutil
+print(json.dumps({
+    "uid": os.getuid(), "gid": os.getgid(),
+    "modules": [m for m in ("tensorflow", "keras", "tf2onnx", "pytest", "hypothesis", "locust")
+                if importlib.util.find_spec(m)],
+    "tools": [t for t in ("gcc", "cc", "g++", "make", "curl", "wget") if shutil.which(t)],
+}))
+"""
+
+
+def inside(image: str) -> dict:
+    with buildah.container(image) as name:
+        result = buildah.exec_in(name, ["python", "-c", PROBE])
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)

@@ -12,27 +12,9 @@ import pytest
 from tests.deploy_helpers import http_get, rendered_server
 from tests.images import buildah
 from tests.images.conftest import APP_UID
-from tests.images.running import assert_right_digits, serving
+from tests.images.running import assert_right_digits, inside, serving
 
 pytestmark = pytest.mark.timeout(900)
-
-# Run inside the image: who it runs as, and which of the things a serving image must not carry it has.
-PROBE = """
-import importlib.util, json, os, shutil
-print(json.dumps({
-    "uid": os.getuid(), "gid": os.getgid(),
-    "modules": [m for m in ("tensorflow", "keras", "tf2onnx", "pytest", "hypothesis", "locust")
-                if importlib.util.find_spec(m)],
-    "tools": [t for t in ("gcc", "cc", "g++", "make", "curl", "wget") if shutil.which(t)],
-}))
-"""
-
-
-def inside(image: str) -> dict:
-    with buildah.container(image) as name:
-        result = buildah.exec_in(name, ["python", "-c", PROBE])
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
 
 
 @pytest.mark.parametrize("target", ["serve", "baked"])
@@ -43,12 +25,6 @@ def test_serving_images_run_as_the_app_user_without_tensorflow_compilers_or_test
     found = inside(image)
     assert (found["uid"], found["gid"]) == (APP_UID, APP_UID)
     assert found["modules"] == [] and found["tools"] == [], found
-
-
-def test_train_image_runs_as_the_app_user_with_tensorflow(train_image: str) -> None:
-    found = inside(train_image)
-    assert (found["uid"], found["gid"]) == (APP_UID, APP_UID)
-    assert "tensorflow" in found["modules"] and "pytest" not in found["modules"], found
 
 
 def test_image_declares_what_the_deployment_expects(serve_image: str) -> None:

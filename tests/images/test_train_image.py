@@ -15,7 +15,7 @@ from registry.aliases import read_state
 from tests.deploy_helpers import http_get, rendered_cronjob, rendered_server_env
 from tests.images import buildah
 from tests.images.conftest import APP_UID
-from tests.images.running import assert_right_digits, serving, wait_until
+from tests.images.running import assert_right_digits, inside, serving, wait_until
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -60,3 +60,9 @@ def test_train_quick_publishes_a_version_that_serve_hot_swaps_to(
         poll = float(env["MNIST_POLL_INTERVAL_S"])
         assert wait_until(lambda: ready_version(running.url) == 2, 3 * poll + 10), running.log()
         assert_right_digits(running.url)
+
+
+def test_train_image_runs_as_the_app_user_with_tensorflow(train_image: str) -> None:
+    found = inside(train_image)
+    assert (found["uid"], found["gid"]) == (APP_UID, APP_UID)
+    assert "tensorflow" in found["modules"] and "pytest" not in found["modules"], found

@@ -10,6 +10,8 @@ import pytest
 from tests.images import buildah
 from tests.images.conftest import ROOT
 
+pytestmark = pytest.mark.timeout(900)  # run alone, this module builds the three images
+
 DOC = ROOT / "docs" / "images.md"
 TOLERANCE = 0.10  # layers shift by a few MB with each Debian point release and wheel rebuild
 
