@@ -18,38 +18,80 @@
 #
 # Every pip install goes through constraints.txt so images get the versions CI tested.
 
-ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm
-ARG CUDA_IMAGE=nvidia/cuda:13.0.2-cudnn-runtime-ubuntu24.04
+# Debian's slim image with Debian's Python 3.11, rather than python:*-slim (a Python compiled into
+# /usr/local): Debian publishes bookworm-slim as a debootstrap minbase with docs and locales
+# trimmed, so the stand-in base that `make image-test` builds here without a registry
+# (tests/images/standin.py) is the same rootfs, and every apt-get and pip step below runs unchanged
+# both here and under `docker build`. The interpreter then comes from Debian's security updates.
+ARG DEBIAN_IMAGE=docker.io/library/debian:bookworm-slim
+ARG CUDA_IMAGE=docker.io/nvidia/cuda:13.0.2-cudnn-runtime-ubuntu24.04
 # The GPU wheel is not in constraints.txt (CI has no GPU). 1.31.1 is built against CUDA 13 and
 # was seen serving through CUDAExecutionProvider on an H200 (driver 580): see docs/operations.md, "GPU".
 ARG ONNXRUNTIME_GPU_VERSION=1.31.1
 ARG APP_UID=10001
 
-# ---- shared base: no pip cache, no .pyc, logs straight to stdout -------------------------
-FROM ${PYTHON_IMAGE} AS python-base
+# ---- shared base: Debian's python3 (interpreter only), no .pyc, logs straight to stdout ---------
+FROM ${DEBIAN_IMAGE} AS python-base
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
+# The base tag follows bookworm's point releases, and with them the versions apt resolves; pinning
+# them on top breaks the build at each Debian security update, so DL3008 is ignored here.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends python3 \
+    && rm -rf /var/lib/apt/lists/*
 
-# ---- build base: the sources and an empty virtualenv, shared by the serve and train builds ------
+# ---- build base: venv + pip (build stages only), an empty virtualenv, the project's requirements --
 FROM python-base AS build-base
-WORKDIR /src
-RUN python -m venv /opt/venv
+# ca-certificates: pip verifies the package index against the system bundle (Debian's pip reads
+# /etc/ssl/certs/ca-certificates.crt). Behind a TLS-inspecting proxy, pass the host's bundle as the
+# optional secret `ca-bundle` (--secret id=ca-bundle,src=/etc/ssl/certs/ca-certificates.crt): it is
+# mounted over that file for the pip steps only and never lands in a layer.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends python3-venv ca-certificates \
+    && rm -rf /var/lib/apt/lists/* \
+    && python3 -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
-COPY pyproject.toml constraints.txt README.md ./
+WORKDIR /src
+COPY pyproject.toml constraints.txt ./
+# Dependencies are installed before the sources (README.md included: it is the package's long
+# description) are copied, from the list pyproject.toml gives for an extra: a change to the code or the
+# docs then reuses that layer instead of downloading every wheel again.
+RUN for extra in serve train; do \
+        python3 -c "import sys, tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
+print(*p['dependencies'], *p['optional-dependencies'][sys.argv[1]], sep='\n')" "$extra" > "requirements-$extra.txt"; \
+    done
+
+# ---- build the serving virtualenv (only the `serve` extra: no TensorFlow) -----------------
+FROM build-base AS build-serve
+# The wheel cache lives in a cache mount, outside every layer.
+RUN --mount=type=cache,target=/root/.cache/pip \
+    --mount=type=secret,id=ca-bundle,target=/etc/ssl/certs/ca-certificates.crt \
+    pip install -c constraints.txt -r requirements-serve.txt
+COPY README.md ./
 COPY registry/ registry/
 COPY digits/ digits/
 COPY service/ service/
 COPY training/ training/
-
-# ---- build the serving virtualenv (only the `serve` extra: no TensorFlow) -----------------
-FROM build-base AS build-serve
-RUN pip install -c constraints.txt ".[serve]"
+RUN --mount=type=cache,target=/root/.cache/pip \
+    --mount=type=secret,id=ca-bundle,target=/etc/ssl/certs/ca-certificates.crt \
+    pip install -c constraints.txt ".[serve]"
 
 # ---- build the training virtualenv (TensorFlow, tf2onnx, ...) -----------------------------
 FROM build-base AS build-train
-RUN pip install -c constraints.txt ".[train]"
+RUN --mount=type=cache,target=/root/.cache/pip \
+    --mount=type=secret,id=ca-bundle,target=/etc/ssl/certs/ca-certificates.crt \
+    pip install -c constraints.txt -r requirements-train.txt
+COPY README.md ./
+COPY registry/ registry/
+COPY digits/ digits/
+COPY service/ service/
+COPY training/ training/
+RUN --mount=type=cache,target=/root/.cache/pip \
+    --mount=type=secret,id=ca-bundle,target=/etc/ssl/certs/ca-certificates.crt \
+    pip install -c constraints.txt ".[train]"
 
 # ---- runtime base: the non-root user, the venv on PATH and the registry mount point, shared by serve
 # and train (each stage copies its own /opt/venv in; COPY does not run as USER) ----------------------
@@ -59,8 +101,11 @@ RUN useradd --system --uid "${APP_UID}" --user-group --create-home --shell /usr/
     && mkdir -p /models \
     && chown "${APP_UID}:${APP_UID}" /models
 # The registry is expected at /models (a read-only mount in production, see deploy/README.md).
+# Caches go to /tmp, the one writable path under the Deployment's read-only root: onnxruntime writes a
+# device id under $XDG_CACHE_HOME (~/.cache otherwise), found by the images tier (tests/images).
 ENV PATH=/opt/venv/bin:$PATH \
-    MNIST_MODEL_DIR=/models
+    MNIST_MODEL_DIR=/models \
+    XDG_CACHE_HOME=/tmp/.cache
 WORKDIR /home/app
 USER ${APP_UID}:${APP_UID}
 
@@ -93,7 +138,6 @@ ARG ONNXRUNTIME_GPU_VERSION
 ENV DEBIAN_FRONTEND=noninteractive \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 # The CUDA image tag already pins the distribution snapshot; pinning apt versions on top breaks the
 # build each time Ubuntu publishes a security update, so DL3008 is ignored for this one line.
@@ -114,13 +158,17 @@ COPY service/ service/
 COPY training/ training/
 # `.[serve]` pulls the CPU onnxruntime; both wheels own the same `onnxruntime` package folder,
 # so the CPU one is removed before the GPU one goes in (installing over it corrupts the folder).
-RUN pip install -c constraints.txt ".[serve]" \
+# Wheel cache and CA bundle: as in build-serve.
+RUN --mount=type=cache,target=/root/.cache/pip \
+    --mount=type=secret,id=ca-bundle,target=/etc/ssl/certs/ca-certificates.crt \
+    pip install -c constraints.txt ".[serve]" \
     && pip uninstall -y onnxruntime \
     && pip install --no-deps "onnxruntime-gpu==${ONNXRUNTIME_GPU_VERSION}" \
     && rm -rf /src
 ENV MNIST_MODEL_DIR=/models \
     MNIST_PORT=8000 \
-    MNIST_DEVICE=cuda
+    MNIST_DEVICE=cuda \
+    XDG_CACHE_HOME=/tmp/.cache
 WORKDIR /home/app
 USER ${APP_UID}:${APP_UID}
 EXPOSE 8000

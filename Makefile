@@ -17,12 +17,13 @@ P99_MS     ?= 250
 FAIL_RATIO ?= 0.001
 LOADTEST_HOST ?=
 
-.PHONY: install train compare serve test test-fast mutation lint format bench bench-ab loadtest system-deps clean help
+.PHONY: install train compare serve test test-fast image-test mutation lint format bench bench-ab loadtest system-deps clean help
 
 help:
 	@echo "make serve   install, train a first version if the registry is empty, serve on $(HOST):$(PORT)"
-	@echo "make test    install and run the whole test suite (tiers: tests/unit, integration, tools, e2e)"
+	@echo "make test    install and run the whole test suite (tiers: tests/unit, integration, browser, tools, images, e2e)"
 	@echo "make test-fast  the unit tier only: no TensorFlow, no processes, about 20 s"
+	@echo "make image-test the images tier: serve, baked, train built with buildah and run (docs/images.md)"
 	@echo "make mutation   mutation scores of input checks, body limits, guards, registry (slow; docs/mutation.md)"
 	@echo "make train   train, evaluate, export and register a new version (ARGS='--model mlp' ...)"
 	@echo "make compare    optimisers and networks side by side: a table, reports/compare.md and its learning curves"
@@ -61,9 +62,18 @@ system-deps:
 		echo "Installing chromium (Debian package) for the browser tests..."; \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
+# Debian's buildah builds the Dockerfile without a daemon and debootstrap makes its stand-in base (tests/images).
+	@command -v buildah >/dev/null && PATH="$$PATH:/usr/sbin" command -v debootstrap >/dev/null || { \
+		echo "Installing buildah + debootstrap (Debian packages) for the images tier..."; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends buildah debootstrap >/dev/null; }
 
 test: $(STAMP) system-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The images tier alone (also part of `make test`): builds serve, baked and train and prints their sizes.
+image-test: $(STAMP) system-deps
+	$(BIN)/python -m pytest tests/images $(PYTEST_ARGS)
 
 # The unit tier by folder, so no other tier's module (TensorFlow, tools) is even imported.
 test-fast: $(STAMP)

@@ -23,7 +23,7 @@ from loadtests import server
 ROOT = Path(__file__).resolve().parents[1]
 # A test's tier is the directory it lives in (markers declared in pyproject.toml): a new file cannot drop out
 # of a tier by forgetting a ``pytestmark`` line, and `-m unit` selects exactly what `pytest tests/unit` runs.
-TIERS = ("unit", "integration", "browser", "tools", "e2e")
+TIERS = ("unit", "integration", "browser", "tools", "images", "e2e")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

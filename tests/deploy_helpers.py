@@ -1,7 +1,8 @@
 """Helpers for the deployment and observability tests.
 
 Reading the PromQL expressions of the dashboard and the alert rules, pulling
-metric names out of them, staging what the serving image holds, and starting
+metric names out of them, rendering the Kubernetes Deployment's server
+container and environment, staging what the serving image holds, and starting
 the real service as a subprocess with an exact environment (the Kubernetes
 test needs env, user and read-only registry under its own control, so it
 cannot share a generic fixture).
@@ -10,6 +11,7 @@ cannot share a generic fixture).
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import re
@@ -24,6 +26,7 @@ import venv
 from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -242,3 +245,50 @@ def service_process(
     finally:
         terminate(proc, timeout_s=20)
         log_path.unlink(missing_ok=True)
+
+
+@functools.cache
+def rendered(overlay: str = "cpu") -> tuple[dict[str, Any], ...]:
+    """The overlay's objects as kubectl applies them (kustomize), rendered once per session."""
+    kubectl = Path(sys.executable).parent / "kubectl"
+    out = subprocess.run(
+        [str(kubectl) if kubectl.exists() else "kubectl", "kustomize", str(ROOT / "deploy/k8s/overlays" / overlay)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    ).stdout
+    return tuple(d for d in yaml.safe_load_all(out) if d)
+
+
+def rendered_server(overlay: str = "cpu") -> tuple[dict[str, Any], dict[str, Any]]:
+    """The Deployment's pod spec and its `server` container, with ``resolvedEnv``: the ConfigMap (envFrom),
+    then the container's env, as the kubelet hands them to the process."""
+    docs = rendered(overlay)
+    deployment = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "mnist-serving")
+    pod = deployment["spec"]["template"]["spec"]
+    container = next(c for c in pod["containers"] if c["name"] == "server")
+    env: dict[str, str] = {}
+    for source in container.get("envFrom", []):
+        name = source["configMapRef"]["name"]
+        env.update(next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == name)["data"])
+    for item in container.get("env", []):
+        if "value" in item:
+            env[item["name"]] = item["value"]
+        else:
+            # Only the optional admin-token Secret is referenced; absent, Kubernetes leaves it unset.
+            assert item["valueFrom"]["secretKeyRef"]["optional"] is True, item
+    return pod, {**container, "resolvedEnv": env}
+
+
+def rendered_server_env(overlay: str = "cpu") -> dict[str, str]:
+    """The environment the Deployment gives the server container."""
+    _, container = rendered_server(overlay)
+    assert "command" not in container and "args" not in container, "the tests assume the image's CMD"
+    return dict(container["resolvedEnv"])
+
+
+def rendered_cronjob(name: str, overlay: str = "cpu") -> dict[str, Any]:
+    """The (first) container of a CronJob's pod template."""
+    job = next(d for d in rendered(overlay) if d["kind"] == "CronJob" and d["metadata"]["name"] == name)
+    return job["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]

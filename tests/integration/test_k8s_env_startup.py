@@ -18,47 +18,24 @@ import os
 import re
 import shutil
 import stat
-import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
 
 from loadtests.server import free_port
-from tests.deploy_helpers import ROOT, service_log, service_process, stage_serving_image, wait_for
+from tests.deploy_helpers import (
+    ROOT,
+    rendered_server_env,
+    service_log,
+    service_process,
+    stage_serving_image,
+    wait_for,
+)
 
 NOBODY = 65534
-
-
-def rendered_server_env() -> dict[str, str]:
-    kubectl = Path(sys.executable).parent / "kubectl"
-    out = subprocess.run(
-        [str(kubectl) if kubectl.exists() else "kubectl", "kustomize", str(ROOT / "deploy/k8s/overlays/cpu")],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
-    ).stdout
-    docs: list[dict[str, Any]] = [d for d in yaml.safe_load_all(out) if d]
-    deployment = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "mnist-serving")
-    container = next(c for c in deployment["spec"]["template"]["spec"]["containers"] if c["name"] == "server")
-    env: dict[str, str] = {}
-    for source in container.get("envFrom", []):
-        name = source["configMapRef"]["name"]
-        env.update(next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == name)["data"])
-    for item in container.get("env", []):
-        if "value" in item:
-            env[item["name"]] = item["value"]
-        else:
-            # Only the optional admin-token Secret is referenced; absent, Kubernetes leaves it unset.
-            assert item["valueFrom"]["secretKeyRef"]["optional"] is True, item
-    assert "command" not in container and "args" not in container, "the test assumes the image's CMD"
-    return env
 
 
 def image_cmd_args() -> list[str]:
