@@ -6,7 +6,7 @@ training digits exactly as `make train` fits it (the 500 validation digits only 
 the 1,000 validation + test digits. The 500-digit test split alone is too noisy (±0.5 points) to pick a recipe.
 
     .venv/bin/python benchmarks/unseen_accuracy.py --splits 0 1 2                  # the default recipe
-    .venv/bin/python benchmarks/unseen_accuracy.py --splits 0 1 2 -- --label-smoothing 0.1
+    .venv/bin/python benchmarks/unseen_accuracy.py --splits 0 1 2 -- --label-smoothing 0.1 --ema
     .venv/bin/python benchmarks/unseen_accuracy.py --splits 0 1 2 --elastic off    # the recipe before elastic
 
 Anything after `--` is a `python -m training` flag. Each split appends a JSON line to --out.
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from training.config import TrainConfig, parse_config
+from training.config import parse_config
 from training.data import load_splits
 from training.train import as_model_input, fit
 
@@ -32,7 +32,6 @@ def main() -> None:
     p.add_argument("--splits", type=int, nargs="+", default=[0, 1, 2], help="split seeds (also the fit's seed)")
     p.add_argument("--label", default="", help="name of the recipe in the output")
     p.add_argument("--out", default="reports/unseen_accuracy.jsonl", help="JSON lines, one per split")
-    p.add_argument("--ema", action="store_true", help="experiment: Adam with an exponential moving average")
     p.add_argument("--elastic", choices=["on", "off"], help="experiment: elastic warps in the augmentation or not")
     p.add_argument("training_flags", nargs="*", help="python -m training flags, after --")
     args = p.parse_args()
@@ -63,16 +62,6 @@ def _experiments(args: argparse.Namespace) -> None:
     """Knobs that are not (yet) training flags, patched in for a measurement."""
     import training.train
 
-    if args.ema:
-        import keras
-
-        from training import optim
-
-        def with_ema(config: TrainConfig, steps: int) -> keras.optimizers.Optimizer:
-            # Keras's fit copies the averaged weights into the model when it ends.
-            return keras.optimizers.Adam(optim.learning_rate(config, steps), use_ema=True, ema_momentum=0.99)
-
-        training.train.optim.optimizer = with_ema  # type: ignore[attr-defined]
     if args.elastic:
         from training import models
 
