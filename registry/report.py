@@ -25,6 +25,7 @@ class Recipe:
     lr_schedule: str = "cosine"
     early_stopping: int | None = None  # patience in epochs; None: trained for all its epochs
     label_smoothing: float = 0.0
+    ema: bool = False  # the kept weights are a moving average of the steps' (--ema)
     epochs: int | None = None
     batch_size: int | None = None
 
@@ -41,6 +42,7 @@ class Recipe:
             lr_schedule=read.text("lr_schedule", default.lr_schedule) or default.lr_schedule,
             early_stopping=read.count("early_stopping", default.early_stopping),
             label_smoothing=read.number("label_smoothing", default.label_smoothing, low=0.0, high=1.0) or 0.0,
+            ema=read.flag("ema", default.ema),
             epochs=read.count("epochs", default.epochs),
             batch_size=read.count("batch_size", default.batch_size),
         )
@@ -58,6 +60,8 @@ class Recipe:
             parts.append(f"early stopping after {self.early_stopping} without a lower validation loss")
         if self.label_smoothing:
             parts.append(f"label smoothing {self.label_smoothing:g}")
+        if self.ema:
+            parts.append("moving average of the weights")
         return ", ".join(parts)
 
 

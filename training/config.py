@@ -32,6 +32,7 @@ class TrainConfig:
     lr_schedule: str = "cosine"
     early_stopping: int | None = None  # patience in epochs, on validation loss
     label_smoothing: float = 0.0
+    ema: bool = False  # keep an exponential moving average of the weights instead of the last step's
     tensorboard: str | None = None
     seed: int = 0
     augment: bool = True
@@ -178,6 +179,12 @@ def _add_recipe_flags(p: argparse.ArgumentParser, d: TrainConfig) -> None:
     )
     p.add_argument(
         "--label-smoothing", type=_below_one, default=d.label_smoothing, help="share of each digit target spread evenly"
+    )
+    p.add_argument(
+        "--ema",
+        action="store_true",
+        help="keep the exponential moving average of the weights (momentum 0.99, the last ~100 steps) instead of "
+        "the last step's; needs a run of thousands of steps, not --quick",
     )
 
 

@@ -154,4 +154,6 @@ def _fit_adversarial(
         history["accuracy"].append(total_correct / seen)
         history["val_accuracy"].append(float((val_pred == validation[1]).mean()))
         print(f"  val_accuracy: {history['val_accuracy'][-1]:.4f}")
+    if config.ema:  # what Keras's fit does when it ends: the averaged weights become the model's
+        optimizer.finalize_variable_values(classifier.trainable_variables)
     return history

@@ -297,3 +297,5 @@ def test_the_recipe_is_read_typed_from_the_training_config() -> None:
         "mlp, sgd lr 0.01 momentum 0.9 (Nesterov), constant learning rate, 5 epochs of batch 128, "
         "early stopping after 3 without a lower validation loss, label smoothing 0.1"
     )
+    averaged = dataclasses.replace(model_facts(), training_config={**config, "ema": True}).recipe
+    assert averaged.ema and averaged.summary().endswith("label smoothing 0.1, moving average of the weights")

@@ -37,6 +37,7 @@ def test_defaults_are_the_recipe_versions_were_trained_with_before_the_flags() -
     config = parse_config([])
     assert (config.optimizer, config.learning_rate, config.lr_schedule) == ("adam", 1e-3, "cosine")
     assert (config.early_stopping, config.label_smoothing, config.momentum, config.nesterov) == (None, 0.0, 0.0, False)
+    assert config.ema is False and parse_config(["--ema"]).ema is True
 
 
 @pytest.mark.parametrize(
