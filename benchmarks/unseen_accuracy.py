@@ -7,7 +7,6 @@ the 1,000 validation + test digits. The 500-digit test split alone is too noisy 
 
     .venv/bin/python benchmarks/unseen_accuracy.py --splits 0 1 2                  # the default recipe
     .venv/bin/python benchmarks/unseen_accuracy.py --splits 0 1 2 -- --label-smoothing 0.1 --ema
-    .venv/bin/python benchmarks/unseen_accuracy.py --splits 0 1 2 --elastic off    # the recipe before elastic
 
 Anything after `--` is a `python -m training` flag. Each split appends a JSON line to --out.
 """
@@ -32,10 +31,8 @@ def main() -> None:
     p.add_argument("--splits", type=int, nargs="+", default=[0, 1, 2], help="split seeds (also the fit's seed)")
     p.add_argument("--label", default="", help="name of the recipe in the output")
     p.add_argument("--out", default="reports/unseen_accuracy.jsonl", help="JSON lines, one per split")
-    p.add_argument("--elastic", choices=["on", "off"], help="experiment: elastic warps in the augmentation or not")
     p.add_argument("training_flags", nargs="*", help="python -m training flags, after --")
     args = p.parse_args()
-    _experiments(args)
     label = args.label or " ".join(args.training_flags) or "default"
     scores = []
     for seed in args.splits:
@@ -56,17 +53,6 @@ def main() -> None:
     spread = statistics.stdev(scores) if len(scores) > 1 else 0.0
     per_split = ", ".join(f"{100 * s:.2f}" for s in scores)
     print(f"{label}: {per_split} -> mean {100 * statistics.mean(scores):.2f} % ± {100 * spread:.2f} (sd)")
-
-
-def _experiments(args: argparse.Namespace) -> None:
-    """Knobs that are not (yet) training flags, patched in for a measurement."""
-    import training.train
-
-    if args.elastic:
-        from training import models
-
-        elastic = args.elastic == "on"
-        training.train.augmenter = lambda seed: models.augmenter(seed, elastic=elastic)  # type: ignore[attr-defined]
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ from keras import layers
 
 from registry import layout
 from training.architectures import ARCHITECTURES
-from training.distort import ElasticDistortion
 
 
 def build(name: str) -> keras.Model:
@@ -28,12 +27,10 @@ def build(name: str) -> keras.Model:
     return keras.Model(inputs, [probs, features], name=name)
 
 
-def augmenter(seed: int, elastic: bool = False) -> keras.Sequential:
-    """Small shifts, rotations and zooms: people's digits are not perfectly centred; optionally elastic warps."""
-    steps: list[layers.Layer] = [ElasticDistortion(seed=seed + 3)] if elastic else []
+def augmenter(seed: int) -> keras.Sequential:
+    """Small shifts, rotations and zooms: people's digits are not perfectly centred."""
     return keras.Sequential(
         [
-            *steps,
             layers.RandomRotation(0.05, fill_mode="constant", seed=seed),
             layers.RandomTranslation(0.1, 0.1, fill_mode="constant", seed=seed + 1),
             layers.RandomZoom(0.1, fill_mode="constant", seed=seed + 2),
