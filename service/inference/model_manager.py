@@ -21,13 +21,7 @@ import numpy as np
 
 from registry import InvalidVersion, ModelMetadata, Preprocessing, Registry, RegistryError, VersionNotFound, layout
 from service import metrics
-from service.errors import (
-    DeviceUnavailable,
-    InvalidInput,
-    ModelLoadError,
-    ModelNotReady,
-    ServiceError,
-)
+from service.errors import DeviceUnavailable, InvalidInput, ModelLoadError, ModelNotReady, ServiceError
 from service.inference.answers import Prediction, answers
 from service.inference.batcher import Batcher
 from service.inference.loaded_model import LoadedModel, VersionRefused, load_version
@@ -68,21 +62,21 @@ class ModelManager:
         current = self._current
         return current.version if current is not None else None
 
-    @property
-    def preprocessing(self) -> Preprocessing:
-        """How pictures become the served version's input (canvas, digit box), from its metadata."""
+    def _served(self) -> LoadedModel:
         current = self._current
         if current is None:
             raise ModelNotReady(self.not_ready_reason or "no model version loaded")
-        return current.preprocessing
+        return current
+
+    @property
+    def preprocessing(self) -> Preprocessing:
+        """How pictures become the served version's input (canvas, digit box), from its metadata."""
+        return self._served().preprocessing
 
     @property
     def served_facts(self) -> ModelMetadata:
         """The served version's metadata.json, typed: its tensors are what the Open Inference Protocol describes."""
-        current = self._current
-        if current is None:
-            raise ModelNotReady(self.not_ready_reason or "no model version loaded")
-        return current.facts
+        return self._served().facts
 
     @property
     def served_backend(self) -> str:
