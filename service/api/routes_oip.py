@@ -32,12 +32,12 @@ from service.api.oip_schemas import (
     infer_openapi,
     oip_errors,
 )
-from service.api.routes_predict import RequestOnlyRoute
+from service.api.routes_predict import PredictionRoute
 from service.errors import ModelNotReady
 from service.inputs.oip_input import header_length, parse_infer_request
 
 router = APIRouter(prefix="/v2", tags=["open inference protocol"])
-infer_router = APIRouter(prefix="/v2", tags=["open inference protocol"], route_class=RequestOnlyRoute)
+infer_router = APIRouter(prefix="/v2", tags=["open inference protocol"], route_class=PredictionRoute)
 
 SERVER_NAME = "mnist-serving"
 EXTENSIONS = ["binary_tensor_data"]
