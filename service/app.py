@@ -67,14 +67,8 @@ def _default_manager(settings: Settings) -> Any:
     return ModelManager(settings)
 
 
-def _after_start(task: asyncio.Task[None]) -> None:
-    if task.cancelled():
-        return
-    # What is alive once the first version has loaded (modules, the app, the model) lives as long as the
-    # process. Frozen, it is no longer walked by the collector's full passes, which took about 80 ms each
-    # under load, every second or so: a pause for every request in flight (benchmarks/README.md).
-    gc.freeze()
-    exc = task.exception()
+def _log_start_failure(task: asyncio.Task[None]) -> None:
+    exc = None if task.cancelled() else task.exception()
     if exc is None:
         return
     log.error("model manager failed to start", exc_info=(type(exc), exc, exc.__traceback__))
@@ -86,12 +80,17 @@ def _after_start(task: asyncio.Task[None]) -> None:
 @contextlib.asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     manager = app.state.manager
+    # What is alive now (the modules, the app) lives as long as the process. Frozen, it is no longer walked by
+    # the collector's full passes, which took about 80 ms each under load, every second or so: a pause for every
+    # request in flight (benchmarks/README.md). The model loads after this, so a swapped-out version is still
+    # collected; loading the first one adds almost no Python objects.
+    gc.freeze()
     app.state.decoder.start()
     start = asyncio.create_task(manager.start(), name="model-manager-start")
     done, _ = await asyncio.wait({start}, timeout=START_GRACE_S)
     if start in done and isinstance(start.exception(), FATAL_AT_START):
         raise start.exception()  # type: ignore[misc]
-    start.add_done_callback(_after_start)
+    start.add_done_callback(_log_start_failure)
     settings = app.state.settings
     grpc_server = None
     if settings.grpc_port:
