@@ -43,10 +43,9 @@ class PredictionRoute(APIRoute):
 
     def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
         super().__init__(path, endpoint, **kwargs)
-        handler = endpoint
 
         async def app(scope: Scope, receive: Receive, send: Send) -> None:
-            response = await handler(Request(scope, receive, send))
+            response = await endpoint(Request(scope, receive, send))
             await response(scope, receive, send)
 
         self.app = app
