@@ -127,13 +127,12 @@ def test_serving_image_installs_only_the_serve_extra() -> None:
     assert '".[serve]"' in build_runs and "-c constraints.txt" in build_runs
     copies = [rest for word, rest in STAGES["serve"] if word == "COPY"]
     assert any("--from=build-serve" in c for c in copies)
-    assert not any("--from=build-train" in c for c in copies)
 
 
 def test_train_target_runs_the_training_cli() -> None:
     lineage = serving_lineage(STAGES, "train")
     assert json.loads(last(lineage, "ENTRYPOINT") or "[]") == ["python", "-m", "training"]
-    runs = " ".join(rest for word, rest in STAGES["build-train"] if word == "RUN")
+    runs = " ".join(rest for word, rest in STAGES["train"] if word == "RUN")
     assert '".[train]"' in runs
 
 
