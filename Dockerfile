@@ -69,12 +69,15 @@ RUN for extra in serve train; do \
 print(*p['dependencies'], *p['optional-dependencies'][sys.argv[1]], sep='\n')" "$extra" > "requirements-$extra.txt"; \
     done
 
-# ---- build the serving virtualenv (only the `serve` extra: no TensorFlow) -----------------
-FROM build-base AS build-serve
+# ---- the `serve` extra's dependencies (no TensorFlow): the serving virtualenv, and train's starting point -
+FROM build-base AS serve-deps
 # The wheel cache lives in a cache mount, outside every layer.
 RUN --mount=type=cache,target=/root/.cache/pip \
     --mount=type=secret,id=ca-bundle,target=/etc/ssl/certs/ca-certificates.crt \
     pip install -c constraints.txt -r requirements-serve.txt
+
+# ---- build the serving virtualenv: the project on top of its dependencies ---------------------------
+FROM serve-deps AS build-serve
 COPY README.md ./
 COPY registry/ registry/
 COPY digits/ digits/
@@ -164,8 +167,10 @@ CMD ["python", "-m", "service", "--host", "0.0.0.0"]
 # One stage, installed where it runs: every layer is written out once more when a build commits it, and a
 # build stage copied into a runtime one wrote the 2.3 GB virtualenv twice (about 110 s of a cold build
 # here). What this image carries beyond serve's runtime (python3-venv, pip, ca-certificates, /src) is a
-# few MB beside TensorFlow; the user, the env and the read-only venv are the same as serve's.
-FROM build-base AS train
+# few MB beside TensorFlow; the user, the env and the read-only venv are the same as serve's. It starts
+# from serve's dependencies, which the train extra shares for the most part (onnxruntime, OpenCV, NumPy,
+# grpcio): those are then downloaded, installed and committed once for both images.
+FROM serve-deps AS train
 ARG APP_UID
 RUN --mount=type=cache,target=/root/.cache/pip \
     --mount=type=secret,id=ca-bundle,target=/etc/ssl/certs/ca-certificates.crt \

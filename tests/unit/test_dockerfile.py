@@ -119,8 +119,8 @@ def test_gpu_target_uses_cuda() -> None:
 
 
 def test_serving_image_installs_only_the_serve_extra() -> None:
-    # The serve stage copies its virtualenv from build-serve: both must stay free of TensorFlow.
-    for name in ("build-serve", "serve", "gpu"):
+    # The serve stage copies its virtualenv from build-serve (on serve-deps): all must stay free of TensorFlow.
+    for name in ("serve-deps", "build-serve", "serve", "gpu"):
         runs = " ".join(rest for word, rest in STAGES[name] if word == "RUN").lower()
         assert "tensorflow" not in runs and ".[train" not in runs, name
     build_runs = " ".join(rest for word, rest in STAGES["build-serve"] if word == "RUN")
