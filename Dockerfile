@@ -165,8 +165,8 @@ CMD ["python", "-m", "service", "--host", "0.0.0.0"]
 
 # ---- train: TensorFlow + the training CLI, publishing into /models -------------------------------
 # One stage, installed where it runs: every layer is written out once more when a build commits it, and a
-# build stage copied into a runtime one wrote the 2.3 GB virtualenv twice (about 110 s of a cold build
-# here). What this image carries beyond serve's runtime (python3-venv, pip, ca-certificates, /src) is a
+# build stage copied into a runtime one wrote the 2.3 GB virtualenv twice (about 120 s of a cold build
+# here). What this image carries beyond serve's runtime (python3-venv, ca-certificates, /src) is a
 # few MB beside TensorFlow; the user, the env and the read-only venv are the same as serve's. It starts
 # from serve's dependencies, which the train extra shares for the most part (onnxruntime, OpenCV, NumPy,
 # grpcio): those are then downloaded, installed and committed once for both images.
