@@ -30,8 +30,10 @@ ARG CUDA_IMAGE=docker.io/nvidia/cuda:13.0.2-cudnn-runtime-ubuntu24.04
 ARG ONNXRUNTIME_GPU_VERSION=1.31.1
 ARG APP_UID=10001
 
-# ---- shared base: Debian's python3 (interpreter only), no .pyc, logs straight to stdout ---------
+# ---- shared base: Debian's python3 (interpreter only), no .pyc, logs straight to stdout, the non-root
+# user and the registry mount point (every image runs as that user; the build stages run as root) ---------
 FROM ${DEBIAN_IMAGE} AS python-base
+ARG APP_UID
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
@@ -40,7 +42,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 # hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends python3 \
-    && rm -rf /var/lib/apt/lists/*
+    && rm -rf /var/lib/apt/lists/* \
+    && useradd --system --uid "${APP_UID}" --user-group --create-home --shell /usr/sbin/nologin app \
+    && mkdir -p /models \
+    && chown "${APP_UID}:${APP_UID}" /models
 
 # ---- build base: venv + pip (build stages only), an empty virtualenv, the project's requirements --
 FROM python-base AS build-base
@@ -64,12 +69,15 @@ RUN for extra in serve train; do \
 print(*p['dependencies'], *p['optional-dependencies'][sys.argv[1]], sep='\n')" "$extra" > "requirements-$extra.txt"; \
     done
 
-# ---- build the serving virtualenv (only the `serve` extra: no TensorFlow) -----------------
-FROM build-base AS build-serve
+# ---- the `serve` extra's dependencies (no TensorFlow): the serving virtualenv, and train's starting point -
+FROM build-base AS serve-deps
 # The wheel cache lives in a cache mount, outside every layer.
 RUN --mount=type=cache,target=/root/.cache/pip \
     --mount=type=secret,id=ca-bundle,target=/etc/ssl/certs/ca-certificates.crt \
     pip install -c constraints.txt -r requirements-serve.txt
+
+# ---- build the serving virtualenv: the project on top of its dependencies ---------------------------
+FROM serve-deps AS build-serve
 COPY README.md ./
 COPY registry/ registry/
 COPY digits/ digits/
@@ -79,41 +87,20 @@ RUN --mount=type=cache,target=/root/.cache/pip \
     --mount=type=secret,id=ca-bundle,target=/etc/ssl/certs/ca-certificates.crt \
     pip install -c constraints.txt ".[serve]"
 
-# ---- build the training virtualenv (TensorFlow, tf2onnx, ...) -----------------------------
-FROM build-base AS build-train
-RUN --mount=type=cache,target=/root/.cache/pip \
-    --mount=type=secret,id=ca-bundle,target=/etc/ssl/certs/ca-certificates.crt \
-    pip install -c constraints.txt -r requirements-train.txt
-COPY README.md ./
-COPY registry/ registry/
-COPY digits/ digits/
-COPY service/ service/
-COPY training/ training/
-RUN --mount=type=cache,target=/root/.cache/pip \
-    --mount=type=secret,id=ca-bundle,target=/etc/ssl/certs/ca-certificates.crt \
-    pip install -c constraints.txt ".[train]"
-
-# ---- runtime base: the non-root user, the venv on PATH and the registry mount point, shared by serve
-# and train (each stage copies its own /opt/venv in; COPY does not run as USER) ----------------------
-FROM python-base AS runtime-base
+# ---- serve: the default runtime image --------------------------------------------------------
+FROM python-base AS serve
 ARG APP_UID
-RUN useradd --system --uid "${APP_UID}" --user-group --create-home --shell /usr/sbin/nologin app \
-    && mkdir -p /models \
-    && chown "${APP_UID}:${APP_UID}" /models
+COPY --from=build-serve /opt/venv /opt/venv
 # The registry is expected at /models (a read-only mount in production, see deploy/README.md).
 # Caches go to /tmp, the one writable path under the Deployment's read-only root: onnxruntime writes a
 # device id under $XDG_CACHE_HOME (~/.cache otherwise), found by the images tier (tests/images).
+# The service's default port made explicit for the HEALTHCHECK.
 ENV PATH=/opt/venv/bin:$PATH \
     MNIST_MODEL_DIR=/models \
-    XDG_CACHE_HOME=/tmp/.cache
+    XDG_CACHE_HOME=/tmp/.cache \
+    MNIST_PORT=8000
 WORKDIR /home/app
 USER ${APP_UID}:${APP_UID}
-
-# ---- serve: the default runtime image --------------------------------------------------------
-FROM runtime-base AS serve
-COPY --from=build-serve /opt/venv /opt/venv
-# The service's default port made explicit for the HEALTHCHECK.
-ENV MNIST_PORT=8000
 EXPOSE 8000
 # Liveness only: readiness (model loaded + warm-up) belongs to the orchestrator's readiness probe,
 # otherwise an empty registry would make Docker restart a process that is merely waiting for a model.
@@ -177,9 +164,31 @@ HEALTHCHECK --interval=15s --timeout=3s --start-period=30s --retries=3 \
 CMD ["python", "-m", "service", "--host", "0.0.0.0"]
 
 # ---- train: TensorFlow + the training CLI, publishing into /models -------------------------------
-FROM runtime-base AS train
-COPY --from=build-train /opt/venv /opt/venv
-ENV TF_CPP_MIN_LOG_LEVEL=2
+# One stage, installed where it runs: every layer is written out once more when a build commits it, and a
+# build stage copied into a runtime one wrote the 2.3 GB virtualenv twice (about 120 s of a cold build
+# here). What this image carries beyond serve's runtime (python3-venv, ca-certificates, /src) is a
+# few MB beside TensorFlow; the user, the env and the read-only venv are the same as serve's. It starts
+# from serve's dependencies, which the train extra shares for the most part (onnxruntime, OpenCV, NumPy,
+# grpcio): those are then downloaded, installed and committed once for both images.
+FROM serve-deps AS train
+ARG APP_UID
+RUN --mount=type=cache,target=/root/.cache/pip \
+    --mount=type=secret,id=ca-bundle,target=/etc/ssl/certs/ca-certificates.crt \
+    pip install -c constraints.txt -r requirements-train.txt
+COPY README.md ./
+COPY registry/ registry/
+COPY digits/ digits/
+COPY service/ service/
+COPY training/ training/
+RUN --mount=type=cache,target=/root/.cache/pip \
+    --mount=type=secret,id=ca-bundle,target=/etc/ssl/certs/ca-certificates.crt \
+    pip install -c constraints.txt ".[train]"
+# Set after the installs: pip would put its cache under XDG_CACHE_HOME, outside the cache mount.
+ENV MNIST_MODEL_DIR=/models \
+    XDG_CACHE_HOME=/tmp/.cache \
+    TF_CPP_MIN_LOG_LEVEL=2
+WORKDIR /home/app
+USER ${APP_UID}:${APP_UID}
 ENTRYPOINT ["python", "-m", "training"]
 CMD ["--registry", "/models"]
 

@@ -58,8 +58,9 @@ def base_image() -> str:
 
 
 def build(target: str, base: str, contexts: dict[str, Path] | None = None, builder: str | None = None) -> str:
-    """Build ``target``; first its ``builder`` stage under a tag of its own, so that the stage's layers (the
-    wheels' install) have a name and survive the prune at the end of the session."""
+    """Build ``target``; first its ``builder`` stage (if the target copies from one) under a tag of its own,
+    so that the stage's layers (the wheels' install) have a name and survive the prune at the end of the
+    session."""
     seconds = 0.0
     if builder:
         seconds += buildah.build(ROOT, builder, f"localhost/mnist-serving:{builder}-cache", {"DEBIAN_IMAGE": base})
@@ -78,7 +79,7 @@ def serve_image(base_image: str) -> str:
 # cold on two shared cores (11 min 27 s against 11 min 03 s), and is simpler this way.
 @pytest.fixture(scope="session")
 def train_image(base_image: str) -> str:
-    return build("train", base_image, builder="build-train")
+    return build("train", base_image)
 
 
 @pytest.fixture(scope="session")

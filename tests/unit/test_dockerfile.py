@@ -119,21 +119,20 @@ def test_gpu_target_uses_cuda() -> None:
 
 
 def test_serving_image_installs_only_the_serve_extra() -> None:
-    # The serve stage copies its virtualenv from build-serve: both must stay free of TensorFlow.
-    for name in ("build-serve", "serve", "gpu"):
+    # The serve stage copies its virtualenv from build-serve (on serve-deps): all must stay free of TensorFlow.
+    for name in ("serve-deps", "build-serve", "serve", "gpu"):
         runs = " ".join(rest for word, rest in STAGES[name] if word == "RUN").lower()
         assert "tensorflow" not in runs and ".[train" not in runs, name
     build_runs = " ".join(rest for word, rest in STAGES["build-serve"] if word == "RUN")
     assert '".[serve]"' in build_runs and "-c constraints.txt" in build_runs
     copies = [rest for word, rest in STAGES["serve"] if word == "COPY"]
     assert any("--from=build-serve" in c for c in copies)
-    assert not any("--from=build-train" in c for c in copies)
 
 
 def test_train_target_runs_the_training_cli() -> None:
     lineage = serving_lineage(STAGES, "train")
     assert json.loads(last(lineage, "ENTRYPOINT") or "[]") == ["python", "-m", "training"]
-    runs = " ".join(rest for word, rest in STAGES["build-train"] if word == "RUN")
+    runs = " ".join(rest for word, rest in STAGES["train"] if word == "RUN")
     assert '".[train]"' in runs
 
 
