@@ -232,12 +232,9 @@ class ModelManager:
             old.backend.close()
 
     def _record_failure(self, version: int | None, exc: Exception) -> None:
-        if isinstance(exc, VersionRefused):
-            reason = exc.reason
-        elif isinstance(exc, RegistryError):
-            reason = "not_found"
-        else:
-            reason = "device" if isinstance(exc, DeviceUnavailable) else "load"
+        reason = "device" if isinstance(exc, DeviceUnavailable) else "load"
+        if isinstance(exc, (VersionRefused, RegistryError)):
+            reason = exc.reason if isinstance(exc, VersionRefused) else "not_found"
         message = exc.message if isinstance(exc, ServiceError) else str(exc)
         self.last_load_error = {
             "version": version,
