@@ -1,6 +1,6 @@
 """The Open Inference Protocol against the service's own JSON, in one server, cells alternated (issue 16).
 
-Two pairs, each run ``--rounds`` times in turn (A, B, A, B, ...) so drift on a shared machine hits both:
+Two pairs, each run ``--rounds`` times in turn (A, B, then B, A, ...) so drift on a shared machine hits both:
 
 * one digit at concurrency 64: OIP ``FP32 [1,28,28,1]`` as JSON data (what ``tritonclient`` sends with
   ``binary_data=False``) against ``POST /predict`` with JSON; target OIP >= 0.8x the req/s.
@@ -100,8 +100,9 @@ def compare(
     loads = workloads(answered(port, pool))
     cells = []
     for baseline, oip, concurrency in PAIRS:
-        for _ in range(args.rounds):
-            for name in (baseline, oip):
+        for round_ in range(args.rounds):
+            # A then B, then B then A: a drift across the run favours neither side.
+            for name in (baseline, oip) if round_ % 2 == 0 else (oip, baseline):
                 requests, images = loads[name]
                 result = run(run_cell(port, requests, concurrency, args.warmup, args.duration, server))
                 cells.append((name, result, images))
@@ -113,6 +114,9 @@ def compare(
 
 
 def verdicts(cells: list[tuple[str, CellResult, int]]) -> list[tuple[bool, str]]:
+    def results(name: str) -> list[CellResult]:
+        return [r for n, r, _ in cells if n == name]
+
     def rates(name: str) -> list[float]:
         return [r.rps * images for n, r, images in cells if n == name]
 
@@ -124,10 +128,10 @@ def verdicts(cells: list[tuple[str, CellResult, int]]) -> list[tuple[bool, str]]
         errors = sum(r.errors for n, r, _ in cells if n == oip)
         median = statistics.median(ratios)
         shown = ", ".join(f"{r:.2f}" for r in ratios)
-        pairs = [
-            (b, o) for (m, b, _), (n, o, _) in zip(cells[::2], cells[1::2], strict=True) if (m, n) == (baseline, oip)
+        cpu = [
+            b.server_cpu_us_per_request / o.server_cpu_us_per_request
+            for b, o in zip(results(baseline), results(oip), strict=True)
         ]
-        cpu = [b.server_cpu_us_per_request / o.server_cpu_us_per_request for b, o in pairs]
         cpu_note = ""
         if cpu and all(c == c for c in cpu):  # NaN when the server process was not measured
             cpu_note = f"; server CPU per image, JSON / OIP: median {statistics.median(cpu):.2f}x"
