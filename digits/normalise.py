@@ -41,6 +41,14 @@ MIN_INK_FRACTION = 0.0005
 MIN_COMPONENT_SHARE = 0.03
 # Paper may be this much brighter than the brightest of the border (grey levels).
 BORDER_MARGIN = 12.0
+# A canvas-sized picture is already shaped like MNIST (a dataset digit saved as a PNG) when its paper is
+# black, its ink reaches full strength, the ink's longer side is the digit box (to this many pixels: MNIST's
+# own digits measure 17-20 at INK_LEVEL, 20 from their faintest pixel) and its centre of mass is on the
+# centre (within this many pixels; MNIST's are within 0.5).
+SHAPED_PAPER = 8
+SHAPED_PEAK = 200
+SHAPED_BOX_SLACK = 3
+SHAPED_CENTRE_SLACK = 1.0
 
 
 class BlankImage(Exception):
@@ -63,6 +71,9 @@ def to_mnist(grey: np.ndarray, *, canvas: int, digit_box: int) -> np.ndarray:
         raise BlankImage("no digit found: empty image")
     if not 0 < digit_box <= canvas:
         raise ValueError("digit_box must be in 1..canvas")
+    if shaped_like_mnist(grey, canvas=canvas, digit_box=digit_box):
+        # The model's own format already: cleaning and refitting would only move it away from what it learnt.
+        return grey.astype(np.float32)
     work = _working_copy(grey)
     ink = suppress_background(work)
     ink = _drop_speckle(ink)
@@ -73,6 +84,22 @@ def to_mnist(grey: np.ndarray, *, canvas: int, digit_box: int) -> np.ndarray:
     out = _place_by_centre_of_mass(patch, canvas)
     check_not_blank(out)
     return out
+
+
+def shaped_like_mnist(grey: np.ndarray, *, canvas: int, digit_box: int) -> bool:
+    """Whether a uint8 bright-ink picture is already an MNIST input: canvas-sized, black paper, full-strength
+    ink fitted to the digit box and centred by its centre of mass."""
+    if grey.shape != (canvas, canvas):
+        return False
+    border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
+    if grey_percentile(border, 50) > SHAPED_PAPER or int(grey.max()) < SHAPED_PEAK:
+        return False
+    _, _, w, h = cv2.boundingRect((grey >= INK_LEVEL).view(np.uint8))
+    if not digit_box - SHAPED_BOX_SLACK <= max(w, h) <= digit_box:
+        return False
+    m = cv2.moments(grey)
+    offsets = (m["m01"] / m["m00"] - canvas / 2, m["m10"] / m["m00"] - canvas / 2)
+    return all(abs(offset) <= SHAPED_CENTRE_SLACK for offset in offsets)
 
 
 def shrink(grey: np.ndarray, limit: int) -> np.ndarray:

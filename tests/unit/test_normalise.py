@@ -11,6 +11,7 @@ from registry.layout import IMAGE_SIDE
 from service.errors import NoDigit
 from service.inputs import normalise as inputs
 from service.inputs.normalise import check_not_blank
+from tests.helpers import real_digits
 from tests.unit.input_corpus import MAX_PIXELS, MAX_SIDE, draw_one_rgba, draw_seven, encode, paper_photo
 
 CENTRE = 14.0  # where MNIST's centres of mass sit (measured: mean 14.0, spread 13.5..14.5)
@@ -98,6 +99,54 @@ def test_normalising_twice_changes_little() -> None:
     once = normalise(encode(draw_seven(), "JPEG", quality=80))
     twice = to_mnist(np.rint(once).astype(np.uint8))
     assert np.abs(twice - once).mean() < 4.0
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB", "RGBA", "inverted"])
+def test_a_dataset_digit_saved_as_a_png_comes_back_unchanged(mode: str) -> None:
+    # MNIST's own digits are the model's format already: a script that saves one as a PNG must get the
+    # answer the same digit gets as JSON, so nothing may be cleaned, refitted or moved.
+    for digit in real_digits(20, seed=3)[0]:
+        img = Image.fromarray(255 - digit if mode == "inverted" else digit, "L")
+        if mode in ("RGB", "RGBA"):
+            img = img.convert(mode)
+        np.testing.assert_array_equal(normalise(encode(img, "PNG")), digit.astype(np.float32))
+
+
+def _moved(digit: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    out = np.zeros_like(digit)
+    out[max(rows, 0) : 28 + min(rows, 0), max(cols, 0) : 28 + min(cols, 0)] = digit[
+        max(-rows, 0) : 28 - max(rows, 0), max(-cols, 0) : 28 - max(cols, 0)
+    ]
+    return out
+
+
+def _filling_the_frame(digit: np.ndarray) -> np.ndarray:
+    rows = np.flatnonzero(digit.any(axis=1))
+    big = Image.fromarray(digit[rows[0] : rows[-1] + 1]).resize((20, 27), Image.Resampling.BILINEAR)
+    out = np.zeros_like(digit)
+    out[0:27, 4:24] = np.asarray(big)
+    return out
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda d: _moved(d, 3, 0),  # lower than the centre
+        lambda d: _moved(d, 0, -3),  # left of it
+        lambda d: np.pad(d, ((0, 12), (0, 12))),  # an MNIST digit in the corner of a larger picture
+        _filling_the_frame,  # taller than the digit box
+        lambda d: np.asarray(Image.fromarray(d).resize((14, 14)).crop((-7, -7, 21, 21))),  # small
+        lambda d: np.maximum(d, 60),  # grey paper
+        lambda d: (d * 0.6).astype(np.uint8),  # faint ink
+    ],
+    ids=["low", "left", "larger-picture", "too-tall", "small", "grey-paper", "faint"],
+)
+def test_a_28x28_picture_not_shaped_like_mnist_is_still_fitted(change: object) -> None:
+    digit = real_digits(1, seed=5)[0][0]
+    picture = change(digit)  # type: ignore[operator]
+    arr = normalise(encode(Image.fromarray(picture, "L"), "PNG"))
+    assert_mnist_like(arr)
+    assert arr.shape != picture.shape or not np.array_equal(arr, picture.astype(np.float32))
 
 
 @pytest.mark.parametrize(
