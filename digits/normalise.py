@@ -91,6 +91,7 @@ def shaped_like_mnist(grey: np.ndarray, *, canvas: int, digit_box: int) -> bool:
     ink fitted to the digit box and centred by its centre of mass."""
     if grey.shape != (canvas, canvas):
         return False
+    grey = np.ascontiguousarray(grey, dtype=np.uint8)  # what OpenCV's moments take
     border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
     if grey_percentile(border, 50) > SHAPED_PAPER or int(grey.max()) < SHAPED_PEAK:
         return False
