@@ -39,6 +39,9 @@ MIN_INK_PIXELS_28 = 10
 MIN_INK_FRACTION = 0.0005
 # A stroke group smaller than this share of the largest one is speckle.
 MIN_COMPONENT_SHARE = 0.03
+# When the largest stroke group is this many times smaller than the frame (a digit photographed on a page),
+# the other groups that touch the frame's edge are scene (a shadow's corner, a cut rule), not strokes.
+SCENE_FACTOR = 3
 # Paper may be this much brighter than the brightest of the border (grey levels).
 BORDER_MARGIN = 12.0
 # A canvas-sized picture is already shaped like MNIST (a dataset digit saved as a PNG) when its paper is
@@ -190,7 +193,17 @@ def _drop_speckle(ink: np.ndarray) -> np.ndarray:
         return ink
     areas = stats[:, cv2.CC_STAT_AREA].copy()
     areas[0] = 0
-    keep = (areas >= MIN_COMPONENT_SHARE * areas.max()).view(np.uint8)
+    keep = areas >= MIN_COMPONENT_SHARE * areas.max()
+    left, top = stats[:, cv2.CC_STAT_LEFT], stats[:, cv2.CC_STAT_TOP]
+    right, bottom = left + stats[:, cv2.CC_STAT_WIDTH], top + stats[:, cv2.CC_STAT_HEIGHT]
+    h, w = ink.shape
+    at_edge = (left == 0) | (top == 0) | (right == w) | (bottom == h)
+    largest = int(areas.argmax())
+    at_edge[largest] = False  # the digit itself may be cut by the frame
+    box = max(stats[largest, cv2.CC_STAT_WIDTH], stats[largest, cv2.CC_STAT_HEIGHT])
+    if box * SCENE_FACTOR <= min(h, w):
+        keep &= ~at_edge
+    keep = keep.view(np.uint8)
     kept = keep[labels]
     # Grow by a pixel or two so the faint anti-aliased rim of kept strokes survives.
     rim = 1 + max(ink.shape) // _CC_SIDE

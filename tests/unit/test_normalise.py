@@ -87,6 +87,47 @@ def test_specks_far_from_the_digit_do_not_move_the_box() -> None:
     assert np.abs(clean - specked).mean() < 1.0
 
 
+def _with_mark(img: Image.Image, shape: list[tuple[int, int]]) -> Image.Image:
+    """The picture with a dark polygon drawn on it (a shadow's corner, a stray stroke)."""
+    marked = img.copy()
+    ImageDraw.Draw(marked).polygon(shape, fill=30)
+    return marked
+
+
+CORNER = [(540, 0), (600, 0), (600, 60)]  # a dark wedge in the top right corner of a 600x800 picture
+EDGE_MARKS = {
+    "corner": CORNER,
+    "left": [(0, 600), (40, 600), (40, 640), (0, 640)],
+    "top": [(100, 0), (140, 0), (140, 40), (100, 40)],
+    "right": [(560, 600), (600, 600), (600, 640), (560, 640)],
+    "bottom": [(100, 760), (140, 760), (140, 800), (100, 800)],
+}
+
+
+@pytest.mark.parametrize("edge", list(EDGE_MARKS))
+def test_a_mark_at_the_frame_edge_does_not_shrink_a_small_digit(edge: str) -> None:
+    # A digit photographed on a page: what touches the frame (a shadow's corner) is scene, not a stroke,
+    # and must not stretch the crop (the digit would come out tiny and be refused).
+    small = draw_seven(origin=(250, 300), scale=0.3, noise=0, gradient=False)
+    clean = normalise(encode(small, "PNG"))
+    assert np.abs(normalise(encode(_with_mark(small, EDGE_MARKS[edge]), "PNG")) - clean).mean() < 1.0
+
+
+def test_a_small_digit_cut_by_the_frame_is_kept_and_the_corner_mark_dropped() -> None:
+    cut = draw_seven(origin=(-4, 300), scale=0.3, noise=0, gradient=False)
+    clean = normalise(encode(cut, "PNG"))
+    assert_mnist_like(clean)
+    assert np.abs(normalise(encode(_with_mark(cut, CORNER), "PNG")) - clean).mean() < 1.0
+
+
+def test_strokes_at_the_frame_edge_stay_when_the_digit_fills_the_frame() -> None:
+    # A canvas, not a page: a stroke from the edge, far from the big seven, is part of the drawing.
+    digit = draw_seven(noise=0, gradient=False)
+    bar = [(0, 380), (110, 380), (110, 420), (0, 420)]
+    clean = normalise(encode(digit, "PNG"))
+    assert np.abs(normalise(encode(_with_mark(digit, bar), "PNG")) - clean).mean() > 5.0
+
+
 def test_thin_strokes_reach_full_strength() -> None:
     img = Image.new("L", (800, 800), 255)
     ImageDraw.Draw(img).line([(300, 100), (500, 100), (380, 700)], fill=0, width=4)
