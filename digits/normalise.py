@@ -185,7 +185,8 @@ def suppress_background(x: np.ndarray) -> np.ndarray:
 
 
 def _drop_speckle(ink: np.ndarray) -> np.ndarray:
-    """Zero ink groups much smaller than the largest one (JPEG noise, dust, paper grain)."""
+    """Zero ink groups much smaller than the largest one (JPEG noise, dust, paper grain) and, when the
+    largest is small in the frame, the others that touch the frame's edge (see SCENE_FACTOR)."""
     mask = (ink >= INK_LEVEL).view(np.uint8)
     # Block-based labelling (Grana's BBDT): measured 0.23 ms against 0.54 ms for the default on a canvas.
     count, labels, stats, _ = cv2.connectedComponentsWithStatsWithAlgorithm(mask, 8, cv2.CV_32S, cv2.CCL_BBDT)
