@@ -95,7 +95,7 @@ def shaped_like_mnist(grey: np.ndarray, *, canvas: int, digit_box: int) -> bool:
     if grey.shape != (canvas, canvas):
         return False
     grey = np.ascontiguousarray(grey, dtype=np.uint8)  # what OpenCV's moments take
-    border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
+    border = border_pixels(grey)
     if grey_percentile(border, 50) > SHAPED_PAPER or int(grey.max()) < SHAPED_PEAK:
         return False
     _, _, w, h = cv2.boundingRect((grey >= INK_LEVEL).view(np.uint8))
@@ -118,6 +118,11 @@ def shrink(grey: np.ndarray, limit: int) -> np.ndarray:
         return grey
     size = (max(1, w // factor), max(1, h // factor))
     return cv2.resize(grey[: size[1] * factor, : size[0] * factor], size, interpolation=cv2.INTER_AREA)
+
+
+def border_pixels(x: np.ndarray) -> np.ndarray:
+    """The outermost rows and columns of a 2-D picture, as one flat array (corners counted twice)."""
+    return np.concatenate([x[0], x[-1], x[:, 0], x[:, -1]])
 
 
 def grey_percentile(values: np.ndarray, q: float) -> int:
@@ -153,7 +158,7 @@ def background_surface(x: np.ndarray) -> np.ndarray:
     h, w = x.shape
     side = max(3, max(h, w) // 8) | 1
     surface = cv2.morphologyEx(x, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (side, side)))
-    border = np.concatenate([x[0], x[-1], x[:, 0], x[:, -1]])
+    border = border_pixels(x)
     cap = min(255, round(grey_percentile(border, 95) + BORDER_MARGIN))
     return np.minimum(surface, np.uint8(cap))
 
@@ -167,7 +172,7 @@ def suppress_background(x: np.ndarray) -> np.ndarray:
     d -= background_surface(x)
     # The paper's level and noise come from the border: when a shape fills most
     # of the picture, the median pixel is the shape, not the paper.
-    sample = np.concatenate([d[0], d[-1], d[:, 0], d[:, -1]])
+    sample = border_pixels(d)
     level = float(np.median(sample))
     sigma = 1.4826 * float(np.median(np.abs(sample - level)))
     peak = float(d.max())

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps
 
-from digits.normalise import WORK_SIDE, grey_percentile, shrink
+from digits.normalise import WORK_SIDE, border_pixels, grey_percentile, shrink
 from service.errors import ImageTooLarge, InvalidImage, MultiFrameImage, ServiceError, UnsupportedImageFormat
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -157,7 +157,7 @@ def _composite(img: Image.Image) -> np.ndarray:
         img = img.convert("LA")
     rgba = img.convert("RGBA")
     alpha = np.asarray(rgba.getchannel("A"), dtype=np.float32) / 255.0
-    border = np.concatenate([alpha[0], alpha[-1], alpha[:, 0], alpha[:, -1]])
+    border = border_pixels(alpha)
     if float(np.median(border)) < 0.5 and np.ptp(alpha) > 0.25:
         # A drawing on a transparent layer (what canvas apps export): the painted pixels are the ink,
         # whatever their colour; light strokes would vanish on white paper, dark ones on black.
