@@ -242,9 +242,12 @@ def _place_by_centre_of_mass(patch: np.ndarray, canvas: int) -> np.ndarray:
     The offset is clamped so the whole digit stays on the canvas; MNIST never cut digits.
     """
     h, w = patch.shape
-    m = cv2.moments(patch)
-    if m["m00"] > 0:
-        cy, cx = m["m01"] / m["m00"], m["m10"] / m["m00"]
+    total = float(patch.sum())
+    # Not cv2.moments: it reads any N x 2 array as N points, so a single stroke scaled to 2 px wide (a drawn 1)
+    # had its centre far outside the patch and landed in the canvas's corner.
+    if total > 0:
+        cy = float(patch.sum(axis=1) @ np.arange(h, dtype=np.float32)) / total
+        cx = float(patch.sum(axis=0) @ np.arange(w, dtype=np.float32)) / total
     else:
         cy, cx = (h - 1) / 2, (w - 1) / 2
     top = min(max(round(canvas / 2 - cy), 0), canvas - h)

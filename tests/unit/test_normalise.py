@@ -135,6 +135,19 @@ def test_thin_strokes_reach_full_strength() -> None:
     assert arr.max() == pytest.approx(255.0)
 
 
+@pytest.mark.parametrize("brush", [14, 20, 26, 34])
+def test_a_one_drawn_as_a_single_stroke_is_centred(brush: int) -> None:
+    # Scaled to the digit box, a 1 drawn with a canvas brush comes out 1-4 px wide; at 2 px OpenCV's
+    # moments read the patch as a list of points and put the digit in the canvas's corner. A hand's
+    # stroke is never quite upright: the slant gives the patch's columns their uneven grey.
+    img = Image.new("L", (280, 280), 255)
+    ImageDraw.Draw(img).line([(136, 40), (144, 250)], fill=0, width=brush)
+    arr = normalise(encode(img, "PNG"))
+    cy, cx = centre_of_mass(arr)
+    assert abs(cy - CENTRE) <= 1.0 and abs(cx - CENTRE) <= 1.0, (cy, cx)
+    assert box_size(arr)[0] in (19, 20, 21)
+
+
 def test_normalising_twice_changes_little() -> None:
     # An MNIST-shaped input is already normalised: the second pass must be (almost) the identity.
     once = normalise(encode(draw_seven(), "JPEG", quality=80))
