@@ -146,24 +146,28 @@ def to_grey(img: Image.Image) -> np.ndarray:
         return _high_depth_to_uint8(np.asarray(img).astype(np.float64), full_scale=65535.0)
     if mode == "F":
         return _high_depth_to_uint8(np.asarray(img, dtype=np.float64), full_scale=None)
-    if mode in ("RGB", "CMYK", "YCbCr", "LAB", "HSV", "RGBX"):
+    if mode == "RGB":
+        return np.asarray(img.convert("L"), dtype=np.uint8)
+    if mode in ("CMYK", "YCbCr", "LAB", "HSV", "RGBX"):
         # CMYK (incl. Adobe's inverted JPEG flavour) and YCbCr go through Pillow's own RGB conversion.
         return np.asarray(img.convert("RGB").convert("L"), dtype=np.uint8)
     raise InvalidImage(f"unsupported pixel mode {mode!r}")
 
 
 def _composite(img: Image.Image) -> np.ndarray:
-    if img.mode == "La":  # Pillow converts premultiplied grey only to LA
-        img = img.convert("LA")
-    rgba = img.convert("RGBA")
-    alpha = np.asarray(rgba.getchannel("A"), dtype=np.float32) / 255.0
-    border = border_pixels(alpha)
-    if float(np.median(border)) < 0.5 and np.ptp(alpha) > 0.25:
+    if img.mode in ("La", "RGBa"):  # premultiplied: Pillow converts these only to LA and RGBA
+        img = img.convert("LA" if img.mode == "La" else "RGBA")
+    alpha = np.asarray(img.getchannel("A"), dtype=np.uint8)
+    low, high = int(alpha.min()), int(alpha.max())
+    if float(np.median(border_pixels(alpha))) < 127.5 and high - low > 63:
         # A drawing on a transparent layer (what canvas apps export): the painted pixels are the ink,
         # whatever their colour; light strokes would vanish on white paper, dark ones on black.
-        return np.rint(alpha * 255.0).astype(np.uint8)
-    luma = np.asarray(rgba.convert("RGB").convert("L"), dtype=np.float32)
-    return np.clip(np.rint(luma * alpha + 255.0 * (1.0 - alpha)), 0, 255).astype(np.uint8)
+        return alpha
+    luma = np.asarray(img.convert("L"), dtype=np.uint8)  # Pillow's luma ignores the alpha band
+    if low == 255:  # opaque (canvas.toDataURL writes RGBA even for an opaque canvas): nothing to composite
+        return luma
+    share = alpha / np.float32(255.0)
+    return np.clip(np.rint(luma * share + 255.0 * (1.0 - share)), 0, 255).astype(np.uint8)
 
 
 def _high_depth_to_uint8(values: np.ndarray, *, full_scale: float | None) -> np.ndarray:
