@@ -157,8 +157,9 @@ def parse_compact_request(body: bytes) -> np.ndarray | None:
     if not (text.startswith(_COMPACT_HEAD) and text.endswith(_COMPACT_TAIL)):
         return None
     rows_text = text[len(_COMPACT_HEAD) : -len(_COMPACT_TAIL)]
-    # Only digits, and between them exactly the commas and brackets of 28 rows of 28 numbers.
-    if rows_text.translate(None, _DIGITS) != _ROW_SEPARATORS:
+    # Only digits, and between them exactly the commas and brackets of 28 rows of 28 numbers, each "],[" whole:
+    # a digit inside one ("5],1[10") leaves the same skeleton but is no JSON.
+    if rows_text.translate(None, _DIGITS) != _ROW_SEPARATORS or rows_text.count(b"],[") != IMAGE_SIDE - 1:
         return None
     flat = rows_text.translate(None, b"[]")  # "5],[6" -> "5,6": the 784 numbers and the 783 commas between
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import warnings
 
 import numpy as np
@@ -87,6 +88,8 @@ def _rows_text(image: list[list[int]]) -> str:
         pytest.param(lambda t: t.replace("7", "99999999999999999999", 1), id="past int64"),
         pytest.param(lambda t: t.replace("],[", "] ,[", 1), id="space before a comma"),
         pytest.param(lambda t: t.replace("],[", "]],[[", 1), id="extra nesting"),
+        pytest.param(lambda t: t.replace("],[", "],1[", 1), id="a digit inside a row separator"),
+        pytest.param(lambda t: re.sub(r"\d+\],\[", "5]1,[", t, count=1), id="a digit after a row's bracket"),
     ],
 )
 @pytest.mark.parametrize("warnings_as", ["default", "error"])
