@@ -54,7 +54,8 @@ def _describe_number(value: int | float) -> str:
     # Huge ints would make a huge message (or hit Python's int-to-str limit).
     if abs(value) > 1e6:
         return "a number far out of range"
-    return f"{value:g}" if isinstance(value, float) else str(value)
+    # 15 significant digits: 255.0000001 is said as sent, not rounded to "255" (":g" keeps 6).
+    return f"{value:.15g}" if isinstance(value, float) else str(value)
 
 
 def _shape_error(obj: object, where: str) -> InvalidInput:

@@ -41,6 +41,7 @@ def test_valid_ints_and_floats() -> None:
         (float("-inf"), "got -Infinity"),
         (-0.5, "got -0.5"),
         (255.5, "got 255.5"),
+        (255.0000001, "got 255.0000001"),  # just over, and said so: not rounded to "255"
         (10**400, "far out of range"),
         ([1, 2], "got a list (nested too deeply)"),
         ({"a": 1}, "got an object"),
