@@ -21,7 +21,6 @@ for _name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 import argparse  # noqa: E402 (the thread limits above must come first)
 import importlib.util  # noqa: E402
 import shutil  # noqa: E402
-import socket  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 from typing import Any  # noqa: E402
@@ -129,44 +128,23 @@ def http_protocol() -> str:
     return "service.api.http_protocol:HeadCappedHttpToolsProtocol"
 
 
-def bind_tcp(host: str, port: int) -> socket.socket:
-    """A listening socket created with IPPROTO_TCP spelled out.
-
-    uvicorn binds the socket it shares with several workers as socket(AF_INET) (proto 0), and asyncio
-    only sets TCP_NODELAY on sockets whose proto is IPPROTO_TCP: every response then waits for the
-    client's delayed ACK (+40 ms each on Linux). Workers receive this socket with its proto intact.
-    """
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        print(f"cannot listen on {host}:{port}: {exc.strerror} (MNIST_HOST / MNIST_PORT)", file=sys.stderr)
-        raise SystemExit(1) from None
-    sock.set_inheritable(True)
-    return sock
-
-
 def serve(app: str, settings: Settings, **overrides: Any) -> None:
-    """``uvicorn.run`` with our options; several workers share a socket we bound ourselves (see bind_tcp)."""
+    """``uvicorn.run`` with our options; several workers each get a listening socket of their own (service.workers)."""
     import uvicorn
-    from uvicorn.supervisors import Multiprocess
 
     config = uvicorn.Config(app, **{**uvicorn_options(settings), **overrides})
-    if config.workers <= 1:
-        # One process: uvicorn binds through loop.create_server, whose sockets already get TCP_NODELAY.
-        server = uvicorn.Server(config)
-        server.run()
-        if not server.started:
-            raise SystemExit(3)  # uvicorn.run's STARTUP_FAILURE; the reason is in the log
+    if config.workers > 1:
+        from service.workers import run_workers
+
+        status = run_workers(config)
+        if status:
+            raise SystemExit(status)
         return
-    sock = bind_tcp(config.host, config.port)
-    try:
-        Multiprocess(config, sockets=[sock]).run()
-    finally:
-        sock.close()
+    # One process: uvicorn binds through loop.create_server, whose sockets already get TCP_NODELAY.
+    server = uvicorn.Server(config)
+    server.run()
+    if not server.started:
+        raise SystemExit(3)  # uvicorn.run's STARTUP_FAILURE; the reason is in the log
 
 
 if __name__ == "__main__":
