@@ -4,7 +4,7 @@ uvicorn's own multi-worker mode hands every worker one shared socket, and the ev
 for it accepts every connection waiting: 64 keep-alive connections opened together went 64 / 0 or
 45 / 19 to two workers, and the throughput followed (benchmarks/README.md). With a socket per worker
 the kernel spreads new connections over the sockets by their addresses. This parent only starts the
-workers, replaces one that dies and stops them all on SIGINT or SIGTERM.
+workers, replaces one that dies and stops them all on SIGINT, SIGTERM or SIGHUP.
 """
 
 from __future__ import annotations
@@ -80,10 +80,11 @@ def _start(config: uvicorn.Config, port: int) -> BaseProcess:
 
 
 def run_workers(config: uvicorn.Config) -> int:
-    """Serve ``config.workers`` workers until SIGINT or SIGTERM; 3 when one could not start."""
+    """Serve ``config.workers`` workers until SIGINT, SIGTERM or SIGHUP; 3 when one could not start."""
     port = claim_port(config.host, config.port)
     stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    # SIGHUP too: killed by it, this parent would leave its workers holding the port.
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, lambda *_: stop.set())
     workers = [_start(config, port) for _ in range(config.workers)]
     log.info("workers started", extra={"workers": [w.pid for w in workers], "port": port})
