@@ -94,16 +94,26 @@ def shaped_like_mnist(grey: np.ndarray, *, canvas: int, digit_box: int) -> bool:
     ink fitted to the digit box and centred by its centre of mass."""
     if grey.shape != (canvas, canvas):
         return False
-    grey = np.ascontiguousarray(grey, dtype=np.uint8)  # what OpenCV's moments take
+    grey = np.ascontiguousarray(grey, dtype=np.uint8)  # grey_percentile counts whole numbers
     border = border_pixels(grey)
     if grey_percentile(border, 50) > SHAPED_PAPER or int(grey.max()) < SHAPED_PEAK:
         return False
     _, _, w, h = cv2.boundingRect((grey >= INK_LEVEL).view(np.uint8))
     if not digit_box - SHAPED_BOX_SLACK <= max(w, h) <= digit_box:
         return False
-    m = cv2.moments(grey)
-    offsets = (m["m01"] / m["m00"] - canvas / 2, m["m10"] / m["m00"] - canvas / 2)
-    return all(abs(offset) <= SHAPED_CENTRE_SLACK for offset in offsets)
+    cy, cx = centre_of_mass(grey)  # the peak check above makes the total positive
+    return abs(cy - canvas / 2) <= SHAPED_CENTRE_SLACK and abs(cx - canvas / 2) <= SHAPED_CENTRE_SLACK
+
+
+def centre_of_mass(x: np.ndarray) -> tuple[float, float]:
+    """(row, column) of a 2-D picture's centre of mass; its sum must be positive.
+
+    Not cv2.moments: it reads any N x 2 array as N points, so a single stroke scaled to 2 px wide (a drawn 1)
+    got a centre far outside its patch and landed in the canvas's corner.
+    """
+    h, w = x.shape
+    total = float(x.sum())
+    return float(x.sum(axis=1) @ np.arange(h)) / total, float(x.sum(axis=0) @ np.arange(w)) / total
 
 
 def shrink(grey: np.ndarray, limit: int) -> np.ndarray:
@@ -242,14 +252,7 @@ def _place_by_centre_of_mass(patch: np.ndarray, canvas: int) -> np.ndarray:
     The offset is clamped so the whole digit stays on the canvas; MNIST never cut digits.
     """
     h, w = patch.shape
-    total = float(patch.sum())
-    # Not cv2.moments: it reads any N x 2 array as N points, so a single stroke scaled to 2 px wide (a drawn 1)
-    # had its centre far outside the patch and landed in the canvas's corner.
-    if total > 0:
-        cy = float(patch.sum(axis=1) @ np.arange(h, dtype=np.float32)) / total
-        cx = float(patch.sum(axis=0) @ np.arange(w, dtype=np.float32)) / total
-    else:
-        cy, cx = (h - 1) / 2, (w - 1) / 2
+    cy, cx = centre_of_mass(patch) if patch.sum() > 0 else ((h - 1) / 2, (w - 1) / 2)
     top = min(max(round(canvas / 2 - cy), 0), canvas - h)
     left = min(max(round(canvas / 2 - cx), 0), canvas - w)
     out = np.zeros((canvas, canvas), dtype=np.float32)
