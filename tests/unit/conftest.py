@@ -1,9 +1,11 @@
 """What keeps the unit tier fast: no TensorFlow import and no child process (``make test-fast``).
 
 A test that needs either belongs in tests/integration/ (TensorFlow, our own processes) or tests/tools/
-(external tools such as promtool, hadolint, kubectl). Starting a process fails the test at once. The
-TensorFlow check can only see an import made after this file loaded: it is active when the unit tier
-runs alone (``pytest tests/unit``), not in a full run where other tiers imported TensorFlow first.
+(external tools such as promtool, hadolint, kubectl). Starting a process fails the test at once; importing
+TensorFlow fails the test that did it, at its teardown (a check per test, not at the session's end, so it also
+holds in the pytest-xdist workers ``make test-fast`` runs the tier on). It sees only a first import: it is
+active when the unit tier runs alone (``pytest tests/unit``), not in a full run where another tier imported
+TensorFlow first.
 """
 
 from __future__ import annotations
@@ -34,22 +36,19 @@ class _ImportWatch(MetaPathFinder):
 
 
 _watch = _ImportWatch()
-_ALREADY_IMPORTED = FORBIDDEN in sys.modules
-if not _ALREADY_IMPORTED:
-    sys.meta_path.insert(0, _watch)
+sys.meta_path.insert(0, _watch)
 
 
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    if _ALREADY_IMPORTED or FORBIDDEN not in sys.modules:
-        return
-    session.exitstatus = pytest.ExitCode.TESTS_FAILED
-    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
-    message = (
-        f"the unit tier imported {FORBIDDEN} (first from {_watch.first}): "
-        "make that test TensorFlow-free or move it to tests/integration/"
-    )
-    if reporter is not None:
-        reporter.write_line(f"FAILED unit-tier guard: {message}", red=True, bold=True)
+@pytest.fixture(autouse=True)
+def _no_tensorflow() -> Iterator[None]:
+    imported_before = FORBIDDEN in sys.modules
+    yield
+    if not imported_before and FORBIDDEN in sys.modules:
+        pytest.fail(
+            f"the unit tier imported {FORBIDDEN} (first from {_watch.first}): "
+            "make that test TensorFlow-free or move it to tests/integration/",
+            pytrace=False,
+        )
 
 
 @pytest.fixture(autouse=True)
