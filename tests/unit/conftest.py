@@ -1,11 +1,11 @@
 """What keeps the unit tier fast: no TensorFlow import and no child process (``make test-fast``).
 
 A test that needs either belongs in tests/integration/ (TensorFlow, our own processes) or tests/tools/
-(external tools such as promtool, hadolint, kubectl). Starting a process fails the test at once; importing
-TensorFlow fails the test that did it, at its teardown (a check per test, not at the session's end, so it also
-holds in the pytest-xdist workers ``make test-fast`` runs the tier on). It sees only a first import: it is
-active when the unit tier runs alone (``pytest tests/unit``), not in a full run where another tier imported
-TensorFlow first.
+(external tools such as promtool, hadolint, kubectl). Starting a process fails the test at once. Importing
+TensorFlow (in a test or in a module's imports) fails the first test to finish after it, naming where: a check
+at each test's teardown, not at the session's end, so it also holds in the pytest-xdist workers ``make
+test-fast`` runs the tier on. It can only see an import made after this file loaded: it is active when the
+unit tier runs alone (``pytest tests/unit``), not in a full run where other tiers imported TensorFlow first.
 """
 
 from __future__ import annotations
@@ -36,14 +36,17 @@ class _ImportWatch(MetaPathFinder):
 
 
 _watch = _ImportWatch()
-sys.meta_path.insert(0, _watch)
+_IMPORTED_AT_START = FORBIDDEN in sys.modules
+if not _IMPORTED_AT_START:
+    sys.meta_path.insert(0, _watch)
+_reported: list[bool] = []
 
 
 @pytest.fixture(autouse=True)
 def _no_tensorflow() -> Iterator[None]:
-    imported_before = FORBIDDEN in sys.modules
     yield
-    if not imported_before and FORBIDDEN in sys.modules:
+    if not _IMPORTED_AT_START and not _reported and FORBIDDEN in sys.modules:
+        _reported.append(True)  # once: the message names where, and the tests after it are not to blame
         pytest.fail(
             f"the unit tier imported {FORBIDDEN} (first from {_watch.first}): "
             "make that test TensorFlow-free or move it to tests/integration/",
