@@ -75,7 +75,9 @@ def explain(exc: BaseException, stages: Stages) -> Outcome:
         if stages.registered is not None
         else "nothing was registered"
     )
-    if isinstance(exc, KeyboardInterrupt):
+    # Once Ctrl-C was pressed, whatever ends the run is its consequence: tf2onnx's bare ``except:`` clauses
+    # swallow a KeyboardInterrupt or turn it into a RuntimeError, and the export then fails in some other way.
+    if isinstance(exc, KeyboardInterrupt) or stages.interrupted:
         return Outcome(f"interrupted during {where}; {fate}", EXIT_INTERRUPTED, True)
     if isinstance(exc, DataError):
         return Outcome(f"error: {exc}; {fate}", EXIT_BAD_INPUT, True)

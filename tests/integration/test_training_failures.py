@@ -154,7 +154,7 @@ def test_ctrl_c_during_fitting_is_one_line_and_exit_130(registry_copy: Path) -> 
     run = LiveRun("--registry", str(registry_copy), *TINY_TRAINING, "--model", "mlp", "--epochs", "30")
     run.wait_for("Epoch 2/")
     result = run.interrupt()
-    assert result[0] == 130
+    assert result[0] == 130, result[1][-3000:]
     assert assert_clean_failure(result, before, registry_copy) == "interrupted during fit; nothing was registered"
 
 
@@ -168,5 +168,5 @@ def test_ctrl_c_during_export_removes_the_half_written_version(registry_copy: Pa
     while not any(staging.glob(f"{layout.STAGING_PREFIX}*/{layout.KERAS_FILE}")) and time.monotonic() < deadline:
         time.sleep(0.02)
     result = run.interrupt()
-    assert result[0] == 130
+    assert result[0] == 130, result[1][-3000:]
     assert assert_clean_failure(result, before, registry_copy) == "interrupted during export; nothing was registered"

@@ -137,6 +137,14 @@ def test_an_unexpected_error_is_still_one_closing_line_but_marked_as_a_bug() -> 
     assert outcome.line == "error: ZeroDivisionError during evaluation: division by zero; nothing was registered"
 
 
+def test_an_error_that_follows_a_ctrl_c_still_ends_as_interrupted() -> None:
+    stages = _stages("export")
+    stages.interrupted = True  # what the Ctrl-C handler records before raising
+    outcome = explain(RuntimeError("Function raised an unexpected exception"), stages)
+    assert (outcome.exit_code, outcome.expected) == (EXIT_INTERRUPTED, True)
+    assert outcome.line == "interrupted during export; nothing was registered"
+
+
 class _InterruptedWhileCollected:
     """An object whose ``__del__`` is running when Ctrl-C arrives, as TensorFlow's resources often are."""
 
