@@ -182,6 +182,21 @@ def test_a_shadow_over_most_of_the_border_does_not_flip_the_ink(ink: int, paper:
     np.testing.assert_array_equal(make_ink_bright(grey), expected)
 
 
+@pytest.mark.parametrize("chalk", [False, True])
+def test_faint_pencil_beside_a_shadow_is_compared_with_the_paper_around_it(chalk: bool) -> None:
+    # A photo: a shadow over two thirds of the page, sensor noise as strong as the faint pencil's thin strokes
+    # (neither top-hat stands out), the pencil on the lit paper. The border's median is the shadow, and the lit
+    # paper's tail lies further from it than the pencil's: only the paper around the stroke tells which is ink.
+    rng = np.random.default_rng(0)
+    grey = np.full((300, 400), 190.0)
+    grey[:, :260] = 100
+    grey[100:190, 320:324] -= 20
+    grey = np.clip(np.rint(grey + rng.normal(0, 4, grey.shape)), 0, 255).astype(np.uint8)
+    if chalk:  # the same scene as light chalk on a dark board with a lit patch: left as it is
+        grey = 255 - grey
+    np.testing.assert_array_equal(make_ink_bright(grey), grey if chalk else 255 - grey)
+
+
 def test_a_thick_brush_on_a_plain_canvas_keeps_its_ink_bright() -> None:
     # A canvas drawing: strokes wider than the gaps between them, the gaps as thin as pen strokes.
     grey = np.full((280, 280), 255, dtype=np.uint8)
@@ -191,8 +206,8 @@ def test_a_thick_brush_on_a_plain_canvas_keeps_its_ink_bright() -> None:
     assert out[100, 70] == 255 and out[0, 0] == 0
 
 
-def test_a_thick_stroke_on_a_lighting_gradient_falls_back_to_the_border() -> None:
-    # Uneven paper, but no thin structure either way: the top-hats decide nothing, the border does.
+def test_a_thick_stroke_on_a_lighting_gradient_is_found_dark() -> None:
+    # Uneven paper, but no thin structure either way: the top-hats decide nothing, the paper around the stroke does.
     grey = np.tile(np.linspace(120, 220, 400), (300, 1)).astype(np.uint8)
     grey[60:240, 180:220] = 30
     np.testing.assert_array_equal(make_ink_bright(grey), 255 - grey)
