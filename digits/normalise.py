@@ -40,7 +40,8 @@ MIN_INK_FRACTION = 0.0005
 # A stroke group smaller than this share of the largest one is speckle.
 MIN_COMPONENT_SHARE = 0.03
 # When the largest stroke group is this many times smaller than the frame (a digit photographed on a page),
-# the other groups that touch the frame's edge are scene (a shadow's corner, a cut rule), not strokes.
+# the other groups that touch the frame's edge are scene (a shadow's corner, a cut rule), not strokes; so is the
+# largest, when it touches the edge and a group inside the frame is at least half as large.
 SCENE_FACTOR = 3
 # Paper may be this much brighter than the brightest of the border (grey levels).
 BORDER_MARGIN = 12.0
@@ -220,9 +221,13 @@ def _drop_speckle(ink: np.ndarray) -> np.ndarray:
     h, w = ink.shape
     at_edge = (left == 0) | (top == 0) | (right == w) | (bottom == h)
     largest = int(areas.argmax())
-    at_edge[largest] = False  # the digit itself may be cut by the frame
     box = max(stats[largest, cv2.CC_STAT_WIDTH], stats[largest, cv2.CC_STAT_HEIGHT])
     if box * SCENE_FACTOR <= min(h, w):
+        inside = np.flatnonzero(keep & ~at_edge)
+        if at_edge[largest] and inside.size and 2 * areas[inside].max() >= areas[largest]:
+            # A shadow's corner at the edge outweighs a faint digit inside the frame: the digit is the inside group.
+            largest = int(inside[areas[inside].argmax()])
+        at_edge[largest] = False  # the digit itself may be cut by the frame
         keep &= ~at_edge
     keep = keep.view(np.uint8)
     kept = keep[labels]

@@ -114,6 +114,15 @@ def test_a_mark_at_the_frame_edge_does_not_shrink_a_small_digit(edge: str) -> No
     assert np.abs(normalise(encode(_with_mark(small, EDGE_MARKS[edge]), "PNG")) - clean).mean() < 1.0
 
 
+def test_a_mark_at_the_frame_edge_larger_than_the_small_digit_is_still_scene() -> None:
+    # A shadow's corner can leave more ink than a faint pencil digit: the largest group is then the mark, and
+    # the digit, inside the frame and at least half as large, is what stays.
+    small = draw_seven(origin=(250, 300), scale=0.3, noise=0, gradient=False)
+    mark = [(300, 0), (390, 0), (390, 40), (300, 40)]  # 3,600 px against the seven's ~2,500
+    clean = normalise(encode(small, "PNG"))
+    assert np.abs(normalise(encode(_with_mark(small, mark), "PNG")) - clean).mean() < 1.0
+
+
 def test_a_small_digit_cut_by_the_frame_is_kept_and_the_corner_mark_dropped() -> None:
     cut = draw_seven(origin=(-4, 300), scale=0.3, noise=0, gradient=False)
     clean = normalise(encode(cut, "PNG"))
