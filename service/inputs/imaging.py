@@ -56,9 +56,10 @@ _INK_PERCENTILE = 99.5
 # One polarity's thin structures must be this many times the other's to decide alone.
 _DECISIVE = 1.5
 # When they do not, on uneven paper: the paper under each pixel is the median over a square this many times
-# narrower than the small copy (wider than a pen stroke; a shadow's edge runs through it unblurred), and the
-# ink is the tail of the difference, at this percentile, that stands this many times further from it; else the
-# border decides. At 1.5, Fashion-MNIST garments refused fell to 90.1 % against 90.7 % at 2 (benchmarks/README.md).
+# narrower than the small copy (on a photo's 200x150 copy, 25 px: wider than a pen stroke; a shadow's edge runs
+# through it unblurred), and the ink is the tail of the difference, at this percentile, that stands more than this
+# many times further from it; else the border decides. At 1.5, Fashion-MNIST garments refused fell to 90.1 %
+# against 90.7 % at 2 (benchmarks/README.md).
 _PAPER_SQUARE = 8
 _INK_TAIL = 99.9
 _DECISIVE_TAIL = 2.0

@@ -197,6 +197,20 @@ def test_faint_pencil_beside_a_shadow_is_compared_with_the_paper_around_it(chalk
     np.testing.assert_array_equal(make_ink_bright(grey), grey if chalk else 255 - grey)
 
 
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("board", [False, True])
+def test_a_blank_page_with_a_shadow_is_left_to_the_border(seed: int, board: bool) -> None:
+    # Noise alone has two alike tails around the paper: it decides nothing, and the border does, as on plain
+    # paper: a light page is inverted (it then reads as blank), a dark board is left as it is.
+    rng = np.random.default_rng(seed)
+    grey = np.full((300, 400), 200.0)
+    grey[:, :140] = 140
+    grey = np.clip(np.rint(grey + rng.normal(0, 4, grey.shape)), 0, 255).astype(np.uint8)
+    if board:
+        grey = 255 - grey
+    np.testing.assert_array_equal(make_ink_bright(grey), grey if board else 255 - grey)
+
+
 def test_a_thick_brush_on_a_plain_canvas_keeps_its_ink_bright() -> None:
     # A canvas drawing: strokes wider than the gaps between them, the gaps as thin as pen strokes.
     grey = np.full((280, 280), 255, dtype=np.uint8)

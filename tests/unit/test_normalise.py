@@ -130,6 +130,14 @@ def test_a_small_digit_cut_by_the_frame_is_kept_and_the_corner_mark_dropped() ->
     assert np.abs(normalise(encode(_with_mark(cut, CORNER), "PNG")) - clean).mean() < 1.0
 
 
+def test_a_small_digit_cut_by_the_frame_outweighs_a_smudge_inside_it() -> None:
+    # A quarter of the digit's ink inside the frame is a smudge, not the digit: the digit at the edge stays.
+    cut = draw_seven(origin=(-4, 300), scale=0.3, noise=0, gradient=False)
+    smudged = cut.copy()
+    ImageDraw.Draw(smudged).ellipse((8, 318, 32, 350), fill=30)  # in the seven's corner: ~650 px against ~2,400
+    assert np.abs(normalise(encode(smudged, "PNG")) - normalise(encode(cut, "PNG"))).mean() < 15.0
+
+
 def test_strokes_at_the_frame_edge_stay_when_the_digit_fills_the_frame() -> None:
     # A canvas, not a page: a stroke from the edge, far from the big seven, is part of the drawing.
     digit = draw_seven(noise=0, gradient=False)
