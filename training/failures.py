@@ -11,11 +11,16 @@ import errno
 import os
 import re
 import signal
+import sys
 from dataclasses import dataclass
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from registry import RegistryError
 from training.data import DataError
+
+if TYPE_CHECKING:
+    from sys import UnraisableHookArgs
 
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2  # what argparse uses for bad flags; bad data is the same kind of mistake
@@ -50,14 +55,22 @@ class Stages:
 
     def catch_ctrl_c(self) -> None:
         """Remember Ctrl-C as well as raising it. Python drops a KeyboardInterrupt raised while a ``__del__`` or
-        a weakref callback runs ("Exception ignored in ..."), and TensorFlow's exports run many of them: one
-        Ctrl-C during the export was seen to let the run go on and register its version."""
+        a weakref callback runs, and TensorFlow's exports run many of them: one Ctrl-C during the export was
+        seen to let the run go on and register its version. Python also prints such a dropped Ctrl-C with its
+        traceback ("Exception ignored in ..."); remembered, it needs no more than the run's one closing line."""
 
         def interrupt(signum: int, frame: FrameType | None) -> None:
             self.interrupted = True
             raise KeyboardInterrupt
 
+        report_unraisable = sys.unraisablehook
+
+        def quiet_about_ctrl_c(unraisable: UnraisableHookArgs) -> None:
+            if not isinstance(unraisable.exc_value, KeyboardInterrupt):
+                report_unraisable(unraisable)
+
         signal.signal(signal.SIGINT, interrupt)
+        sys.unraisablehook = quiet_about_ctrl_c
 
 
 @dataclass(frozen=True)
