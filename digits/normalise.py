@@ -225,16 +225,15 @@ def _drop_speckle(ink: np.ndarray) -> np.ndarray:
     right, bottom = left + stats[:, cv2.CC_STAT_WIDTH], top + stats[:, cv2.CC_STAT_HEIGHT]
     h, w = ink.shape
     at_edge = (left == 0) | (top == 0) | (right == w) | (bottom == h)
+    length = np.maximum(stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT])  # each group's longer side
     largest = int(areas.argmax())
-    box = max(stats[largest, cv2.CC_STAT_WIDTH], stats[largest, cv2.CC_STAT_HEIGHT])
-    if box * SCENE_FACTOR <= min(h, w):
+    if length[largest] * SCENE_FACTOR <= min(h, w):
         inside = np.flatnonzero(keep & ~at_edge)
         if at_edge[largest] and inside.size and 2 * areas[inside].max() >= areas[largest]:
             # A shadow's corner at the edge outweighs a faint digit inside the frame: the digit is the inside group.
             largest = int(inside[areas[inside].argmax()])
         at_edge[largest] = False  # the digit itself may be cut by the frame
         keep &= ~at_edge
-        length = np.maximum(stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT])
         thin = areas <= RULE_THICKNESS * length  # tilted too: its area, not its box, says how thick it is
         thin[largest] = False
         keep &= ~thin
@@ -258,11 +257,15 @@ def _scale_to_box(patch: np.ndarray, box: int) -> np.ndarray:
     # Area averaging when shrinking is the anti-aliasing MNIST's own scaling had.
     interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
     resized = cv2.resize(np.ascontiguousarray(patch, dtype=np.float32), size, interpolation=interpolation)
-    peak = float(resized.max())
-    # MNIST ink always reaches full strength; thin pen strokes lose it when scaled down.
+    return _at_full_strength(resized)  # thin pen strokes lose it when scaled down
+
+
+def _at_full_strength(image: np.ndarray) -> np.ndarray:
+    """float32 ink scaled in place so its peak is 255, as MNIST's always is."""
+    peak = float(image.max())
     if peak > 0:
-        resized *= 255.0 / peak
-    return np.clip(resized, 0.0, 255.0, out=resized)
+        image *= 255.0 / peak
+    return np.clip(image, 0.0, 255.0, out=image)  # float rounding may leave the peak a hair over 255
 
 
 def _soften(image: np.ndarray) -> np.ndarray:
@@ -274,10 +277,7 @@ def _soften(image: np.ndarray) -> np.ndarray:
     soft = cv2.GaussianBlur(image, (0, 0), STROKE_SOFTENING, borderType=cv2.BORDER_CONSTANT)
     soft[[0, -1], :] = 0.0
     soft[:, [0, -1]] = 0.0
-    peak = float(soft.max())
-    if peak > 0:
-        soft *= 255.0 / peak
-    return np.clip(soft, 0.0, 255.0, out=soft)  # float rounding may leave the peak a hair over 255
+    return _at_full_strength(soft)
 
 
 def _place_by_centre_of_mass(patch: np.ndarray, canvas: int) -> np.ndarray:
