@@ -146,13 +146,19 @@ def border_pixels(x: np.ndarray) -> np.ndarray:
 
 def grey_percentile(values: np.ndarray, q: float) -> int:
     """The ``q``-th percentile of non-negative whole numbers: uint8 pixels, or offsets such as 0..510 (the
-    smallest value with at least q % at or below it).
+    smallest value with at least q % at or below it)."""
+    return grey_percentiles(values, q)[0]
 
-    From a 256-bin histogram: one counting pass, where np.percentile converts and partitions
+
+def grey_percentiles(values: np.ndarray, *qs: float) -> tuple[int, ...]:
+    """Several percentiles as ``grey_percentile`` gives them, from one count of the values.
+
+    From a histogram: one counting pass, where np.percentile converts and partitions
     (measured 0.2 ms against 3.3 ms on 65k pixels).
     """
     cumulative = np.bincount(values.ravel(), minlength=256).cumsum()
-    return int(np.searchsorted(cumulative, max(1.0, q / 100.0 * cumulative[-1])))
+    targets = np.maximum(1.0, np.asarray(qs, dtype=np.float64) / 100.0 * cumulative[-1])
+    return tuple(int(i) for i in np.searchsorted(cumulative, targets))
 
 
 def _working_copy(grey: np.ndarray) -> np.ndarray:

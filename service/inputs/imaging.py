@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps
 
-from digits.normalise import WORK_SIDE, border_pixels, grey_percentile, shrink
+from digits.normalise import WORK_SIDE, border_pixels, grey_percentile, grey_percentiles, shrink
 from service.errors import ImageTooLarge, InvalidImage, MultiFrameImage, ServiceError, UnsupportedImageFormat
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -207,7 +207,8 @@ def make_ink_bright(grey: np.ndarray) -> np.ndarray:
     border = np.concatenate(
         [small[:ring].ravel(), small[-ring:].ravel(), small[:, :ring].ravel(), small[:, -ring:].ravel()]
     )
-    if grey_percentile(border, 90) - grey_percentile(border, 10) > _PLAIN_PAPER:
+    high, low, background = grey_percentiles(border, 90, 10, 50)
+    if high - low > _PLAIN_PAPER:
         kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (_STROKE_SIDE, _STROKE_SIDE))
         bright = grey_percentile(cv2.morphologyEx(small, cv2.MORPH_TOPHAT, kernel), _INK_PERCENTILE)
         dark = grey_percentile(cv2.morphologyEx(small, cv2.MORPH_BLACKHAT, kernel), _INK_PERCENTILE)
@@ -216,8 +217,7 @@ def make_ink_bright(grey: np.ndarray) -> np.ndarray:
         darker = _ink_is_darker_than_its_paper(small)
         if darker is not None:
             return (255 - grey) if darker else grey
-    background = grey_percentile(border, 50)
-    lo, hi = grey_percentile(small, 0.1), grey_percentile(small, 99.9)
+    lo, hi = grey_percentiles(small, 0.1, 99.9)
     # A flat picture has no ink tail to compare; a white page then becomes black, so it reads as blank.
     light = background > 127 if hi - lo < _FLAT_RANGE else (background - lo) > (hi - background)
     return (255 - grey) if light else grey
@@ -229,9 +229,9 @@ def _ink_is_darker_than_its_paper(small: np.ndarray) -> bool | None:
     None when neither tail stands out: a garment wider than the square gets no answer here, the border decides.
     """
     paper = cv2.medianBlur(small, max(3, max(small.shape) // _PAPER_SQUARE) | 1)
-    difference = small.astype(np.int16) - paper + 255  # 0..510: grey_percentile counts whole numbers from 0
-    bright = grey_percentile(difference, _INK_TAIL) - 255
-    dark = 255 - grey_percentile(difference, 100 - _INK_TAIL)
+    difference = small.astype(np.int16) - paper + 255  # 0..510: grey_percentiles counts whole numbers from 0
+    bright_tail, dark_tail = grey_percentiles(difference, _INK_TAIL, 100 - _INK_TAIL)
+    bright, dark = bright_tail - 255, 255 - dark_tail
     if max(bright, dark) <= _DECISIVE_TAIL * min(bright, dark):  # a flat picture too: 0 against 0
         return None
     return dark > bright
