@@ -8,6 +8,7 @@ all workers through ``prometheus_client.multiprocess``.
 
 from __future__ import annotations
 
+import functools
 import os
 
 from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE
@@ -78,6 +79,18 @@ ALL_METRIC_NAMES = (
     "mnist_model_load_failures_total",
     "mnist_model_loads_total",
 )
+
+
+# Every request looks up its labelled series twice: a child kept per label set saves prometheus-client's label
+# checks and lock on each (the label values are few: route templates, methods, statuses, versions).
+@functools.lru_cache(maxsize=1024)
+def requests_total(endpoint: str, method: str, status: int, protocol: str) -> Counter:
+    return REQUESTS.labels(endpoint, method, status, protocol)
+
+
+@functools.lru_cache(maxsize=1024)
+def request_duration(endpoint: str, model_version: str, protocol: str) -> Histogram:
+    return REQUEST_DURATION.labels(endpoint, model_version, protocol)
 
 
 _CONFIDENCE_EDGES = tuple((float(edge), edge) for edge in CONFIDENCE_BUCKETS)

@@ -18,7 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.api.errors import error_response, speaks_oip
 from service.logging_setup import REQUEST_ID
-from service.metrics import IN_FLIGHT, PROTOCOL_OIP, PROTOCOL_REST, REQUEST_DURATION, REQUESTS
+from service.metrics import IN_FLIGHT, PROTOCOL_OIP, PROTOCOL_REST, request_duration, requests_total
 
 log = logging.getLogger("service.access")
 
@@ -91,8 +91,8 @@ class AccessMiddleware:
             elapsed = time.perf_counter() - began
             endpoint = route_label(scope, self.routes, root_path)
             protocol = PROTOCOL_OIP if speaks_oip(scope["path"]) else PROTOCOL_REST
-            REQUESTS.labels(endpoint, scope["method"], status, protocol).inc()
-            REQUEST_DURATION.labels(endpoint, version, protocol).observe(elapsed)
+            requests_total(endpoint, scope["method"], status, protocol).inc()
+            request_duration(endpoint, version, protocol).observe(elapsed)
             # Probes and scrapes arrive every few seconds; at info they would drown the real traffic.
             level = logging.DEBUG if endpoint in QUIET_ROUTES else logging.INFO
             fields = {

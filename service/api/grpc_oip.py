@@ -27,7 +27,7 @@ from service.api.routes_oip import EXTENSIONS, SERVER_NAME
 from service.errors import InvalidInput, ServiceError
 from service.inputs.oip_input import requested_outputs, tensor_images
 from service.logging_setup import REQUEST_ID
-from service.metrics import IN_FLIGHT, PROTOCOL_GRPC, REQUEST_DURATION, REQUESTS
+from service.metrics import IN_FLIGHT, PROTOCOL_GRPC, request_duration, requests_total
 
 log = logging.getLogger("service.access")
 SERVICE = "/inference.GRPCInferenceService/"
@@ -62,8 +62,8 @@ def observed(handler: Handler) -> Handler:
         finally:
             IN_FLIGHT.dec()
             elapsed = time.perf_counter() - began
-            REQUESTS.labels(endpoint, "POST", status, PROTOCOL_GRPC).inc()
-            REQUEST_DURATION.labels(endpoint, version, PROTOCOL_GRPC).observe(elapsed)
+            requests_total(endpoint, "POST", status, PROTOCOL_GRPC).inc()
+            request_duration(endpoint, version, PROTOCOL_GRPC).observe(elapsed)
             fields = {
                 "method": "POST",
                 "path": endpoint,

@@ -32,11 +32,16 @@ BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 CLOSE = (b"connection", b"close")
 
 
-def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope.get("headers", []):
-        if key == name:
-            return value.decode("latin-1")
-    return None
+_HEAD_FIELDS = (b"content-type", b"content-length", b"content-encoding", b"transfer-encoding")
+
+
+def _head_fields(scope: Scope) -> dict[bytes, str]:
+    """The headers the limits read, each its first value, from one pass over the request head."""
+    found: dict[bytes, str] = {}
+    for key, value in scope["headers"]:
+        if key in _HEAD_FIELDS and key not in found:
+            found[key] = value.decode("latin-1")
+    return found
 
 
 def media_type(content_type: str | None) -> str:
@@ -55,18 +60,18 @@ class LimitsMiddleware:
         self.max_body_bytes = max_body_bytes
         self.body_timeout_s = body_timeout_s
 
-    def _refusal(self, scope: Scope) -> Exception | None:
-        encoding = _header(scope, b"content-encoding")
+    def _refusal(self, scope: Scope, head: dict[bytes, str]) -> Exception | None:
+        encoding = head.get(b"content-encoding")
         if encoding is not None and encoding.strip().lower() not in {"", "identity"}:
             return UnsupportedEncoding("Content-Encoding must be identity; compressed bodies are not accepted")
-        length_text = _header(scope, b"content-length")
-        chunked = "chunked" in (_header(scope, b"transfer-encoding") or "").lower()
+        length_text = head.get(b"content-length")
+        chunked = "chunked" in head.get(b"transfer-encoding", "").lower()
         length = int(length_text) if length_text and length_text.strip().isdigit() else None
         if length is not None and length > self.max_body_bytes:
             return PayloadTooLarge(f"request body of {length} bytes exceeds the limit of {self.max_body_bytes} bytes")
         has_body = chunked or bool(length)
         if scope["method"] in BODY_METHODS and has_body:
-            kind = media_type(_header(scope, b"content-type"))
+            kind = media_type(head.get(b"content-type"))
             allowed_types = OIP_TYPES if speaks_oip(scope["path"]) else ALLOWED_TYPES
             if kind not in allowed_types:
                 allowed = ", ".join(sorted(t for t in allowed_types if t))
@@ -77,9 +82,10 @@ class LimitsMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        length_text = _header(scope, b"content-length")
+        head = _head_fields(scope)
+        length_text = head.get(b"content-length")
         # Only a request that announces a body can leave one unread; GETs keep their keep-alive.
-        body_expected = bool(_header(scope, b"transfer-encoding")) or (
+        body_expected = bool(head.get(b"transfer-encoding")) or (
             length_text is not None and length_text.strip() not in {"", "0"}
         )
         body_done = not body_expected
@@ -93,7 +99,7 @@ class LimitsMiddleware:
                     message = {**message, "headers": [*message.get("headers", []), CLOSE]}
             await send(message)
 
-        refusal = self._refusal(scope)
+        refusal = self._refusal(scope, head)
         if refusal is not None:
             await error_response(refusal, oip=speaks_oip(scope["path"]))(scope, receive, guarded_send)
             return
