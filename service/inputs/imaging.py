@@ -8,6 +8,7 @@ format from magic bytes, size from the header, only then pixels.
 from __future__ import annotations
 
 import math
+import struct
 import warnings
 from io import BytesIO
 
@@ -83,6 +84,15 @@ def sniff_format(data: bytes) -> str:
     if name:
         raise UnsupportedImageFormat(f"{shown} not accepted: send PNG or JPEG")
     raise UnsupportedImageFormat("unrecognised image bytes: only PNG and JPEG are accepted")
+
+
+def png_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) as a PNG's header chunk declares them, read without decoding; None when ``data`` does
+    not start like a PNG. Nothing is checked here: the decoder checks whatever it is told."""
+    if len(data) < 24 or not data.startswith(PNG_MAGIC) or data[12:16] != b"IHDR":
+        return None
+    width, height = struct.unpack(">II", data[16:24])
+    return width, height
 
 
 def _check_size(width: int, height: int, *, max_side: int, max_pixels: int) -> None:

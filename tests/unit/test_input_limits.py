@@ -11,8 +11,10 @@ from pydantic import ValidationError
 
 from service.api.input_forms import parse_json
 from service.errors import DecodeTimeout, InvalidJSON, QueueFull
-from service.inputs.decoder import DECODE_THREADS, ImageDecoder
+from service.inputs.decoder import DECODE_THREADS, INLINE_MAX_PIXELS, ImageDecoder
+from service.inputs.imaging import png_size
 from service.settings import Settings
+from tests.helpers import synthetic_digit, to_jpeg, to_png
 from tests.unit.api_fakes import PNG_MAGIC, FakeManager
 
 
@@ -47,6 +49,46 @@ def test_waiting_for_a_busy_decode_pool_is_queue_full_not_the_images_fault(monke
         decoder.stop()
     assert all(isinstance(outcome, DecodeTimeout) for outcome in busy)
     assert isinstance(waiting, QueueFull)
+
+
+def test_a_small_png_is_answered_while_every_decode_thread_is_busy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 28x28 digit or a drawing pad's canvas decodes where its request is: it never waits behind photos
+    holding the pool. A larger picture still goes to the pool, and waits there (503 once it has waited too long)."""
+    release = threading.Event()
+    decoder = ImageDecoder(Settings(request_timeout_s=0.2, decode_timeout_s=5), FakeManager())
+    real = decoder.decode_now
+
+    def slow_for_magic_alone(data: bytes, preprocessing: object) -> np.ndarray:
+        if data == PNG_MAGIC:  # the stand-in for a photo that takes long to decode
+            release.wait(5)
+        return real(data, preprocessing)
+
+    monkeypatch.setattr(decoder, "decode_now", slow_for_magic_alone)
+    digit = synthetic_digit(7)
+    side = int(INLINE_MAX_PIXELS**0.5) // 28 + 1  # a canvas just past the inline bound
+
+    async def scenario() -> tuple[list[object], np.ndarray, object]:
+        busy = [asyncio.create_task(decoder(PNG_MAGIC)) for _ in range(DECODE_THREADS)]
+        await asyncio.sleep(0.05)
+        small = await asyncio.wait_for(decoder(to_png(digit, dark_on_light=True, scale=10)), timeout=1)
+        large = await asyncio.gather(decoder(to_png(digit, scale=side)), return_exceptions=True)
+        release.set()
+        return await asyncio.gather(*busy, return_exceptions=True), small, large[0]
+
+    decoder.start()
+    try:
+        _, small, large = asyncio.run(scenario())
+    finally:
+        release.set()
+        decoder.stop()
+    assert small.shape == (28, 28) and small.max() > 200
+    assert isinstance(large, QueueFull)
+
+
+def test_png_size_reads_the_header_alone() -> None:
+    assert png_size(to_png(synthetic_digit(), scale=10)) == (280, 280)
+    assert png_size(to_jpeg(synthetic_digit())) is None
+    assert png_size(PNG_MAGIC) is None  # no header chunk: the pool's decoder words the refusal
 
 
 @pytest.mark.parametrize("ref", ["prod", "0", "-1", "../1", ""])
