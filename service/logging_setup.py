@@ -73,9 +73,9 @@ def configure_logging(level: str = "info") -> None:
     """Idempotent: route the root logger and uvicorn's loggers through one JSON handler."""
     root = logging.getLogger()
     root.setLevel(level.upper())
-    # A line holds the message, its extras and the request id, none of what a record collects by default
-    # besides: not collected, the thread, process and caller (the logging HOWTO's "Optimization") are a
-    # third of an access line's cost on the event loop (benchmarks/README.md).
+    # Our lines hold the message, its extras and the request id, never the thread, process or caller a record
+    # collects by default: not collecting them (the logging HOWTO's "Optimization") is part of what made the
+    # access line cheaper on the event loop (benchmarks/README.md).
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     logging._srcfile = None  # type: ignore[attr-defined]  (the HOWTO's switch for the caller's frame)
     if json_handler() is None:

@@ -233,3 +233,18 @@ def test_a_body_that_stops_arriving_is_408_saying_how_long_it_had() -> None:
     assert (status, body["error"]["code"]) == (408, "request_timeout")
     assert body["error"]["message"] == "the request body did not arrive within 0.05 s; send it at once"
     assert headers.get(b"connection") == b"close"
+
+
+@pytest.mark.parametrize(
+    ("types", "status"), [(("application/json", "text/plain"), 200), (("text/plain", "application/json"), 415)]
+)
+def test_a_repeated_header_counts_by_its_first_value_as_the_app_reads_it(types: tuple[str, str], status: int) -> None:
+    """The limits and the app must judge the same header: Starlette's ``request.headers`` gives the first value,
+    so a second Content-Type (or Content-Length) can neither slip a refused type past the limits nor refuse an
+    allowed one."""
+    app = LimitsMiddleware(read_all, max_body_bytes=CAP, body_timeout_s=5.0)
+    scope = scope_for("POST", "/predict", {"content-length": "2"})
+    scope["headers"] += [(b"content-type", kind.encode()) for kind in types]
+    scope["headers"].append((b"content-length", str(CAP + 1).encode()))
+    answer, _, _ = asyncio.run(call(app, scope, sending(b"{}")))
+    assert answer == status
