@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from service.errors import ImageTooLarge, InvalidImage, MultiFrameImage, UnsupportedImageFormat
-from service.inputs.imaging import JPEG_DRAFT_SIDE, decode_grey, make_ink_bright, sniff_format, to_grey
+from service.inputs.imaging import JPEG_DRAFT_SIDE, decode_grey, make_ink_bright, png_size, sniff_format, to_grey
 from tests.unit.input_corpus import (
     MAX_PIXELS,
     MAX_SIDE,
@@ -225,3 +225,16 @@ def test_a_thick_stroke_on_a_lighting_gradient_is_found_dark() -> None:
     grey = np.tile(np.linspace(120, 220, 400), (300, 1)).astype(np.uint8)
     grey[60:240, 180:220] = 30
     np.testing.assert_array_equal(make_ink_bright(grey), 255 - grey)
+
+
+def test_png_size_reads_the_header_alone() -> None:
+    """What decides whether a PNG is small enough to decode on the event loop: the header's width and height,
+    in that order, and nothing for bytes that do not start like a PNG with its header chunk."""
+    picture = Image.new("L", (300, 40))
+    data = encode(picture, "PNG")
+    assert png_size(data) == (300, 40)
+    assert png_size(data[:24]) == (300, 40)  # the header chunk's fields are all it reads
+    assert png_size(data[:23]) is None
+    assert png_size(encode(picture, "JPEG")) is None
+    assert png_size(data[:12] + b"IDAT" + data[16:]) is None  # a first chunk that is not the header
+    assert png_size(b"GIF89a" + data[6:]) is None

@@ -12,9 +12,8 @@ from pydantic import ValidationError
 from service.api.input_forms import parse_json
 from service.errors import DecodeTimeout, InvalidJSON, QueueFull
 from service.inputs.decoder import DECODE_THREADS, INLINE_MAX_PIXELS, ImageDecoder
-from service.inputs.imaging import png_size
 from service.settings import Settings
-from tests.helpers import synthetic_digit, to_jpeg, to_png
+from tests.helpers import synthetic_digit, to_png
 from tests.unit.api_fakes import PNG_MAGIC, FakeManager
 
 
@@ -83,12 +82,6 @@ def test_a_small_png_is_answered_while_every_decode_thread_is_busy(monkeypatch: 
         decoder.stop()
     assert small.shape == (28, 28) and small.max() > 200
     assert isinstance(large, QueueFull)
-
-
-def test_png_size_reads_the_header_alone() -> None:
-    assert png_size(to_png(synthetic_digit(), scale=10)) == (280, 280)
-    assert png_size(to_jpeg(synthetic_digit())) is None
-    assert png_size(PNG_MAGIC) is None  # no header chunk: the pool's decoder words the refusal
 
 
 @pytest.mark.parametrize("ref", ["prod", "0", "-1", "../1", ""])
