@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import orjson
@@ -40,14 +40,6 @@ MAX_FIELD_BYTES = 16 * 1024
 T = TypeVar("T")
 Slot = np.ndarray | ServiceError  # one image of a batch: decoded, or the reason it was refused
 Decode = Callable[[bytes], Awaitable[np.ndarray]]  # picture bytes -> 28x28 (service.inputs.decoder)
-
-
-class Decoder(Protocol):
-    """``service.inputs.decoder.ImageDecoder``: one picture where it is cheapest, or on the pool."""
-
-    async def __call__(self, data: bytes) -> np.ndarray: ...
-
-    async def on_pool(self, data: bytes) -> np.ndarray: ...
 
 
 def parse_json(body: bytes) -> Any:
@@ -98,7 +90,7 @@ async def _form_files(request: Request, field: str, max_files: int) -> list[byte
         raise InvalidMultipart(f"malformed multipart body: {text[:120]}") from exc
 
 
-async def single_image(request: Request, decode: Decoder) -> np.ndarray:
+async def single_image(request: Request, decode: Decode) -> np.ndarray:
     kind = media_type(request.headers.get("content-type"))
     if kind == "application/json":
         body = await request.body()
@@ -116,7 +108,7 @@ async def single_image(request: Request, decode: Decoder) -> np.ndarray:
     raise UnsupportedMediaType("send application/json, multipart/form-data, image/png or image/jpeg")
 
 
-async def batch_images(request: Request, decoder: Decoder, limit: int) -> list[Slot]:
+async def batch_images(request: Request, decode: Decode, limit: int) -> list[Slot]:
     """Each image decoded or refused on its own; a malformed request as a whole raises."""
     kind = media_type(request.headers.get("content-type"))
     if kind == "application/json":
@@ -126,6 +118,5 @@ async def batch_images(request: Request, decoder: Decoder, limit: int) -> list[S
         files = await _form_files(request, "files", max_files=limit)
         if not files:
             raise InvalidMultipart("expected one or more file parts named 'files'")
-        # Several pictures decode in parallel on the pool, whatever their size.
-        return list(await asyncio.gather(*(_settled(data, decoder.on_pool) for data in files)))
+        return list(await asyncio.gather(*(_settled(data, decode) for data in files)))
     raise UnsupportedMediaType("/predict/batch accepts application/json or multipart/form-data")

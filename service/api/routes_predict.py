@@ -201,7 +201,8 @@ async def predict(request: Request) -> Response:
 async def predict_batch(request: Request) -> Response:
     state = request.app.state
     includes = requested_includes(request)
-    slots: list[Slot] = await batch_images(request, state.decoder, state.settings.max_batch_images)
+    # Several pictures decode side by side on the pool, whatever their size.
+    slots: list[Slot] = await batch_images(request, state.decoder.on_pool, state.settings.max_batch_images)
     good = [i for i, slot in enumerate(slots) if isinstance(slot, np.ndarray)]
     results: list[Any] = list(slots)
     if good:
