@@ -95,6 +95,23 @@ def png_size(data: bytes) -> tuple[int, int] | None:
     return width, height
 
 
+def png_chunks(data: bytes, most: int) -> list[bytes]:
+    """The chunk types of PNG ``data`` in file order up to IEND, read from their length fields without decoding;
+    empty when ``data`` does not start like a PNG. It stops after ``most + 1``: more than ``most`` is all a
+    caller bounding the work needs to know, and the walk costs no more than that on hostile files."""
+    if not data.startswith(PNG_MAGIC):
+        return []
+    types: list[bytes] = []
+    pos = len(PNG_MAGIC)
+    while pos + 8 <= len(data) and len(types) <= most:
+        length, kind = struct.unpack_from(">I4s", data, pos)
+        types.append(kind)
+        if kind == b"IEND":
+            break
+        pos += 12 + length  # length, type, data, CRC
+    return types
+
+
 def _check_size(width: int, height: int, *, max_side: int, max_pixels: int) -> None:
     if width < 1 or height < 1:
         raise InvalidImage(f"image has no pixels ({width}x{height})")

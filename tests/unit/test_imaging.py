@@ -7,7 +7,15 @@ import pytest
 from PIL import Image
 
 from service.errors import ImageTooLarge, InvalidImage, MultiFrameImage, UnsupportedImageFormat
-from service.inputs.imaging import JPEG_DRAFT_SIDE, decode_grey, make_ink_bright, png_size, sniff_format, to_grey
+from service.inputs.imaging import (
+    JPEG_DRAFT_SIDE,
+    decode_grey,
+    make_ink_bright,
+    png_chunks,
+    png_size,
+    sniff_format,
+    to_grey,
+)
 from tests.unit.input_corpus import (
     MAX_PIXELS,
     MAX_SIDE,
@@ -15,6 +23,7 @@ from tests.unit.input_corpus import (
     draw_one_rgba,
     encode,
     exif_rotated_jpeg,
+    png_chunk,
     png_claiming,
     seven_small,
 )
@@ -238,3 +247,16 @@ def test_png_size_reads_the_header_alone() -> None:
     assert png_size(encode(picture, "JPEG")) is None
     assert png_size(data[:12] + b"IDAT" + data[16:]) is None  # a first chunk that is not the header
     assert png_size(b"GIF89a" + data[6:]) is None
+
+
+def test_png_chunks_lists_the_chunk_types_to_the_end_chunk() -> None:
+    """What bounds the work of a PNG decoded on the event loop: its chunks, counted from their length fields."""
+    data = encode(Image.new("L", (30, 20)), "PNG")
+    text = png_chunk(b"tEXt", b"Comment\x00" + b"x" * 300)
+    with_text = data[:33] + text + data[33:]  # after the 8-byte signature and the 25-byte header chunk
+    assert png_chunks(with_text, 8) == [b"IHDR", b"tEXt", b"IDAT", b"IEND"]
+    assert png_chunks(with_text + text, 8) == [b"IHDR", b"tEXt", b"IDAT", b"IEND"]  # nothing past the end
+    assert png_chunks(data[:33] + text * 10 + data[33:], 3) == [b"IHDR", b"tEXt", b"tEXt", b"tEXt"]  # most + 1
+    assert png_chunks(with_text[: 33 + len(text) + 8], 8) == [b"IHDR", b"tEXt", b"IDAT"]  # a cut last chunk counts
+    assert png_chunks(with_text[: 33 + len(text) + 7], 8) == [b"IHDR", b"tEXt"]
+    assert png_chunks(encode(Image.new("L", (30, 20)), "JPEG"), 8) == []

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import zlib
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -11,10 +13,11 @@ from pydantic import ValidationError
 
 from service.api.input_forms import parse_json
 from service.errors import DecodeTimeout, InvalidJSON, QueueFull
-from service.inputs.decoder import DECODE_THREADS, INLINE_MAX_PIXELS, ImageDecoder
+from service.inputs.decoder import DECODE_THREADS, INLINE_MAX_CHUNKS, INLINE_MAX_PIXELS, ImageDecoder
 from service.settings import Settings
 from tests.helpers import synthetic_digit, to_png
 from tests.unit.api_fakes import PNG_MAGIC, FakeManager
+from tests.unit.input_corpus import png_chunk
 
 
 def test_a_number_too_long_to_convert_is_invalid_json_not_a_500() -> None:
@@ -50,9 +53,41 @@ def test_waiting_for_a_busy_decode_pool_is_queue_full_not_the_images_fault(monke
     assert isinstance(waiting, QueueFull)
 
 
-def test_a_small_png_is_answered_while_every_decode_thread_is_busy(monkeypatch: pytest.MonkeyPatch) -> None:
+def _with_chunks(png: bytes, chunks: bytes) -> bytes:
+    """The PNG with ``chunks`` after its header chunk (8 bytes of signature, 25 of IHDR)."""
+    return png[:33] + chunks + png[33:]
+
+
+def _past_the_pixel_bound(digit: np.ndarray) -> bytes:
+    return to_png(digit, scale=int(INLINE_MAX_PIXELS**0.5) // 28 + 1)
+
+
+def _carrying_inflated_text(digit: np.ndarray) -> bytes:
+    # 1 MiB of text in 1 KiB: Pillow inflates it while reading the file (~1 ms each, 64 of them allowed).
+    text = png_chunk(b"zTXt", b"note\x00\x00" + zlib.compress(b"\x00" * (1 << 20), 9))
+    return _with_chunks(to_png(digit, scale=10), text)
+
+
+def _carrying_a_colour_profile(digit: np.ndarray) -> bytes:
+    profile = png_chunk(b"iCCP", b"icc\x00\x00" + zlib.compress(b"\x00" * (1 << 20), 9))
+    return _with_chunks(to_png(digit, scale=10), profile)
+
+
+def _in_many_chunks(digit: np.ndarray) -> bytes:
+    # Pillow reads each chunk in Python: thousands of empty ones would hold the loop for milliseconds.
+    return _with_chunks(to_png(digit, scale=10), png_chunk(b"tEXt", b"k\x00v") * INLINE_MAX_CHUNKS)
+
+
+@pytest.mark.parametrize(
+    "waits", [_past_the_pixel_bound, _carrying_inflated_text, _carrying_a_colour_profile, _in_many_chunks]
+)
+def test_a_small_png_is_answered_while_every_decode_thread_is_busy(
+    monkeypatch: pytest.MonkeyPatch, waits: Callable[[np.ndarray], bytes]
+) -> None:
     """A 28x28 digit or a drawing pad's canvas decodes where its request is: it never waits behind photos
-    holding the pool. A larger picture still goes to the pool, and waits there (503 once it has waited too long)."""
+    holding the pool. A picture whose decoding the inline bounds do not cap (larger, or with metadata Pillow
+    inflates, or in more chunks than a plain PNG has) goes to the pool, and waits there (503 once it has
+    waited too long)."""
     release = threading.Event()
     decoder = ImageDecoder(Settings(request_timeout_s=0.2, decode_timeout_s=5), FakeManager())
     real = decoder.decode_now
@@ -64,13 +99,14 @@ def test_a_small_png_is_answered_while_every_decode_thread_is_busy(monkeypatch: 
 
     monkeypatch.setattr(decoder, "decode_now", slow_for_magic_alone)
     digit = synthetic_digit(7)
-    side = int(INLINE_MAX_PIXELS**0.5) // 28 + 1  # a canvas just past the inline bound
+    waiting = waits(digit)
+    assert real(waiting, FakeManager().preprocessing).max() > 200  # a picture the service answers, off the loop
 
     async def scenario() -> tuple[list[object], np.ndarray, object]:
         busy = [asyncio.create_task(decoder(PNG_MAGIC)) for _ in range(DECODE_THREADS)]
         await asyncio.sleep(0.05)
         small = await asyncio.wait_for(decoder(to_png(digit, dark_on_light=True, scale=10)), timeout=1)
-        large = await asyncio.gather(decoder(to_png(digit, scale=side)), return_exceptions=True)
+        large = await asyncio.gather(decoder(waiting), return_exceptions=True)
         release.set()
         return await asyncio.gather(*busy, return_exceptions=True), small, large[0]
 
@@ -82,6 +118,15 @@ def test_a_small_png_is_answered_while_every_decode_thread_is_busy(monkeypatch: 
         decoder.stop()
     assert small.shape == (28, 28) and small.max() > 200
     assert isinstance(large, QueueFull)
+
+
+def test_the_inline_bounds_count_every_chunk_up_to_the_end() -> None:
+    decoder = ImageDecoder(Settings(), FakeManager())
+    plain = to_png(synthetic_digit(7), scale=10)  # header, pixels, end: three chunks
+    text = png_chunk(b"tEXt", b"k\x00v")
+    assert decoder.decodes_inline(_with_chunks(plain, text * (INLINE_MAX_CHUNKS - 3)))
+    assert not decoder.decodes_inline(_with_chunks(plain, text * (INLINE_MAX_CHUNKS - 2)))
+    assert decoder.decodes_inline(plain + text * 40)  # past the end chunk: never read
 
 
 @pytest.mark.parametrize("ref", ["prod", "0", "-1", "../1", ""])
