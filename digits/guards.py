@@ -145,6 +145,20 @@ class Guards:
         self.bits = int(adv["bit_depth"])
         self.median_size = int(adv["median_size"])
         self.squeeze_threshold = float(adv["threshold"])
+        # A NaN threshold compares false with every score: the detector would answer everything, silently.
+        figures = {
+            "ood.threshold": self.ood_threshold,
+            "ood.pca_threshold": self.pca_threshold,
+            "ood.min_confidence": self.min_confidence,
+            "adversarial.threshold": self.squeeze_threshold,
+            "ood.class_means": self.means,
+            "ood.precision": self.precision,
+            "ood.pca_mean": self.pca_mean,
+            "ood.pca_components": self.pca_components,
+        }
+        unusable = [name for name, value in figures.items() if not np.isfinite(value).all()]
+        if unusable:
+            raise ValueError(f"guards.json: {', '.join(unusable)} must hold finite numbers only")
         if self.means.ndim != 2 or self.precision.shape != (self.means.shape[1], self.means.shape[1]):
             raise ValueError("guards.json: class_means [C,K] and precision [K,K] do not match")
         self._mahalanobis = MahalanobisForm(self.means, self.precision)

@@ -108,6 +108,30 @@ def test_a_guards_file_that_does_not_fit_is_refused(ood: dict, message: str) -> 
         Guards(spec(**ood))
 
 
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+@pytest.mark.parametrize(
+    ("section", "key"),
+    [
+        ("ood", "threshold"),
+        ("ood", "pca_threshold"),
+        ("ood", "min_confidence"),
+        ("adversarial", "threshold"),
+        ("ood", "class_means"),
+        ("ood", "precision"),
+        ("ood", "pca_mean"),
+        ("ood", "pca_components"),
+    ],
+)
+def test_a_guards_file_with_a_non_finite_number_is_refused(section: str, key: str, value: float) -> None:
+    """json.dumps writes NaN, and a NaN threshold would answer every input: noise included, silently."""
+    guards = spec()
+    figure = np.asarray(guards[section][key], dtype=np.float64)
+    figure.flat[0] = value
+    guards[section][key] = figure.tolist()
+    with pytest.raises(ValueError, match=rf"{section}\.{key} must hold finite numbers only"):
+        Guards(guards)
+
+
 def test_components_orthonormal_to_float32_rounding_are_accepted() -> None:
     q, _ = np.linalg.qr(np.random.default_rng(0).normal(size=(PIXELS, PCA_RANK)))
     nearly = q.T + 2e-5  # what a float32 PCA saved to JSON looks like, give or take
