@@ -23,6 +23,8 @@ def read_state(path: Path) -> dict[str, Any]:
         state = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise AliasError(f"{path} is not valid JSON; fix or delete it") from exc
+    except OSError as exc:  # a folder in its place, no permission to read it
+        raise AliasError(f"{path} cannot be read ({exc.strerror}); fix or delete it") from exc
     if not isinstance(state, dict):
         raise AliasError(f"{path} must hold a JSON object; fix or delete it")
     state.setdefault("aliases", {})

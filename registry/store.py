@@ -91,6 +91,8 @@ class Registry:
             raise CorruptVersion(f"version {version} has no {layout.METADATA_FILE}") from exc
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise CorruptVersion(f"version {version}: {layout.METADATA_FILE} is not valid JSON") from exc
+        except OSError as exc:  # a folder in its place, no permission to read it
+            raise CorruptVersion(f"version {version}: {layout.METADATA_FILE} cannot be read ({exc.strerror})") from exc
         if not isinstance(doc, dict) or doc.get("version") != parse_version(version):
             raise CorruptVersion(f"version {version}: metadata does not describe this version")
         return doc, ModelMetadata.from_dict(doc)
@@ -179,7 +181,9 @@ class Registry:
         """A version number from an alias, a number, or None (production, else newest)."""
         if ref is None:
             production = self.aliases().get(layout.PRODUCTION)
-            if production is not None and (self.model_dir / str(production)).is_dir():
+            if production is not None:
+                # Even when its folder is gone: loading it then fails by name, and a running service keeps
+                # what it serves, rather than quietly taking a version nobody promoted.
                 return production
             latest = self.latest()
             if latest is None:

@@ -180,6 +180,33 @@ def test_corrupt_new_version_is_refused_and_old_keeps_serving(registry_copy: Pat
     assert metrics.MODEL_LOAD_FAILURES.labels("verification")._value.get() == failures_before + 2
 
 
+def test_a_promoted_version_whose_folder_is_gone_is_never_replaced_by_an_unpromoted_one(registry_copy: Path):
+    """Only a set alias is followed: the newest version stands in only while production is unset."""
+    registry = Registry(registry_copy)
+    first = serving(registry_copy)
+    registry.promote(first, reason="the one people approved")
+
+    async def scenario() -> None:
+        manager = ModelManager(settings_for(registry_copy, guards=False))
+        await manager.start()
+        try:
+            publish_copy(registry_copy, first)  # newer, never promoted
+            shutil.rmtree(registry.version_dir(first))
+            await manager.poll_once()  # what the watcher runs each poll_interval_s
+            assert manager.status()["model_version"] == first  # still in memory, still what production names
+        finally:
+            await manager.stop()
+        restarted = ModelManager(settings_for(registry_copy, guards=False))
+        await restarted.start()
+        try:
+            assert not restarted.ready
+            assert f"model version {first} does not exist" in (restarted.not_ready_reason or "")
+        finally:
+            await restarted.stop()
+
+    asyncio.run(scenario())
+
+
 def test_onnx_and_savedmodel_agree(registry_copy: Path):
     pytest.importorskip("tensorflow")
     from service.inference.backends import load_backend

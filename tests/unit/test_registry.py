@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 import threading
 from pathlib import Path
 
@@ -102,6 +103,26 @@ def test_resolve_prefers_production_then_newest(tmp_path: Path) -> None:
     assert registry.resolve("production") == 1
     with pytest.raises(VersionNotFound):
         registry.resolve(7)
+
+
+def test_production_is_followed_even_to_a_version_that_is_gone(tmp_path: Path) -> None:
+    """The newest stands in only while production is unset, never for a promoted version whose folder went."""
+    registry = Registry(tmp_path)
+    _publish(registry)
+    _publish(registry)
+    registry.promote(1)
+    shutil.rmtree(registry.version_dir(1))
+    assert registry.resolve() == 1
+    with pytest.raises(VersionNotFound, match="model version 1 does not exist"):
+        registry.verify(registry.resolve())
+
+
+def test_an_aliases_file_that_cannot_be_read_is_named(tmp_path: Path) -> None:
+    registry = Registry(tmp_path)
+    _publish(registry)
+    (registry.model_dir / layout.ALIASES_FILE).mkdir()
+    with pytest.raises(AliasError, match=r"aliases.json cannot be read \(Is a directory\); fix or delete it"):
+        registry.resolve()
 
 
 def test_aliases_are_written_atomically_and_readable_by_others(tmp_path: Path) -> None:

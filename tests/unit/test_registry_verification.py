@@ -88,6 +88,13 @@ def test_a_version_without_metadata_is_refused(tmp_path: Path) -> None:
     assert refusal(registry) == "version 1 has no metadata.json"
 
 
+def test_metadata_that_cannot_be_read_is_refused_by_name(tmp_path: Path) -> None:
+    registry, folder = published(tmp_path)
+    (folder / layout.METADATA_FILE).unlink()
+    (folder / layout.METADATA_FILE).mkdir()
+    assert refusal(registry) == "version 1: metadata.json cannot be read (Is a directory)"
+
+
 def test_metadata_listing_no_checksums_is_refused(tmp_path: Path) -> None:
     registry, folder = published(tmp_path)
     edit_metadata(folder, files={})
