@@ -143,3 +143,18 @@ class Unauthorized(ServiceError):
 
 class Forbidden(ServiceError):
     code = "forbidden"
+
+
+# What one image can be refused with: the whole answer of /predict, an entry of /predict/batch's answer. No schema
+# can rule these out (bytes that are no PNG/JPEG, a blank canvas, something that is not a digit). Anything else
+# (the model not ready, a full queue) is the service's state and refuses a batch as a whole.
+IMAGE_ERRORS: tuple[type[ServiceError], ...] = (
+    UnsupportedImageFormat,
+    InvalidImage,
+    ImageTooLarge,
+    MultiFrameImage,
+    DecodeTimeout,
+    NoDigit,
+    NotADigit,
+    SuspectedAdversarial,
+)

@@ -21,6 +21,7 @@ from starlette.requests import Request
 
 from service.api.limits import media_type
 from service.errors import (
+    IMAGE_ERRORS,
     InvalidInput,
     InvalidJSON,
     InvalidMultipart,
@@ -33,7 +34,7 @@ from service.inputs import json_input
 log = logging.getLogger("service.api")
 
 IMAGE_TYPES = frozenset({"image/png", "image/jpeg"})
-# Non-file form fields are ignored but still bounded: a few, small.
+# What the form parser reads before our checks refuse any part not named for the route: a few fields, small.
 MAX_FORM_FIELDS = 8
 MAX_FIELD_BYTES = 16 * 1024
 
@@ -66,7 +67,7 @@ def _validated(parse: Callable[..., T], *args: Any) -> T:
 async def _settled(data: bytes, decode: Decode) -> Slot:
     try:
         return await decode(data)
-    except ServiceError as exc:
+    except IMAGE_ERRORS as exc:  # the picture's own fault; the model not ready or a full queue refuse the batch
         return exc
 
 
@@ -101,7 +102,10 @@ async def single_image(request: Request, decode: Decode) -> np.ndarray:
     if kind in IMAGE_TYPES:
         return await decode(await request.body())
     if kind == "multipart/form-data":
-        files = await _form_files(request, "file", max_files=1)
+        try:
+            files = await _form_files(request, "file", max_files=1)
+        except TooManyImages:  # one image is asked for: a second file part is a malformed request, not a batch
+            files = []
         if len(files) != 1:
             raise InvalidMultipart("expected exactly one file part named 'file'")
         return await decode(files[0])

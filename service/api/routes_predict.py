@@ -65,18 +65,6 @@ REQUEST_ERRORS = (
     svc.DeadlineExceeded,
     svc.InferenceError,
 )
-# What one image can be refused with: the whole answer of /predict, an entry of /predict/batch's answer. No schema
-# can rule these out (bytes that are no PNG/JPEG, a blank canvas, something that is not a digit).
-IMAGE_ERRORS = (
-    svc.UnsupportedImageFormat,
-    svc.InvalidImage,
-    svc.ImageTooLarge,
-    svc.MultiFrameImage,
-    svc.DecodeTimeout,
-    svc.NoDigit,
-    svc.NotADigit,
-    svc.SuspectedAdversarial,
-)
 VERSION_HEADER = MODEL_VERSION_HEADER.decode()
 ANSWER_HEADERS = {"X-Model-Version": {"description": "The model version that answered.", "schema": {"type": "integer"}}}
 
@@ -164,7 +152,7 @@ def _json(body: dict[str, Any], version: int | None) -> Response:
     response_model=None,
     responses={
         200: {"model": PredictionOut, "headers": ANSWER_HEADERS},
-        **error_responses(*REQUEST_ERRORS, *IMAGE_ERRORS),
+        **error_responses(*REQUEST_ERRORS, *svc.IMAGE_ERRORS),
     },
     openapi_extra={**predict_request_body(batch=False), "parameters": [INCLUDE_PARAMETER]},
 )
@@ -222,4 +210,6 @@ async def predict_batch(request: Request) -> Response:
     version = next((e["model_version"] for e in entries if "model_version" in e), None)
     if version is None:  # every image refused: the version being served, from memory
         version = state.manager.model_version
+    if version is None:  # refused without a model to ask: the service cannot answer yet, whatever the images
+        raise svc.ModelNotReady(state.manager.not_ready_reason or "no model version loaded")
     return _json({"predictions": entries, "model_version": version}, version)

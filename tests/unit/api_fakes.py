@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from registry import Preprocessing
-from service.errors import NoDigit, NotADigit, QueueFull, ServiceError, UnsupportedImageFormat
+from service.errors import ModelNotReady, NoDigit, NotADigit, QueueFull, ServiceError, UnsupportedImageFormat
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -66,6 +66,8 @@ class FakeManager:
 
     @property
     def preprocessing(self) -> Preprocessing:
+        if not self.ready:  # as the real manager: no version served, no picture facts
+            raise ModelNotReady(self.not_ready_reason or "no model version loaded")
         return Preprocessing(pixel_scale=1 / 255, canvas=28, digit_box=20)
 
     async def start(self) -> None:
