@@ -48,7 +48,8 @@ def header_length(value: str | None, body_size: int) -> int | None:
     if value is None:
         return None
     text = value.strip()
-    if not text.isdigit() or not 0 < int(text) <= body_size:
+    # isascii: str.isdigit also takes digits int() refuses, such as a superscript two.
+    if not (text.isascii() and text.isdigit()) or not 0 < int(text) <= body_size:
         raise InvalidInput(f"Inference-Header-Content-Length must be an integer in 1..{body_size} (the body's size)")
     return int(text)
 
@@ -81,8 +82,10 @@ def parse_infer_request(
         raise InvalidInput(f"'inputs' must be a list of one tensor, {input_name!r}")
     tensor = inputs[0]
     size = _object(tensor.get("parameters"), "inputs[0].parameters").get("binary_data_size")
+    if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 0):
+        raise InvalidInput("parameter 'binary_data_size' must be a whole number of bytes")
     if size is not None and size != len(binary):
-        raise InvalidInput(f"binary_data_size is {str(size)[:20]} but {len(binary)} bytes follow the JSON")
+        raise InvalidInput(f"binary_data_size is {size} but {len(binary)} bytes follow the JSON")
     if size is None and binary:
         raise InvalidInput("binary data after the JSON, but the input has no 'binary_data_size' parameter")
     images = tensor_images(
@@ -122,7 +125,8 @@ def _shape(shape: Any, max_images: int) -> int:
         raise InvalidInput("input 'shape' must be a list of integers")
     if shape[1:] not in ([IMAGE_SIDE, IMAGE_SIDE, 1], [IMAGE_SIDE, IMAGE_SIDE]) or shape[0] < 1:
         side = IMAGE_SIDE
-        raise InvalidInput(f"input shape must be [N, {side}, {side}, 1] or [N, {side}, {side}], N >= 1; got {shape}")
+        got = str(shape) if len(shape) <= 4 else f"{len(shape)} dimensions"  # a client's list, never echoed whole
+        raise InvalidInput(f"input shape must be [N, {side}, {side}, 1] or [N, {side}, {side}], N >= 1; got {got}")
     if shape[0] > max_images:
         raise TooManyImages(f"{shape[0]} images in one request; at most {max_images} (MNIST_MAX_BATCH_IMAGES)")
     return shape[0]
@@ -143,7 +147,7 @@ def tensor_images(
     ``raw_input_contents`` over gRPC) or from a list of numbers (JSON ``data``, gRPC ``contents``)."""
     if name != input_name:
         raise InvalidInput(f"unknown input {str(name)[:40]!r}; the model's one input is {input_name!r}")
-    if datatype not in DATATYPES:
+    if not isinstance(datatype, str) or datatype not in DATATYPES:
         raise InvalidInput(f"input datatype must be FP32 (0..1) or UINT8 (0..255), got {str(datatype)[:20]!r}")
     n = _shape(shape, max_images)
     dtype = DATATYPES[datatype]
@@ -197,7 +201,7 @@ def requested_outputs(
     outputs = []
     for item in requested:
         name = item.get("name")
-        if name not in names:
+        if not isinstance(name, str) or name not in names:
             raise InvalidInput(f"unknown output {str(name)[:40]!r}; the model's outputs are {sorted(names)}")
         parameters = _object(item.get("parameters"), "outputs[].parameters")
         if "classification" in parameters:

@@ -82,6 +82,12 @@ def test_outputs_follow_the_request_and_the_binary_default() -> None:
         (lambda d: d.update(outputs=[{"name": "features"}, {"name": "features"}]), InvalidInput, "once"),
         (lambda d: d.update(inputs=[]), InvalidInput, "list of one tensor"),
         (lambda d: d.update(id=3), InvalidInput, "'id' must be a string"),
+        # Values of a JSON type the protocol does not use there: a 4xx that says so, never a 500.
+        (lambda d: d["inputs"][0].update(datatype=["UINT8"]), InvalidInput, "FP32 (0..1) or UINT8"),
+        (lambda d: d.update(outputs=[{"name": ["features"]}]), InvalidInput, "unknown output \"['features']\""),
+        (lambda d: d.update(outputs=[{"name": {"a": 1}}]), InvalidInput, "unknown output \"{'a': 1}\""),
+        (lambda d: d["inputs"][0].update(shape=[7] * 500_000), InvalidInput, "got 500000 dimensions"),
+        (lambda d: d["inputs"][0].update(shape=[2, 28]), InvalidInput, "got [2, 28]"),
     ],
 )
 def test_each_mistake_says_what_is_wrong(change, error: type, says: str) -> None:
@@ -105,8 +111,12 @@ def test_binary_sizes_and_the_header_length_must_agree() -> None:
         parse({"inputs": [tensor(digits, "UINT8", binary=True)]}, digits.tobytes()[:-1])
     with pytest.raises(InvalidInput, match="no 'binary_data_size'"):
         parse({"inputs": [tensor(digits, "UINT8")]}, b"\x00")
+    for size in ("784", 784.0, True, -1):
+        entry = {**tensor(digits, "UINT8"), "parameters": {"binary_data_size": size}}
+        with pytest.raises(InvalidInput, match="'binary_data_size' must be a whole number of bytes"):
+            parse({"inputs": [entry]}, digits.tobytes())
     assert header_length(None, 10) is None and header_length("4", 10) == 4
-    for bad in ("0", "11", "-1", "x"):
+    for bad in ("0", "11", "-1", "x", "\xb2"):  # the last a superscript two, a digit to str.isdigit
         with pytest.raises(InvalidInput, match="Inference-Header-Content-Length"):
             header_length(bad, 10)
     with pytest.raises(InvalidJSON):
