@@ -137,7 +137,9 @@ def decode_grey(data: bytes, *, max_side: int, max_pixels: int) -> np.ndarray:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(BytesIO(data), formats=[fmt]) as img:
                 _check_size(*img.size, max_side=max_side, max_pixels=max_pixels)
-                if getattr(img, "n_frames", 1) > 1 or getattr(img, "is_animated", False):
+                # A JPEG's further images (MPO: a camera's previews, a phone's depth map) are no frames: Pillow
+                # reads the primary one. An animated PNG has no one picture to read.
+                if fmt == "PNG" and (getattr(img, "n_frames", 1) > 1 or getattr(img, "is_animated", False)):
                     raise MultiFrameImage("animated or multi-frame images are not accepted: send one frame")
                 if fmt == "JPEG" and max(img.size) > JPEG_DRAFT_SIDE:
                     ratio = JPEG_DRAFT_SIDE / max(img.size)

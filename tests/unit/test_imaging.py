@@ -65,6 +65,16 @@ def test_multi_frame_refused() -> None:
         decode(apng())
 
 
+def test_a_jpeg_carrying_further_images_is_read_as_its_primary_picture() -> None:
+    """Cameras and phones write previews and depth maps after the photo (an MPO); that is one picture, not an
+    animation, and it reads as the same JPEG without them, at the same reduced scale for a large one."""
+    for size in ((140, 140), (2 * JPEG_DRAFT_SIDE + 40, 2 * JPEG_DRAFT_SIDE)):
+        photo = seven_small("RGB").resize(size)
+        preview = Image.new("RGB", (size[0] // 4, size[1] // 4), (255, 0, 0))
+        with_preview = encode(photo, "MPO", save_all=True, append_images=[preview], quality=95)
+        np.testing.assert_array_equal(decode(with_preview), decode(encode(photo, "JPEG", quality=95)))
+
+
 def test_truncated_png_refused_not_padded() -> None:
     data = encode(seven_small(), "PNG")
     with pytest.raises(InvalidImage):
