@@ -102,10 +102,7 @@ async def single_image(request: Request, decode: Decode) -> np.ndarray:
     if kind in IMAGE_TYPES:
         return await decode(await request.body())
     if kind == "multipart/form-data":
-        try:
-            files = await _form_files(request, "file", max_files=1)
-        except TooManyImages:  # one image is asked for: a second file part is a malformed request, not a batch
-            files = []
+        files = await _form_files(request, "file", max_files=1)  # a second file part: 422 too_many_images
         if len(files) != 1:
             raise InvalidMultipart("expected exactly one file part named 'file'")
         return await decode(files[0])

@@ -152,7 +152,7 @@ def _json(body: dict[str, Any], version: int | None) -> Response:
     response_model=None,
     responses={
         200: {"model": PredictionOut, "headers": ANSWER_HEADERS},
-        **error_responses(*REQUEST_ERRORS, *svc.IMAGE_ERRORS),
+        **error_responses(*REQUEST_ERRORS, svc.TooManyImages, *svc.IMAGE_ERRORS),
     },
     openapi_extra={**predict_request_body(batch=False), "parameters": [INCLUDE_PARAMETER]},
 )

@@ -86,8 +86,8 @@ def test_image_errors_and_decoder_surprises_are_4xx(make_client: ClientFactory) 
 def test_multipart_needs_exactly_one_file(make_client: ClientFactory) -> None:
     client = make_client()
     two = client.post("/predict", files=[("file", ("a.png", PNG)), ("file", ("b.png", PNG))])
-    assert two.status_code == 400 and code_of(two) == "invalid_multipart"
-    assert two.json()["error"]["message"] == "expected exactly one file part named 'file'"
+    assert two.status_code == 422 and code_of(two) == "too_many_images"
+    assert two.json()["error"]["message"] == "too many file parts; at most 1"
     none = client.post("/predict", files={"other": ("a.png", PNG)})
     assert none.status_code == 400 and code_of(none) == "invalid_multipart"
     text = client.post("/predict", data={"file": "not a file"}, files={"x": ("a", b"")})
