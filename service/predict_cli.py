@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 
 from service.errors import InvalidJSON, ServiceError
-from service.settings import Settings
+from service.settings import MODEL_REF_RULE, Settings, valid_model_ref
 
 EXIT_ANSWERED, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
 
@@ -32,13 +32,22 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("files", nargs="+", type=Path, metavar="FILE", help="PNG/JPEG pictures or JSON digits")
     parser.add_argument("--models", type=Path, help="registry root (default: MNIST_MODEL_DIR, else models)")
-    parser.add_argument("--version", help="version number or alias to load (default: MNIST_MODEL_REF, production)")
+    parser.add_argument(
+        "--version", type=_model_ref, help="version number or alias to load (default: MNIST_MODEL_REF, production)"
+    )
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
     return parser.parse_args(argv)
 
 
+def _model_ref(text: str) -> str:
+    if not valid_model_ref(text):
+        raise argparse.ArgumentTypeError(MODEL_REF_RULE)
+    return text
+
+
 def settings_for(args: argparse.Namespace) -> Settings:
-    overrides: dict[str, Any] = {"poll_interval_s": 0}  # one load, no registry watcher
+    # One load, no registry watcher; it serves nothing, so /admin's token is none of its concern.
+    overrides: dict[str, Any] = {"poll_interval_s": 0, "admin_token": None}
     if args.models is not None:
         overrides["model_dir"] = args.models
     if args.version is not None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -100,9 +100,8 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
-        ref = self.model_ref.strip()
-        if ref not in ("production", "staging") and not (ref.isdigit() and int(ref) > 0):
-            raise ValueError("MNIST_MODEL_REF must be an alias (production, staging) or a positive version number")
+        if not valid_model_ref(self.model_ref):
+            raise ValueError(f"MNIST_MODEL_REF {MODEL_REF_RULE}")
         if self.grpc_port and self.grpc_port == self.port:
             raise ValueError("MNIST_GRPC_PORT must differ from MNIST_PORT (or be 0 to turn gRPC off)")
         if self.max_image_pixels > self.max_image_side**2:
@@ -112,11 +111,27 @@ class Settings(BaseSettings):
         return self
 
 
+MODEL_REF_RULE = "must be an alias (production, staging) or a positive version number"
+
+
+def valid_model_ref(ref: str) -> bool:
+    ref = ref.strip()
+    return ref in ("production", "staging") or (ref.isascii() and ref.isdigit() and int(ref) > 0)
+
+
+def _secret(name: str) -> bool:
+    field = Settings.model_fields.get(name)
+    return field is not None and (field.annotation is SecretStr or SecretStr in get_args(field.annotation))
+
+
 def describe_validation_error(error: ValidationError) -> str:
-    """One line per bad variable: which MNIST_ variable, what was wrong, how to fix it."""
+    """One line per bad variable: which MNIST_ variable, what was wrong, how to fix it; never a secret's value."""
     lines = []
     for item in error.errors():
         loc = item.get("loc") or ()
-        name = f"MNIST_{str(loc[0]).upper()}" if loc else "settings"
-        lines.append(f"{name}: {item.get('msg')} (got {str(item.get('input'))[:60]!r})")
+        if not loc:  # a rule across variables: its message names them, and its input is every setting, secrets too
+            lines.append(str(item.get("msg")).removeprefix("Value error, "))
+            continue
+        shown = "hidden" if _secret(str(loc[0])) else repr(str(item.get("input"))[:60])
+        lines.append(f"MNIST_{str(loc[0]).upper()}: {item.get('msg')} (got {shown})")
     return "invalid configuration:\n  " + "\n  ".join(lines)

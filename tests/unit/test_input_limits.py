@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
+from service import predict_cli
 from service.api.input_forms import parse_json
 from service.errors import DecodeTimeout, InvalidJSON, QueueFull
 from service.inputs.decoder import DECODE_THREADS, INLINE_MAX_CHUNKS, INLINE_MAX_PIXELS, ImageDecoder
-from service.settings import Settings
+from service.settings import Settings, describe_validation_error
 from tests.helpers import synthetic_digit, to_png
 from tests.unit.api_fakes import PNG_MAGIC, FakeManager
 from tests.unit.input_corpus import png_chunk
@@ -138,3 +139,27 @@ def test_model_ref_must_be_an_alias_or_a_positive_version(ref: str) -> None:
 @pytest.mark.parametrize("ref", ["production", "staging", "7"])
 def test_valid_model_refs(ref: str) -> None:
     assert Settings(model_ref=ref).model_ref == ref
+
+
+def test_a_settings_error_names_the_variable_and_never_shows_a_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MNIST_ADMIN_TOKEN", "s3cretpw")
+    with pytest.raises(ValidationError) as short:
+        Settings()
+    assert describe_validation_error(short.value) == (
+        "invalid configuration:\n  MNIST_ADMIN_TOKEN must be at least 16 characters (or unset to disable /admin)"
+    )
+    monkeypatch.setenv("MNIST_ADMIN_TOKEN", "")
+    with pytest.raises(ValidationError) as empty:
+        Settings(port="eighty")
+    text = describe_validation_error(empty.value)
+    assert "MNIST_PORT: Input should be a valid integer" in text and "(got 'eighty')" in text
+
+
+def test_the_predict_commands_version_is_checked_as_a_flag(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        predict_cli.parse_args(["--version", "abc", "digit.png"])
+    assert done.value.code == 2
+    assert "argument --version: must be an alias (production, staging) or a positive version number" in (
+        capsys.readouterr().err
+    )
+    assert predict_cli.parse_args(["--version", "staging", "digit.png"]).version == "staging"
