@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
 
     config = parse_config(argv)  # bad flags exit 2 here, before TensorFlow is imported
     stages = Stages()
-    stages.catch_ctrl_c()
+    stages.catch_interrupts()
     try:
         stages.current = "the registry check"
         _check_writable(config.registry, config.tensorboard)  # in a second, not after minutes of fitting

@@ -83,7 +83,7 @@ def main(argv: list[str]) -> int:
     out = Path(args.out)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     stages = Stages()
-    stages.catch_ctrl_c()
+    stages.catch_interrupts()
     registered: list[int] = []
     try:
         stages.current = "the report folder check"

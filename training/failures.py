@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2  # what argparse uses for bad flags; bad data is the same kind of mistake
-EXIT_INTERRUPTED = 130  # the shell's code for a process ended by Ctrl-C (128 + SIGINT)
+EXIT_INTERRUPTED = 130  # the shell's code for a process ended by Ctrl-C (128 + SIGINT); 143 for SIGTERM
 
 # The operating system's words, for errors that arrive wrapped by TensorFlow rather than as an OSError.
 _OS_MESSAGES = {
@@ -46,6 +46,7 @@ class Stages:
         self.current = "start"
         self.registered: int | None = None  # the version number once it is published
         self.interrupted = False
+        self.stop_signal = signal.SIGINT  # what interrupted it: Ctrl-C, or the SIGTERM of `docker stop` and Kubernetes
 
     def enter(self, name: str, detail: str = "") -> None:
         if self.interrupted:  # a Ctrl-C that something swallowed still stops the run before the next stage
@@ -53,14 +54,17 @@ class Stages:
         self.current = name
         print(f"[{name}] {detail}".rstrip(), flush=True)
 
-    def catch_ctrl_c(self) -> None:
-        """Remember Ctrl-C as well as raising it. Python drops a KeyboardInterrupt raised while a ``__del__`` or
+    def catch_interrupts(self) -> None:
+        """Take SIGTERM (what Kubernetes and `docker stop` send) as Ctrl-C, and remember either as well as raising
+        it: the run then ends as one does on Ctrl-C, its staging folder removed, nothing registered.
+
+        Remembered because Python drops a KeyboardInterrupt raised while a ``__del__`` or
         a weakref callback runs, and TensorFlow's exports run many of them: one Ctrl-C during the export was
         seen to let the run go on and register its version. Python also prints such a dropped Ctrl-C with its
         traceback ("Exception ignored in ..."); remembered, it needs no more than the run's one closing line."""
 
         def interrupt(signum: int, frame: FrameType | None) -> None:
-            self.interrupted = True
+            self.interrupted, self.stop_signal = True, signal.Signals(signum)
             raise KeyboardInterrupt
 
         report_unraisable = sys.unraisablehook
@@ -70,6 +74,7 @@ class Stages:
                 report_unraisable(unraisable)
 
         signal.signal(signal.SIGINT, interrupt)
+        signal.signal(signal.SIGTERM, interrupt)
         sys.unraisablehook = quiet_about_ctrl_c
 
 
@@ -91,7 +96,7 @@ def explain(exc: BaseException, stages: Stages) -> Outcome:
     # Once Ctrl-C was pressed, whatever ends the run is its consequence: tf2onnx's bare ``except:`` clauses
     # swallow a KeyboardInterrupt or turn it into a RuntimeError, and the export then fails in some other way.
     if isinstance(exc, KeyboardInterrupt) or stages.interrupted:
-        return Outcome(f"interrupted during {where}; {fate}", EXIT_INTERRUPTED, True)
+        return Outcome(f"interrupted during {where}; {fate}", 128 + stages.stop_signal, True)
     if isinstance(exc, DataError):
         return Outcome(f"error: {exc}; {fate}", EXIT_BAD_INPUT, True)
     if isinstance(exc, RegistryError):

@@ -140,9 +140,9 @@ class LiveRun:
             assert time.monotonic() < deadline, f"no {text!r} within {timeout} s"
             time.sleep(0.05)
 
-    def interrupt(self) -> tuple[int, str]:
-        """Ctrl-C, as a terminal sends it; returns the exit code and everything written to stderr."""
-        self.process.send_signal(signal.SIGINT)
+    def interrupt(self, stop: signal.Signals = signal.SIGINT) -> tuple[int, str]:
+        """Ctrl-C as a terminal sends it (or the SIGTERM of `docker stop`); returns the exit code and stderr."""
+        self.process.send_signal(stop)
         code = self.process.wait(timeout=120)
         for reader in self._readers:
             reader.join(timeout=10)
@@ -158,7 +158,11 @@ def test_ctrl_c_during_fitting_is_one_line_and_exit_130(registry_copy: Path) -> 
     assert assert_clean_failure(result, before, registry_copy) == "interrupted during fit; nothing was registered"
 
 
-def test_ctrl_c_during_export_removes_the_half_written_version(registry_copy: Path) -> None:
+@pytest.mark.parametrize(("stop", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["ctrl-c", "sigterm"])
+def test_a_stop_during_export_removes_the_half_written_version(
+    registry_copy: Path, stop: signal.Signals, code: int
+) -> None:
+    """Ctrl-C, or the SIGTERM that Kubernetes (the training CronJob's deadline) and `docker stop` send."""
     before = registry_state(registry_copy)
     run = LiveRun("--registry", str(registry_copy), *TINY_TRAINING, "--model", "mlp")
     run.wait_for("[export]")
@@ -167,6 +171,6 @@ def test_ctrl_c_during_export_removes_the_half_written_version(registry_copy: Pa
     # Interrupt once the export has written its first file into the staging folder.
     while not any(staging.glob(f"{layout.STAGING_PREFIX}*/{layout.KERAS_FILE}")) and time.monotonic() < deadline:
         time.sleep(0.02)
-    result = run.interrupt()
-    assert result[0] == 130, result[1][-3000:]
+    result = run.interrupt(stop)
+    assert result[0] == code, result[1][-3000:]
     assert assert_clean_failure(result, before, registry_copy) == "interrupted during export; nothing was registered"

@@ -161,7 +161,7 @@ def test_a_ctrl_c_swallowed_by_a_finaliser_still_stops_the_run_before_the_next_s
     stages = _stages("export")
     previous, previous_hook = signal.getsignal(signal.SIGINT), sys.unraisablehook
     try:
-        stages.catch_ctrl_c()
+        stages.catch_interrupts()
         _InterruptedWhileCollected()  # collected at once: the KeyboardInterrupt is "ignored" in __del__
         with pytest.raises(KeyboardInterrupt):
             stages.enter("registration")
@@ -169,3 +169,21 @@ def test_a_ctrl_c_swallowed_by_a_finaliser_still_stops_the_run_before_the_next_s
         signal.signal(signal.SIGINT, previous)
         sys.unraisablehook = previous_hook
     assert explain(KeyboardInterrupt(), stages).line == "interrupted during export; nothing was registered"
+
+
+def test_a_sigterm_ends_the_run_as_ctrl_c_does_with_its_own_exit_code() -> None:
+    """What Kubernetes sends at the training job's deadline, and `docker stop`: the same clean end as Ctrl-C."""
+    stages = _stages("export")
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    previous_hook = sys.unraisablehook
+    try:
+        stages.catch_interrupts()
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(1)  # the handler raises here
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+        sys.unraisablehook = previous_hook
+    outcome = explain(KeyboardInterrupt(), stages)
+    assert (outcome.line, outcome.exit_code) == ("interrupted during export; nothing was registered", 143)
