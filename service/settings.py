@@ -84,6 +84,14 @@ class Settings(BaseSettings):
         None, description="Comma-separated origins (https://example.org) allowed to call the API from a browser."
     )
 
+    @field_validator("model_dir")
+    @classmethod
+    def _a_folder(cls, value: Path) -> Path:
+        # Absent is fine (the service waits for `make train`); a file there would only ever read as "no versions".
+        if value.exists() and not value.is_dir():
+            raise ValueError("must be a folder (the registry root), and this is a file")
+        return value
+
     @field_validator("cors_origins", mode="before")
     @classmethod
     def _split_origins(cls, value: Any) -> Any:
@@ -133,5 +141,6 @@ def describe_validation_error(error: ValidationError) -> str:
             lines.append(str(item.get("msg")).removeprefix("Value error, "))
             continue
         shown = "hidden" if _secret(str(loc[0])) else repr(str(item.get("input"))[:60])
-        lines.append(f"MNIST_{str(loc[0]).upper()}: {item.get('msg')} (got {shown})")
+        message = str(item.get("msg")).removeprefix("Value error, ")
+        lines.append(f"MNIST_{str(loc[0]).upper()}: {message} (got {shown})")
     return "invalid configuration:\n  " + "\n  ".join(lines)

@@ -123,10 +123,11 @@ def _run_all(
     for i, (label, config) in enumerate(runs, start=1):
         stages.enter("fit", f"run {i} of {len(runs)}: {label}")
         keras.utils.clear_session()  # a fresh graph and the same layer names for every run
-        result, fitted = _one_run(label, config, splits)
+        run_splits = splits.limited(config.limit)
+        result, fitted = _one_run(label, config, run_splits)
         if registered is not None:
             stages.enter("registration", label)
-            version = pipeline.finish(config, splits, fitted, stages)["version"]
+            version = pipeline.finish(config, run_splits, fitted, stages)["version"]
             registered.append(version)
             result = replace(result, version=version)
             stages.registered = None  # the next run's failure must not claim this version as its own

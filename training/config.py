@@ -54,6 +54,11 @@ class TrainConfig:
 
 
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # No abbreviations: --quick sets other defaults when spelled out, and --qui would have run a full model
+        # recorded as quick.
+        super().__init__(*args, allow_abbrev=False, **kwargs)
+
     def error(self, message: str) -> None:  # type: ignore[override]
         # One line and exit code 2, never a traceback.
         self.exit(2, f"{self.prog}: error: {message}\n")
@@ -132,7 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="folder of non-digit IDX images (Fashion-MNIST) for the not_a_digit refusal rate; skipped if absent",
     )
     p.add_argument("--no-promote", dest="promote", action="store_false", help="register without promoting")
-    p.add_argument("--download-timeout", type=float, default=d.download_timeout, help="seconds before going offline")
+    p.add_argument(
+        "--download-timeout", type=_positive_float, default=d.download_timeout, help="seconds before going offline"
+    )
     p.add_argument(
         "--tensorboard",
         metavar="DIR",

@@ -15,7 +15,7 @@ import sys
 import threading
 import urllib.request
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +28,10 @@ IDX_NAMES = {
     "x_test": "t10k-images-idx3-ubyte",
     "y_test": "t10k-labels-idx1-ubyte",
 }
+
+
+# Of each digit's training images a twelfth is held out for validation, where the guards are calibrated per class.
+MIN_PER_DIGIT = 12
 
 
 class DataError(Exception):
@@ -45,6 +49,11 @@ class Splits:
     y_val: np.ndarray
     x_test: np.ndarray
     y_test: np.ndarray
+
+    def limited(self, n: int | None) -> Splits:
+        """The first ``n`` training digits (``--limit``, ``--quick``), the same validation and test digits: what a
+        run fits, calibrates on and records."""
+        return self if n is None else replace(self, x_train=self.x_train[:n], y_train=self.y_train[:n])
 
     def sizes(self) -> dict[str, int]:
         return {"train": len(self.y_train), "validation": len(self.y_val), "test": len(self.y_test)}
@@ -111,6 +120,13 @@ def check_arrays(arrays: dict[str, np.ndarray], where: str) -> None:
             raise DataError(f"{where}: y_{split} must be {len(x)} integer labels, got {y.dtype} {list(y.shape)}")
         if y.min() < 0 or y.max() > 9:
             raise DataError(f"{where}: y_{split} holds labels outside 0..9 ({int(y.min())}..{int(y.max())})")
+    counts = np.bincount(arrays["y_train"], minlength=10)
+    if counts.min() < MIN_PER_DIGIT:
+        digit = int(counts.argmin())
+        raise DataError(
+            f"{where}: x_train needs each digit at least {MIN_PER_DIGIT} times (a twelfth of each is kept to "
+            f"calibrate the guards); digit {digit} appears {int(counts[digit])} times"
+        )
 
 
 def download_mnist(url: str, target: Path, timeout_s: float) -> bool:

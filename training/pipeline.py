@@ -28,7 +28,7 @@ def run(config: TrainConfig, stages: Stages | None = None) -> dict[str, Any]:
     stages.enter("data")
     splits = load_splits(
         Path(config.data) if config.data else None, seed=config.seed, download_timeout_s=config.download_timeout
-    )
+    ).limited(config.limit)
     print(f"data: {splits.source} {splits.sizes()}")
     stages.enter("fit", Recipe.from_config(config.to_dict()).summary())
     fitted = fit(splits, config)
@@ -114,11 +114,8 @@ def _calibrate_guards(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The guards' statistics and thresholds (guards.json), and what they refuse: digits, noise, clothing, FGSM."""
     model = fitted.model
-    x_train = as_model_input(splits.x_train[: config.limit] if config.limit else splits.x_train)
-    y_train = splits.y_train[: config.limit] if config.limit else splits.y_train
-    spec = evaluate.calibrate_guards(
-        model, x_train, y_train, as_model_input(splits.x_val), config.target_false_rejection
-    )
+    x_train, x_val = as_model_input(splits.x_train), as_model_input(splits.x_val)
+    spec = evaluate.calibrate_guards(model, x_train, splits.y_train, x_val, config.target_false_rejection)
     guards = Guards(spec)
     side = layout.IMAGE_SIDE
     noise = np.random.default_rng(config.seed).uniform(0, 1, size=(200, side, side, 1)).astype(np.float32)

@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 from registry import Registry, RegistryError, layout
 from training.config import _Parser
 
 
+def _folder(text: str) -> Path:
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a file; the registry root is a folder")
+    return path
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m training registry", description="Inspect and manage model versions.")
-    parser.add_argument("--registry", default="models", help="registry root")
+    parser.add_argument("--registry", default="models", type=_folder, help="registry root")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="versions, accuracy and aliases")
     promote = sub.add_parser("promote", help="point an alias (default production) at a version")
@@ -40,6 +49,6 @@ def main(argv: list[str]) -> int:
         else:
             print(f"{args.alias} -> {registry.rollback(args.alias)}")
     except RegistryError as exc:
-        print(f"error: {exc}")
+        print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -80,9 +80,7 @@ def fit(splits: Splits, config: TrainConfig, verbose: int = 1) -> Fitted:
     keras.utils.set_random_seed(config.seed)
     # Same seed, same weights: deterministic kernels and tf.data order (a small cost on CPU).
     tf.config.experimental.enable_op_determinism()
-    x_train, y_train = splits.x_train, splits.y_train
-    if config.limit is not None:
-        x_train, y_train = x_train[: config.limit], y_train[: config.limit]
+    x_train, y_train = splits.x_train, splits.y_train  # already cut to --limit (Splits.limited)
     if config.outlier_exposure:
         outliers = synthetic_outliers(int(len(x_train) * OUTLIER_SHARE), x_train, config.seed)
         x_train = np.concatenate([x_train, outliers])

@@ -33,7 +33,16 @@ def test_help_documents_every_flag() -> None:
 
 @pytest.mark.parametrize(
     "args",
-    [["--epochs", "0"], ["--model", "resnet"], ["--data", "/no/such/folder"], ["--accuracy-floor", "2"], ["--bogus"]],
+    [
+        ["--epochs", "0"],
+        ["--model", "resnet"],
+        ["--data", "/no/such/folder"],
+        ["--accuracy-floor", "2"],
+        ["--bogus"],
+        ["--download-timeout", "nan"],
+        ["--download-timeout", "-5"],
+        ["--qui"],  # no abbreviations: --quick sets other defaults only when spelled out
+    ],
 )
 def test_bad_flags_give_one_line_and_exit_2(args: list[str]) -> None:
     out = _cli(*args)
@@ -51,9 +60,22 @@ def test_registry_cli_lists_and_reports_errors(tmp_path: Path) -> None:
     out = _cli("registry", "--registry", str(tmp_path), "list")
     assert out.returncode == 0 and "no versions" in out.stdout
     out = _cli("registry", "--registry", str(tmp_path), "rollback")
-    assert out.returncode == 1 and "nothing to roll back" in out.stdout
+    assert out.returncode == 1 and "nothing to roll back" in out.stderr and not out.stdout
     out = _cli("registry", "--registry", str(tmp_path), "promote", "../3")
-    assert out.returncode == 1 and "positive integer" in out.stdout
+    assert out.returncode == 1 and "positive integer" in out.stderr
+    (tmp_path / "a-file").write_text("")
+    out = _cli("registry", "--registry", str(tmp_path / "a-file"), "list")
+    assert out.returncode == 2 and "is a file; the registry root is a folder" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_a_corrupt_aliases_file_stops_training_before_the_fit(tmp_path: Path) -> None:
+    aliases = tmp_path / "mnist" / "aliases.json"
+    aliases.parent.mkdir()
+    aliases.write_text('{"aliases": {"production": "1"}}')
+    out = _cli("--registry", str(tmp_path), "--quick")
+    assert out.returncode == 1 and "[fit]" not in out.stdout
+    assert "aliases must map names to positive integer versions" in out.stderr and "Traceback" not in out.stderr
 
 
 def test_gate_refuses_below_the_floor(tmp_path: Path) -> None:

@@ -101,7 +101,7 @@ def test_a_broken_idx_file_is_a_data_error(tmp_path: Path) -> None:
         data.read_idx(tmp_path / "bad-idx")
 
 
-def _mnist_arrays(n: int = 20) -> dict[str, np.ndarray]:
+def _mnist_arrays(n: int = 10 * data.MIN_PER_DIGIT) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
     y = np.arange(n) % 10
@@ -115,9 +115,11 @@ def _mnist_arrays(n: int = 20) -> dict[str, np.ndarray]:
         (lambda p: p.write_bytes(b"PK\x03\x04 not really a zip"), "not a readable mnist.npz"),
         (lambda p: np.savez(p, x_train=np.zeros((2, 28, 28), np.uint8)), "y_train"),
         (lambda p: np.savez(p, **{**_mnist_arrays(), "x_test": np.zeros((10, 32, 32), np.uint8)}), r"x_test must be"),
-        (lambda p: np.savez(p, **{**_mnist_arrays(), "y_train": np.arange(20) + 5}), "labels outside 0..9"),
+        (lambda p: np.savez(p, **{**_mnist_arrays(), "y_train": np.arange(120) + 5}), "labels outside 0..9"),
+        (lambda p: np.savez(p, **{**_mnist_arrays(), "y_train": np.arange(120) % 5}), "digit 5 appears 0 times"),
+        (lambda p: np.savez(p, **_mnist_arrays(119)), "at least 12 times .*; digit 9 appears 11 times"),
     ],
-    ids=["pickled-objects", "not-a-zip", "missing-array", "wrong-shape", "bad-labels"],
+    ids=["pickled-objects", "not-a-zip", "missing-array", "wrong-shape", "bad-labels", "half-the-digits", "too-few"],
 )
 def test_a_corrupt_mnist_npz_is_one_data_error_naming_the_file(tmp_path: Path, write: Any, message: str) -> None:
     write(tmp_path / "mnist.npz")
@@ -128,4 +130,13 @@ def test_a_corrupt_mnist_npz_is_one_data_error_naming_the_file(tmp_path: Path, w
 
 def test_a_good_mnist_npz_is_read(tmp_path: Path) -> None:
     np.savez(tmp_path / "mnist.npz", **_mnist_arrays())
-    assert data.load_from_path(tmp_path)["x_train"].shape == (20, 28, 28)
+    assert data.load_from_path(tmp_path)["x_train"].shape == (120, 28, 28)
+
+
+def test_a_limited_run_fits_and_records_only_its_training_digits() -> None:
+    """--limit and --quick: what the version's metadata and card report is what was fitted."""
+    splits = data.load_splits(allow_download=False)
+    limited = splits.limited(300)
+    assert limited.sizes() == {**splits.sizes(), "train": 300}
+    np.testing.assert_array_equal(limited.x_train, splits.x_train[:300])
+    assert limited.sha256() != splits.sha256() and splits.limited(None) is splits
