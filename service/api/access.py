@@ -13,6 +13,7 @@ import re
 import time
 from collections.abc import Sequence
 
+from starlette.requests import ClientDisconnect
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -25,6 +26,7 @@ log = logging.getLogger("service.access")
 _VALID_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")  # whole value: fullmatch ($ would let a final newline in)
 QUIET_ROUTES = frozenset({"/health/live", "/health/ready", "/metrics", "/v2/health/live", "/v2/health/ready"})
 MODEL_VERSION_HEADER = b"x-model-version"
+CLIENT_CLOSED_REQUEST = 499
 
 
 def request_id_from(headers: list[tuple[bytes, bytes]]) -> str:
@@ -81,6 +83,10 @@ class AccessMiddleware:
         IN_FLIGHT.inc()
         try:
             await self.app(scope, receive, send_with_id)
+        except ClientDisconnect:
+            # The client left before its body arrived: no one to answer, and not the service's fault (no 5xx for
+            # the error-ratio alert, no traceback). nginx's code for it.
+            status = CLIENT_CLOSED_REQUEST
         except Exception as exc:
             # Starlette's last-resort handler sits outside us and would answer without the request id.
             if started:
@@ -92,7 +98,8 @@ class AccessMiddleware:
             endpoint = route_label(scope, self.routes, root_path)
             protocol = PROTOCOL_OIP if speaks_oip(scope["path"]) else PROTOCOL_REST
             requests_total(endpoint, scope["method"], status, protocol).inc()
-            request_duration(endpoint, version, protocol).observe(elapsed)
+            if status != CLIENT_CLOSED_REQUEST:  # the latency of answers: a client that left waited for none
+                request_duration(endpoint, version, protocol).observe(elapsed)
             # Probes and scrapes arrive every few seconds; at info they would drown the real traffic.
             level = logging.DEBUG if endpoint in QUIET_ROUTES else logging.INFO
             fields = {

@@ -179,3 +179,40 @@ def test_a_request_id_unsafe_to_log_or_echo_is_replaced(sent: bytes) -> None:
     got = request_id_from([(b"x-request-id", sent)])
     assert got != sent.decode("latin-1") and len(got) == 32
     assert request_id_from([(b"x-request-id", b"req-42.a_b")]) == "req-42.a_b"
+
+
+@pytest.mark.parametrize("form", ["application/json", "image/png"])
+def test_a_client_that_leaves_mid_body_is_499_not_a_server_error(
+    client: TestClient, log_stream: io.StringIO, form: str
+) -> None:
+    """A phone on a flaky network drops its upload: no 5xx for the error-ratio alert, no traceback, no latency
+    sample (nothing was answered); the access line says 499, nginx's code for a client that closed."""
+    import asyncio
+
+    app = client.app
+    sent: list[dict] = []
+    body = [{"type": "http.request", "body": b"\x89PNG\r\n\x1a\n", "more_body": True}, {"type": "http.disconnect"}]
+
+    async def receive() -> dict:
+        return body.pop(0) if body else {"type": "http.disconnect"}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http", "method": "POST", "path": "/predict", "raw_path": b"/predict", "query_string": b"",
+        "headers": [(b"content-type", form.encode()), (b"content-length", b"1000")],
+        "http_version": "1.1", "scheme": "http", "server": ("t", 80), "client": ("c", 1), "root_path": "",
+        "app": app,
+    }  # fmt: skip
+    labels = {"endpoint": "/predict", "method": "POST", "status": "499", "protocol": "rest"}
+    before = REGISTRY.get_sample_value("mnist_requests_total", labels) or 0.0
+    timed = {"endpoint": "/predict", "model_version": "", "protocol": "rest"}
+    timed_before = REGISTRY.get_sample_value("mnist_request_duration_seconds_count", timed) or 0.0
+    asyncio.run(app(scope, receive, send))  # type: ignore[arg-type]
+    assert sent == []
+    assert REGISTRY.get_sample_value("mnist_requests_total", labels) == before + 1
+    assert (REGISTRY.get_sample_value("mnist_request_duration_seconds_count", timed) or 0.0) == timed_before
+    lines = json_lines(log_stream)
+    assert [(e["status"], e["level"]) for e in lines if e["logger"] == "service.access"] == [(499, "info")]
+    assert not [e for e in lines if e["level"] == "error"]

@@ -6,6 +6,7 @@ import asyncio
 import threading
 import zlib
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -163,3 +164,13 @@ def test_the_predict_commands_version_is_checked_as_a_flag(capsys: pytest.Captur
         capsys.readouterr().err
     )
     assert predict_cli.parse_args(["--version", "staging", "digit.png"]).version == "staging"
+
+
+def test_a_registry_root_that_is_a_file_is_a_settings_error(tmp_path: Path) -> None:
+    (tmp_path / "models").write_text("")
+    with pytest.raises(ValidationError) as caught:
+        Settings(model_dir=tmp_path / "models")
+    assert "MNIST_MODEL_DIR: must be a folder (the registry root), and this is a file" in describe_validation_error(
+        caught.value
+    )
+    assert Settings(model_dir=tmp_path / "not-yet").model_dir == tmp_path / "not-yet"  # absent: waits for training
