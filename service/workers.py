@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import signal
 import socket
 import sys
@@ -18,6 +19,7 @@ import threading
 from multiprocessing.process import BaseProcess
 
 import uvicorn
+from prometheus_client import multiprocess
 
 log = logging.getLogger("service")
 
@@ -100,6 +102,10 @@ def run_workers(config: uvicorn.Config) -> int:
                     stop.set()
                     break
                 log.warning("worker died; starting another", extra={"pid": worker.pid, "exit": worker.exitcode})
+                if worker.pid is not None and os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+                    # What a worker's own exit does (metrics.forget_live_gauges), for one that could not: else its
+                    # in-flight count and model info stay in the sums /metrics reports for ever.
+                    multiprocess.mark_process_dead(worker.pid)
                 workers[i] = _start(config, port)
     finally:
         for worker in workers:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -142,3 +143,39 @@ def test_cuda_without_a_gpu_exits_2_with_advice() -> None:
         [sys.executable, "-m", "service"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 2 and "MNIST_DEVICE" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_killed_workers_gauges_leave_the_sums(start_server, tiny_registry: Path) -> None:
+    """Two workers, uploads in flight in both, one killed: once the clients are gone /metrics counts nothing in
+    flight and one model series per live worker, as docs/operations.md says (the HPA reads in-flight)."""
+    import psutil
+
+    server = start_server({"MNIST_WORKERS": "2", "MNIST_POLL_INTERVAL_S": "0"}, registry=tiny_registry)
+    port = int(server.base_url.rsplit(":", 1)[1])
+    head = "POST /predict HTTP/1.1\r\nHost: t\r\nContent-Type: image/png\r\nContent-Length: 1000\r\n\r\n"
+    uploads = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(8)]
+    try:
+        for sock in uploads:
+            sock.sendall(head.encode() + b"\x89PNG\r\n\x1a\n")  # and the rest never comes
+        metrics = lambda: httpx.get(f"{server.base_url}/metrics", timeout=5).text  # noqa: E731
+        deadline = time.monotonic() + 10
+        # The scrape is in flight too, hence one more.
+        while sample(metrics(), "mnist_requests_in_flight") < 9 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert sample(metrics(), "mnist_requests_in_flight") == 9
+        workers = psutil.Process(server.process.pid).children()
+        busy = next(w for w in workers if any(c.status == psutil.CONN_ESTABLISHED for c in w.connections("tcp")))
+        busy.kill()
+    finally:
+        for sock in uploads:
+            sock.close()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        text = metrics()
+        models = [line for line in text.splitlines() if line.startswith("mnist_model_info{")]
+        if sample(text, "mnist_requests_in_flight") == 1 and len(models) == 2:
+            break
+        time.sleep(0.2)
+    assert sample(text, "mnist_requests_in_flight") == 1, text
+    assert len(models) == 2 and all(line.endswith(" 1.0") for line in models), models
+    assert busy.pid not in {w.pid for w in psutil.Process(server.process.pid).children()}
