@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from registry import layout, triton
+from tests.deploy_helpers import rendered
 
 ROOT = Path(__file__).resolve().parents[2]
 KSERVE = ROOT / "deploy" / "kserve"
@@ -68,3 +69,19 @@ def test_both_serve_the_registry_pvc_of_deploy_k8s() -> None:
     assert model["storageUri"] == f"pvc://{claim}/" and model["protocolVersion"] == "v2"
     # Triton's model repository is the PVC's root: the model folder and its config are the registry's own.
     assert (layout.MODEL_NAME, triton.CONFIG_FILE) == ("mnist", "config.pbtxt")
+
+
+def test_the_settings_it_reads_exist_by_that_name_once_deploy_k8s_is_applied() -> None:
+    """Applied on its own, the InferenceService names deploy/k8s's objects as written: a ConfigMap that only exists
+    with a content hash appended would leave its pods in CreateContainerConfigError."""
+    (container,) = load(KSERVE / "inferenceservice.yaml")["spec"]["predictor"]["containers"]
+    wanted = {source["configMapRef"]["name"] for source in container["envFrom"]}
+    applied = rendered("cpu")
+    names = {d["metadata"]["name"] for d in applied if d["kind"] == "ConfigMap"}
+    assert wanted and wanted <= names, (wanted, names)
+    # The same settings the Deployment reads.
+    (server,) = [d for d in applied if d["kind"] == "Deployment" and d["metadata"]["name"] == "mnist-serving"]
+    (ours,) = [c for c in server["spec"]["template"]["spec"]["containers"] if c["name"] == "server"]
+    data = {d["metadata"]["name"]: d["data"] for d in applied if d["kind"] == "ConfigMap"}
+    (deployments,) = {source["configMapRef"]["name"] for source in ours["envFrom"]}
+    assert all(data[name] == data[deployments] for name in wanted)
