@@ -71,7 +71,8 @@ def robustness_svg(metrics: Mapping[str, Any]) -> str:
     """FGSM accuracy and the guards' refusals per epsilon as a bar chart (inline SVG, no style attributes: the
     page's CSP allows none; colours come from card.css by class). Empty when the metrics hold no figures."""
     fgsm = metrics.get("fgsm")
-    refused = (metrics.get("guards") or {}).get("fgsm_refused") or {}
+    guards = metrics.get("guards")
+    refused = (guards.get("fgsm_refused") if isinstance(guards, Mapping) else None) or {}
     if not isinstance(fgsm, Mapping) or not isinstance(refused, Mapping):
         return ""
     rows: list[tuple[str, float | None, float | None]] = []

@@ -191,6 +191,17 @@ def test_the_robustness_chart_is_drawn_from_the_metrics(make_client: Client, tmp
     assert "<b>not a number</b>" not in page
 
 
+@pytest.mark.parametrize("guards", ["refused a lot", ["0.1"], 7, None])
+def test_odd_figures_in_the_metrics_leave_the_page_without_a_chart_part_not_a_500(
+    make_client: Client, tmp_path: Path, guards: Any
+) -> None:
+    """metadata.json's metrics are whatever training (or whoever wrote the folder) put there."""
+    metrics = {"test_accuracy": 0.9, "fgsm": {"0.1": 0.8}, "guards": guards}
+    response = make_client(publish(tmp_path / "odd", metrics=metrics)).get("/models/1/card")
+    assert response.status_code == 200 and '<svg class="chart"' in response.text
+    assert "<title>refused at epsilon" not in response.text
+
+
 def test_a_version_without_a_card_still_has_a_page(make_client: Client, tmp_path: Path) -> None:
     page = make_client(publish(tmp_path / "r3", card=None)).get("/models/1/card").text
     assert "This version was published without a model card." in page
