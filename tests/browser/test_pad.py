@@ -226,6 +226,65 @@ def test_a_full_queue_is_retried_after_its_retry_after(open_page: OpenPage, pad_
     assert pad.message() == ""
 
 
+def test_after_the_network_failed_the_drawing_is_sent_again_without_an_online_event(
+    open_page: OpenPage, pad_server: ServerHandle
+) -> None:
+    """The server restarted, the browser never went offline: the pad keeps asking until it answers."""
+    view = open_page()
+    view.network_down_expected = True
+    pad = Pad(view.page)
+    pad.open(pad_server.base_url)
+    asked: list[float] = []
+
+    def down_then_up(route: Route) -> None:
+        asked.append(time.monotonic())
+        if len(asked) == 1:
+            route.abort("failed")
+        else:
+            _fulfil(route, 200, _answer(3))
+
+    view.page.route(PREDICT, down_then_up)
+    pad.stroke(DOT, timed=False)
+    expect(view.page.locator(by_testid("message"))).to_contain_text("Can't reach the service", timeout=5000)
+    expect(view.page.locator(by_testid("digit"))).to_have_text("3", timeout=10_000)
+    assert len(asked) == 2 and asked[1] - asked[0] >= 4, f"asked again after {asked[1] - asked[0]:.1f} s"
+    assert pad.message() == ""
+
+
+def test_a_small_picture_in_a_format_the_service_does_not_read_is_sent_as_png(
+    open_page: OpenPage, pad_server: ServerHandle, held_out: tuple[np.ndarray, np.ndarray]
+) -> None:
+    """The browser decodes WebP and GIF: it sends their pixels as PNG, as it does a large photo as JPEG."""
+    from io import BytesIO
+
+    from PIL import Image
+
+    x, y = held_out
+    picture, label = next(
+        (png, int(y[i]))
+        for i in range(len(y))
+        if (png := to_png(x[i], dark_on_light=True, scale=8))
+        and post_png(pad_server.base_url, png).get("digit") == int(y[i])
+    )
+    webp = BytesIO()
+    Image.open(BytesIO(picture)).save(webp, "WEBP", lossless=True)
+    view = open_page()
+    pad = Pad(view.page)
+    pad.open(pad_server.base_url)
+    sent: list[bytes] = []
+
+    def look_then_go(route: Route) -> None:
+        sent.append(route.request.post_data_buffer or b"")
+        route.continue_()
+
+    view.page.route(PREDICT, look_then_go)
+    view.page.locator(by_testid("file")).set_input_files(
+        files=[{"name": "digit.webp", "mimeType": "image/webp", "buffer": webp.getvalue()}]
+    )
+    expect(view.page.locator(by_testid("digit"))).to_have_text(str(label))
+    assert sent and b"\x89PNG\r\n\x1a\n" in sent[-1] and b"WEBP" not in sent[-1]
+
+
 def test_one_request_at_a_time_and_an_answer_about_a_cleared_pad_is_never_shown(
     open_page: OpenPage, pad_server: ServerHandle
 ) -> None:

@@ -8,6 +8,8 @@
   const BRUSH = UPLOAD_SIDE / 14; // a marker: about two MNIST pixels once the service scales the ink to 20 px
   const LIVE_EVERY_MS = 150; // while a stroke goes on, ask at most this often
   const MAX_PICTURE_SIDE = 1024; // phone photos are scaled down first: the originals can pass the body cap
+  const SENT_AS_IS = new Set(['image/png', 'image/jpeg']); // what the service reads; the browser re-encodes the rest
+  const NETWORK_RETRY_S = 5; // the service unreachable: ask again this often while a drawing waits
   const MESSAGES = {
     no_digit: 'Nothing to read yet. Draw one digit, 0 to 9, large and in the middle.',
     not_a_digit: "That doesn't look like a digit to the model. Clear the pad and draw a single digit, 0 to 9, filling most of the box.",
@@ -21,7 +23,7 @@
     queue_full: 'The service is busy right now. Trying again in {s} s.',
     model_not_ready: 'The model is still loading. Trying again in {s} s.',
     deadline_exceeded: 'The model took too long to answer. Draw again, or try again in a moment.',
-    network: "Can't reach the service. Check your connection: your drawing is kept and sent again when you are back online.",
+    network: "Can't reach the service. Check your connection: your drawing is kept and sent again as soon as it answers.",
   };
   const RETRIED = new Set(['queue_full', 'model_not_ready']);
   const FALLBACK = 'The service could not read this (HTTP {status}). Try again, or clear the pad and draw again.';
@@ -205,13 +207,15 @@
 
   // ---- pictures: picker, camera, drop, paste ------------------------------------------------
 
-  function scaledDown(bitmap) {
-    const scale = MAX_PICTURE_SIDE / Math.max(bitmap.width, bitmap.height);
+  function reencoded(bitmap) {
+    // A photo scaled down to MAX_PICTURE_SIDE goes as JPEG; a small picture in a format the service does not read
+    // (WebP, GIF, BMP...) as a lossless PNG of the same pixels.
+    const scale = Math.min(1, MAX_PICTURE_SIDE / Math.max(bitmap.width, bitmap.height));
     const canvas = document.createElement('canvas');
     canvas.width = Math.round(bitmap.width * scale);
     canvas.height = Math.round(bitmap.height * scale);
     canvas.getContext('2d').drawImage(bitmap, 0, 0, canvas.width, canvas.height);
-    return new Promise((resolve) => canvas.toBlob(resolve, 'image/jpeg', 0.92));
+    return new Promise((resolve) => canvas.toBlob(resolve, ...(scale < 1 ? ['image/jpeg', 0.92] : ['image/png'])));
   }
 
   async function takePicture(file) {
@@ -223,7 +227,8 @@
     } catch {
       bitmap = null; // not a picture this browser reads: send it as it is and let the service say why
     }
-    if (bitmap && Math.max(bitmap.width, bitmap.height) > MAX_PICTURE_SIDE) blob = (await scaledDown(bitmap)) || file;
+    const tooLarge = bitmap && Math.max(bitmap.width, bitmap.height) > MAX_PICTURE_SIDE;
+    if (bitmap && (tooLarge || !SENT_AS_IS.has(file.type))) blob = (await reencoded(bitmap)) || file;
     state.strokes = [];
     state.drawing = null;
     state.picture = { bitmap, blob };
@@ -420,9 +425,12 @@
     clearBars();
     view.inputFigure.hidden = true;
     let text = MESSAGES[outcome.error] || FALLBACK.replace('{status}', String(outcome.status));
+    clearTimeout(state.retryTimer); // one retry pending at most, whatever answers arrived since
     if (RETRIED.has(outcome.error)) {
       text = text.replace('{s}', String(outcome.retryAfter));
       state.retryTimer = setTimeout(askNow, outcome.retryAfter * 1000); // honour Retry-After
+    } else if (outcome.error === 'network') {
+      state.retryTimer = setTimeout(askNow, NETWORK_RETRY_S * 1000); // a server back up, the browser never offline
     }
     view.message.textContent = text;
     announce(text);
