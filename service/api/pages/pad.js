@@ -311,7 +311,9 @@
       }
     }
     if (response.ok && body && Number.isInteger(body.digit)) return { answer: body };
-    const code = body && body.error && typeof body.error.code === 'string' ? body.error.code : '';
+    let code = body && body.error && typeof body.error.code === 'string' ? body.error.code : '';
+    // A bare 503 comes from before the app (uvicorn past MNIST_LIMIT_CONCURRENCY, a proxy): busy, so retried too.
+    if (!code && response.status === 503) code = 'queue_full';
     return { error: code, status: response.status, retryAfter: retryAfter(response) };
   }
 
