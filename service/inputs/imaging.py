@@ -139,7 +139,7 @@ def decode_grey(data: bytes, *, max_side: int, max_pixels: int) -> np.ndarray:
                 _check_size(*img.size, max_side=max_side, max_pixels=max_pixels)
                 # A JPEG's further images (MPO: a camera's previews, a phone's depth map) are no frames: Pillow
                 # reads the primary one. An animated PNG has no one picture to read.
-                if fmt == "PNG" and (getattr(img, "n_frames", 1) > 1 or getattr(img, "is_animated", False)):
+                if fmt == "PNG" and getattr(img, "is_animated", False):  # an APNG of more than one frame
                     raise MultiFrameImage("animated or multi-frame images are not accepted: send one frame")
                 if fmt == "JPEG" and max(img.size) > JPEG_DRAFT_SIDE:
                     ratio = JPEG_DRAFT_SIDE / max(img.size)

@@ -132,6 +132,13 @@ def test_a_guards_file_with_a_non_finite_number_is_refused(section: str, key: st
         Guards(guards)
 
 
+def test_every_non_finite_figure_is_named_in_one_refusal() -> None:
+    guards = spec()
+    guards["ood"]["threshold"] = guards["adversarial"]["threshold"] = float("nan")
+    with pytest.raises(ValueError, match=r"^guards.json: ood.threshold, adversarial.threshold must hold finite"):
+        Guards(guards)
+
+
 def test_components_orthonormal_to_float32_rounding_are_accepted() -> None:
     q, _ = np.linalg.qr(np.random.default_rng(0).normal(size=(PIXELS, PCA_RANK)))
     nearly = q.T + 2e-5  # what a float32 PCA saved to JSON looks like, give or take
