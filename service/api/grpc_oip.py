@@ -127,6 +127,8 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
         facts, _ = served_model(state.manager, request.model_name, request.model_version)
         if len(request.inputs) != 1:
             raise InvalidInput(f"send one input tensor, {facts.input.name!r}")
+        if len(request.raw_input_contents) > 1:  # one per input when used at all, as Triton requires
+            raise InvalidInput(f"{len(request.raw_input_contents)} raw_input_contents for one input tensor")
         tensor = request.inputs[0]
         raw = request.raw_input_contents[0] if request.raw_input_contents else None
         contents = tensor.contents.fp32_contents if tensor.datatype == "FP32" else tensor.contents.uint_contents

@@ -28,6 +28,7 @@ ALLOWED_TYPES = frozenset({"multipart/form-data", "image/png", "image/jpeg", "ap
 # The Open Inference Protocol's clients send JSON, JSON followed by binary tensor data, and often no
 # Content-Type at all (tritonclient's HTTP client sends none): the body's form is in the request itself.
 OIP_TYPES = frozenset({"application/json", "application/octet-stream", ""})
+ADMIN_TYPES = frozenset({"application/json"})  # /admin/*: a small JSON object, or no body
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 CLOSE = (b"connection", b"close")
 
@@ -72,7 +73,9 @@ class LimitsMiddleware:
         has_body = chunked or bool(length)
         if scope["method"] in BODY_METHODS and has_body:
             kind = media_type(head.get(b"content-type"))
-            allowed_types = OIP_TYPES if speaks_oip(scope["path"]) else ALLOWED_TYPES
+            path = scope["path"]
+            admin = path.startswith("/admin/")
+            allowed_types = OIP_TYPES if speaks_oip(path) else ADMIN_TYPES if admin else ALLOWED_TYPES
             if kind not in allowed_types:
                 allowed = ", ".join(sorted(t for t in allowed_types if t))
                 return UnsupportedMediaType(f"Content-Type {kind or '(none)'!r} is not accepted; use one of {allowed}")

@@ -75,12 +75,15 @@ class JsonBatchIn(BaseModel):
 
 class ReloadIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    version: int | None = Field(None, ge=1, description="Load this version; default: the production alias.")
+    # strict: JSON's true or "1" are not version ids (pydantic would take them as 1).
+    version: int | None = Field(
+        None, ge=1, strict=True, description="Load this version; default: the production alias."
+    )
 
 
 class PromoteIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    version: int = Field(ge=1, examples=[3])
+    version: int = Field(ge=1, strict=True, examples=[3])
     alias: str = Field("production", examples=["production"])
 
 

@@ -94,3 +94,24 @@ def test_calls_are_counted_with_the_grpc_protocol_label(client: triton.Inference
     with httpx.Client(base_url=grpc_served[0].base_url, timeout=10) as http:
         metrics = http.get("/metrics").text
     assert 'endpoint="/inference.GRPCInferenceService/ModelInfer"' in metrics and 'protocol="grpc"' in metrics
+
+
+def test_raw_contents_beyond_the_one_input_are_refused_not_ignored(grpc_served) -> None:
+    """What Triton does: one raw_input_contents entry per input, or none; a surplus one is a client's mistake."""
+    import grpc
+    from tritonclient.grpc import service_pb2, service_pb2_grpc
+
+    tensor = service_pb2.ModelInferRequest.InferInputTensor(name="image", datatype="UINT8", shape=[1, 28, 28])
+    raw = DIGITS[:1].astype(np.uint8).tobytes()
+    with grpc.insecure_channel(grpc_served[1]) as channel:
+        stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
+        one = stub.ModelInfer(
+            service_pb2.ModelInferRequest(model_name="mnist", inputs=[tensor], raw_input_contents=[raw])
+        )
+        assert one.outputs and one.outputs[0].name
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.ModelInfer(
+                service_pb2.ModelInferRequest(model_name="mnist", inputs=[tensor], raw_input_contents=[raw, raw])
+            )
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "2 raw_input_contents for one input tensor" in (caught.value.details() or "")

@@ -212,6 +212,30 @@ def test_admin_routes_exist_only_with_a_token(make_client: ClientFactory) -> Non
     assert extra.status_code == 422 and code_of(extra) == "invalid_input"
 
 
+def test_admin_routes_check_the_token_before_the_body_and_read_it_as_strictly_as_predict(
+    make_client: ClientFactory,
+) -> None:
+    manager = FakeManager()
+    client = make_client(manager=manager, admin_token=TOKEN)
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    json_body = {"Content-Type": "application/json"}
+    # Without the token, nothing about the body is told: a malformed one is refused for the token, like any other.
+    for path in ("/admin/reload", "/admin/promote", "/admin/rollback"):
+        anonymous = client.post(path, content=b"{bad", headers=json_body)
+        assert anonymous.status_code == 401 and code_of(anonymous) == "unauthorized", path
+    malformed = client.post("/admin/reload", content=b"{bad", headers={**auth, **json_body})
+    assert malformed.status_code == 400 and code_of(malformed) == "invalid_json"
+    assert malformed.json()["error"]["message"].startswith("malformed JSON at line 1 column 2")
+    for version in (True, "1", 1.0):
+        loose = client.post("/admin/reload", json={"version": version}, headers=auth)
+        assert loose.status_code == 422 and code_of(loose) == "invalid_input", version
+        promote = client.post("/admin/promote", json={"version": version}, headers=auth)
+        assert promote.status_code == 422 and code_of(promote) == "invalid_input", version
+    assert manager.reloads == []
+    text = client.post("/admin/reload", content=b"1", headers={**auth, "Content-Type": "text/plain"})
+    assert text.status_code == 415 and text.json()["error"]["message"].endswith("use one of application/json")
+
+
 def test_openapi_documents_all_three_input_forms(make_client: ClientFactory) -> None:
     schema = make_client().get("/openapi.json").json()
     content = schema["paths"]["/predict"]["post"]["requestBody"]["content"]
