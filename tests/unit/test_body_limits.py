@@ -270,3 +270,13 @@ def test_open_inference_protocol_refusals_are_in_its_own_error_form() -> None:
     # Over the cap while streaming (no declared length): refused by the reader, still in the protocol's form.
     status, _, body = oip_post({"transfer-encoding": "chunked"}, sending(b"x" * CAP, b"x"))
     assert status == 413 and body == {"error": f"request body exceeds the limit of {CAP} bytes"}
+
+
+@pytest.mark.parametrize(("kind", "status"), [("application/json", 200), ("image/png", 415), ("text/plain", 415)])
+def test_the_admin_routes_take_json_alone_and_say_so(kind: str, status: int) -> None:
+    app = LimitsMiddleware(read_all, max_body_bytes=CAP, body_timeout_s=5.0)
+    headers = {"content-type": kind, "content-length": "2"}
+    answer, _, body = asyncio.run(call(app, scope_for("POST", "/admin/reload", headers), sending(b"{}")))
+    assert answer == status
+    if status == 415:
+        assert body["error"]["message"] == f"Content-Type '{kind}' is not accepted; use one of application/json"
