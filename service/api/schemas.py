@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from registry.layout import IMAGE_SIDE as SIDE
 from service.api.errors import describe
@@ -73,17 +73,25 @@ class JsonBatchIn(BaseModel):
     )
 
 
+def _a_json_number(value: object) -> object:
+    # What the schema's "integer" admits: 3, and 3.0 (JSON Schema counts it as an integer); not true or "3", which
+    # pydantic would otherwise take as 1 and 3.
+    if isinstance(value, bool | str):
+        raise ValueError("must be a JSON integer, not a string or a boolean")
+    return value
+
+
+VersionId = Annotated[int, Field(ge=1), BeforeValidator(_a_json_number)]
+
+
 class ReloadIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    # strict: JSON's true or "1" are not version ids (pydantic would take them as 1).
-    version: int | None = Field(
-        None, ge=1, strict=True, description="Load this version; default: the production alias."
-    )
+    version: VersionId | None = Field(None, description="Load this version; default: the production alias.")
 
 
 class PromoteIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    version: int = Field(ge=1, strict=True, examples=[3])
+    version: VersionId = Field(examples=[3])
     alias: str = Field("production", examples=["production"])
 
 

@@ -106,18 +106,22 @@ def test_a_scribble_is_refused_in_words_and_clear_empties_the_pad(
     assert pad.model_input_ink() == 0
 
 
-def test_a_picture_from_the_picker_a_drop_or_a_paste_gets_the_same_answer_view(
-    open_page: OpenPage, pad_server: ServerHandle, held_out: tuple[np.ndarray, np.ndarray]
-) -> None:
+def a_picture_the_api_reads(server: ServerHandle, held_out: tuple[np.ndarray, np.ndarray]) -> tuple[bytes, int]:
+    """A photo-like PNG (dark ink on light paper, 224 px) of a held-out digit the service reads right, and its label."""
     x, y = held_out
-    # A photo-like picture: dark ink on light paper, 224 px. Checked through the API first, byte for byte what
-    # the pad sends (it sends a picture under 1,024 px as it is).
-    picture, label = next(
+    return next(
         (png, int(y[i]))
         for i in range(len(y))
         if (png := to_png(x[i], dark_on_light=True, scale=8))
-        and post_png(pad_server.base_url, png).get("digit") == int(y[i])
+        and post_png(server.base_url, png).get("digit") == int(y[i])
     )
+
+
+def test_a_picture_from_the_picker_a_drop_or_a_paste_gets_the_same_answer_view(
+    open_page: OpenPage, pad_server: ServerHandle, held_out: tuple[np.ndarray, np.ndarray]
+) -> None:
+    # Checked through the API first, byte for byte what the pad sends (it sends a PNG under 1,024 px as it is).
+    picture, label = a_picture_the_api_reads(pad_server, held_out)
     view = open_page()
     pad = Pad(view.page)
     pad.open(pad_server.base_url)
@@ -259,13 +263,7 @@ def test_a_small_picture_in_a_format_the_service_does_not_read_is_sent_as_png(
 
     from PIL import Image
 
-    x, y = held_out
-    picture, label = next(
-        (png, int(y[i]))
-        for i in range(len(y))
-        if (png := to_png(x[i], dark_on_light=True, scale=8))
-        and post_png(pad_server.base_url, png).get("digit") == int(y[i])
-    )
+    picture, label = a_picture_the_api_reads(pad_server, held_out)
     webp = BytesIO()
     Image.open(BytesIO(picture)).save(webp, "WEBP", lossless=True)
     view = open_page()

@@ -226,12 +226,15 @@ def test_admin_routes_check_the_token_before_the_body_and_read_it_as_strictly_as
     malformed = client.post("/admin/reload", content=b"{bad", headers={**auth, **json_body})
     assert malformed.status_code == 400 and code_of(malformed) == "invalid_json"
     assert malformed.json()["error"]["message"].startswith("malformed JSON at line 1 column 2")
-    for version in (True, "1", 1.0):
+    for version in (True, "1", 1.5, 0):
         loose = client.post("/admin/reload", json={"version": version}, headers=auth)
         assert loose.status_code == 422 and code_of(loose) == "invalid_input", version
         promote = client.post("/admin/promote", json={"version": version}, headers=auth)
         assert promote.status_code == 422 and code_of(promote) == "invalid_input", version
     assert manager.reloads == []
+    # 2.0 is an integer to JSON Schema (the OpenAPI document's "integer"), so it is one here too.
+    assert client.post("/admin/reload", json={"version": 2.0}, headers=auth).status_code == 200
+    assert manager.reloads == [2]
     text = client.post("/admin/reload", content=b"1", headers={**auth, "Content-Type": "text/plain"})
     assert text.status_code == 415 and text.json()["error"]["message"].endswith("use one of application/json")
 
