@@ -39,10 +39,11 @@ def main(argv: list[str]) -> int:
             if not rows:
                 print(f"no versions in {registry.model_dir}")
                 return 0
-            print(f"{'version':>7}  {'model':<5}  {'accuracy':>8}  {'created':<25}  aliases")
+            width = max(len("model"), *(len(row.model) for row in rows))  # cnn_bn, mlp, ...: one column
+            print(f"{'version':>7}  {'model':<{width}}  {'accuracy':>8}  {'created':<25}  aliases")
             for row in rows:
                 acc = "?" if row.test_accuracy is None else f"{100 * row.test_accuracy:.2f}%"
-                print(f"{row.version:>7}  {row.model:<5}  {acc:>8}  {row.created:<25}  {', '.join(row.aliases)}")
+                print(f"{row.version:>7}  {row.model:<{width}}  {acc:>8}  {row.created:<25}  {', '.join(row.aliases)}")
         elif args.command == "promote":
             registry.promote(args.version, args.alias, reason="manual promote (CLI)")
             print(f"{args.alias} -> {int(args.version)}")

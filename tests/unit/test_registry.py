@@ -320,3 +320,20 @@ def test_the_recipe_is_read_typed_from_the_training_config() -> None:
     )
     averaged = dataclasses.replace(model_facts(), training_config={**config, "ema": True}).recipe
     assert averaged.ema and averaged.summary().endswith("label smoothing 0.1, moving average of the weights")
+
+
+def test_the_registry_list_keeps_its_columns_whatever_the_model_names(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from training import registry_cli
+
+    registry = Registry(tmp_path)
+    for model in ("mlp", "cnn_bn"):
+        staging = registry.new_staging_dir()
+        (staging / layout.ONNX_FILE).write_bytes(model.encode())
+        registry.publish(staging, dataclasses.replace(model_facts(), training_config={"model": model}))
+    registry.promote(2)
+    assert registry_cli.main(["--registry", str(tmp_path), "list"]) == 0
+    header, *rows = capsys.readouterr().out.splitlines()
+    assert [line.index("%") for line in rows] == [header.index("accuracy") + len("accuracy") - 1] * 2
+    assert rows[1].split()[:2] == ["2", "cnn_bn"] and rows[1].endswith("production")
