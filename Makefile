@@ -3,8 +3,9 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-HOST   ?= 127.0.0.1
-PORT   ?= 8000
+# The service's own variables count here too: `MNIST_PORT=8125 make serve` serves on 8125.
+HOST   ?= $(or $(MNIST_HOST),127.0.0.1)
+PORT   ?= $(or $(MNIST_PORT),8000)
 MODELS ?= models
 ARGS   ?=
 PYTEST_ARGS ?=
@@ -17,7 +18,7 @@ P99_MS     ?= 250
 FAIL_RATIO ?= 0.001
 LOADTEST_HOST ?=
 
-.PHONY: install train compare serve test test-fast image-test mutation lint format bench bench-ab loadtest system-deps clean help
+.PHONY: install examples train compare serve test test-fast image-test mutation lint format bench bench-ab loadtest system-deps clean help
 
 help:
 	@echo "make serve   install, train a first version if the registry is empty, serve on $(HOST):$(PORT)"
@@ -27,7 +28,8 @@ help:
 	@echo "make mutation   mutation scores of input checks, body limits, guards, registry (slow; docs/mutation.md)"
 	@echo "make train   train, evaluate, export and register a new version (ARGS='--model mlp' ...)"
 	@echo "make compare    optimisers and networks side by side: a table, reports/compare.md and its learning curves"
-	@echo "make lint | bench | bench-images | bench-ab BASE=<rev> | loadtest | clean"
+	@echo "make examples   the README's example files (digit.json, seven.png, seven.jpg, three.png) in examples/"
+	@echo "make install | lint | format | bench | bench-images | bench-ab BASE=<rev> | loadtest | clean"
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,6 +38,9 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 install: $(STAMP)
+
+examples: $(STAMP)
+	$(BIN)/python benchmarks/examples.py --out examples
 
 train: $(STAMP)
 	MNIST_MODEL_DIR=$(MODELS) $(BIN)/python -m training --registry $(MODELS) $(ARGS)
