@@ -207,9 +207,8 @@ async def predict_batch(request: Request) -> Response:
                 entry[INCLUDE_INPUT] = model_input(slot)
             entries.append(entry)
             count_prediction(result)
-    version = next((e["model_version"] for e in entries if "model_version" in e), None)
-    if version is None:  # every image refused: the version being served, from memory
-        version = state.manager.model_version
-    if version is None:  # refused without a model to ask: the service cannot answer yet, whatever the images
+    # Every image refused: the version being served, from memory; none served: the service cannot answer yet.
+    version = next((e["model_version"] for e in entries if "model_version" in e), state.manager.model_version)
+    if version is None:
         raise svc.ModelNotReady(state.manager.not_ready_reason or "no model version loaded")
     return _json({"predictions": entries, "model_version": version}, version)
