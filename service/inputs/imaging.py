@@ -78,11 +78,10 @@ def sniff_format(data: bytes) -> str:
     name = next((label for magic, label in _KNOWN_OTHERS if data.startswith(magic)), None)
     if name is None and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         name = "WebP"
-    if name is None and head[:1] == b"<" and (b"<svg" in data[:1024].lower() or b"<?xml" in head[:16].lower()):
+    if name is None and head[:1] == b"<" and (b"<svg" in data[:1024].lower() or head[:5].lower() == b"<?xml"):
         name = "SVG/XML"
-    shown = f"{name} is" if name else "only PNG and JPEG are"
     if name:
-        raise UnsupportedImageFormat(f"{shown} not accepted: send PNG or JPEG")
+        raise UnsupportedImageFormat(f"{name} is not accepted: send PNG or JPEG")
     raise UnsupportedImageFormat("unrecognised image bytes: only PNG and JPEG are accepted")
 
 
@@ -113,8 +112,7 @@ def png_chunks(data: bytes, most: int) -> list[bytes]:
 
 
 def _check_size(width: int, height: int, *, max_side: int, max_pixels: int) -> None:
-    if width < 1 or height < 1:
-        raise InvalidImage(f"image has no pixels ({width}x{height})")
+    # A header of no pixels never gets here: Pillow refuses to open a PNG or JPEG claiming one.
     if width > max_side or height > max_side:
         raise ImageTooLarge(f"image is {width}x{height} px; the limit is {max_side} px a side")
     if width * height > max_pixels:
@@ -168,54 +166,45 @@ def _apply_exif_orientation(img: Image.Image) -> Image.Image:
 
 
 def to_grey(img: Image.Image) -> np.ndarray:
-    """Any Pillow mode -> uint8 [H, W] luminance; transparency composited onto white paper."""
+    """A decoded PNG or JPEG -> uint8 [H, W] luminance; transparency composited onto white paper.
+
+    Its modes are the ones Pillow decodes those two formats to: 1, L, LA, P, RGB, RGBA and 16-bit grey
+    from a PNG; L, RGB and CMYK from a JPEG. Pillow's 8-bit modes come out of ``np.asarray`` as uint8.
+    """
     mode = img.mode
-    if mode == "P" or mode == "PA":
-        img = img.convert("RGBA")
-        mode = "RGBA"
-    if mode in ("LA", "La", "RGBA", "RGBa"):
+    if mode == "P":
+        img, mode = img.convert("RGBA"), "RGBA"
+    if mode in ("LA", "RGBA"):
         return _composite(img)
-    if mode == "1":
-        return np.asarray(img.convert("L"), dtype=np.uint8)
     if mode == "L":
-        return np.asarray(img, dtype=np.uint8)
-    if mode.startswith("I;16") or mode == "I":
-        return _high_depth_to_uint8(np.asarray(img).astype(np.float64), full_scale=65535.0)
-    if mode == "F":
-        return _high_depth_to_uint8(np.asarray(img, dtype=np.float64), full_scale=None)
-    if mode == "RGB":
-        return np.asarray(img.convert("L"), dtype=np.uint8)
-    if mode in ("CMYK", "YCbCr", "LAB", "HSV", "RGBX"):
-        # CMYK (incl. Adobe's inverted JPEG flavour) and YCbCr go through Pillow's own RGB conversion.
-        return np.asarray(img.convert("RGB").convert("L"), dtype=np.uint8)
+        return np.asarray(img)
+    if mode in ("1", "RGB", "CMYK"):  # Adobe's inverted CMYK JPEGs are put right by Pillow's decoder
+        return np.asarray(img.convert("L"))
+    if mode.startswith("I"):  # 16-bit grey: "I;16", or "I" from older Pillow
+        return _sixteen_bit_to_uint8(np.asarray(img))
     raise InvalidImage(f"unsupported pixel mode {mode!r}")
 
 
 def _composite(img: Image.Image) -> np.ndarray:
-    if img.mode in ("La", "RGBa"):  # premultiplied: Pillow converts these only to LA and RGBA
-        img = img.convert("LA" if img.mode == "La" else "RGBA")
-    alpha = np.asarray(img.getchannel("A"), dtype=np.uint8)
+    alpha = np.asarray(img.getchannel("A"))
     low, high = int(alpha.min()), int(alpha.max())
     if float(np.median(border_pixels(alpha))) < 127.5 and high - low > 63:
         # A drawing on a transparent layer (what canvas apps export): the painted pixels are the ink,
         # whatever their colour; light strokes would vanish on white paper, dark ones on black.
         return alpha
-    luma = np.asarray(img.convert("L"), dtype=np.uint8)  # Pillow's luma ignores the alpha band
+    luma = np.asarray(img.convert("L"))  # Pillow's luma ignores the alpha band
     if low == 255:  # opaque (canvas.toDataURL writes RGBA even for an opaque canvas): nothing to composite
         return luma
     share = alpha / np.float32(255.0)
-    return np.clip(np.rint(luma * share + 255.0 * (1.0 - share)), 0, 255).astype(np.uint8)
+    # A weighted mean of luma and white paper: 0..255 without a clip.
+    return np.rint(luma * share + 255.0 * (1.0 - share)).astype(np.uint8)
 
 
-def _high_depth_to_uint8(values: np.ndarray, *, full_scale: float | None) -> np.ndarray:
-    values = np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0)
-    if full_scale is None:
-        # Float images: 0..1 is the usual convention; anything wider is taken as 0..255.
-        full_scale = 1.0 if values.size and float(values.max()) <= 1.0 else 255.0
-    elif values.size and float(values.max()) <= 255.0:
-        # 32-bit "I" images holding 8-bit data would otherwise decode nearly black.
-        full_scale = 255.0
-    return np.clip(np.rint(values * (255.0 / full_scale)), 0, 255).astype(np.uint8)
+def _sixteen_bit_to_uint8(values: np.ndarray) -> np.ndarray:
+    # Some tools write 8-bit values into a 16-bit file: read as 16-bit, such a picture would be nearly black.
+    full_scale = 255.0 if int(values.max()) <= 255 else 65535.0
+    # A PNG's 16-bit values lie in 0..full_scale, so the product lies in 0..255: no clip.
+    return np.rint(values * (255.0 / full_scale)).astype(np.uint8)
 
 
 def make_ink_bright(grey: np.ndarray) -> np.ndarray:
@@ -230,7 +219,7 @@ def make_ink_bright(grey: np.ndarray) -> np.ndarray:
     """
     if grey.size == 0:
         return grey
-    small = shrink(np.ascontiguousarray(grey, dtype=np.uint8), _POLARITY_SIDE)
+    small = shrink(np.ascontiguousarray(grey), _POLARITY_SIDE)
     h, w = small.shape
     ring = max(1, min(h, w) // 20)
     border = np.concatenate(

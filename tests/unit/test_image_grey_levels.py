@@ -1,11 +1,13 @@
 """The exact grey a decoded picture gets, and where the size and frame limits fall.
 
 test_imaging.py checks that every mode reads about right; these pin the values people notice: black ink is 0,
-not 1; half-transparent ink is mid grey; NaN pixels in a float TIFF-style image are paper; 16-bit pictures
-holding 8-bit values are not read as black; the limits refuse one pixel past them and not at them.
+not 1; half-transparent ink is mid grey; 16-bit pictures holding 8-bit values are not read as black, and every
+16-bit level lands on its nearest 8-bit one; the limits refuse one pixel past them and not at them.
 """
 
 from __future__ import annotations
+
+from io import BytesIO
 
 import numpy as np
 import pytest
@@ -13,7 +15,7 @@ from PIL import Image
 
 from service.errors import ImageTooLarge, InvalidImage, MultiFrameImage
 from service.inputs.imaging import decode_grey, make_ink_bright, to_grey
-from tests.unit.input_corpus import MAX_PIXELS, MAX_SIDE, apng, png_claiming, seven_small
+from tests.unit.input_corpus import MAX_PIXELS, MAX_SIDE, apng, encode, png_claiming
 
 
 def decode(data: bytes, max_side: int = MAX_SIDE, max_pixels: int = MAX_PIXELS) -> np.ndarray:
@@ -38,45 +40,23 @@ def test_half_transparent_ink_is_half_strength_ink(alpha: int) -> None:
     assert to_grey(canvas((0, 0, 0, alpha)))[20, 20] == alpha
 
 
-@pytest.mark.parametrize("mode", ["RGBX", "HSV"])
-def test_other_colour_modes_read_as_the_same_grey(mode: str) -> None:
-    picture = seven_small("RGB")
-    np.testing.assert_array_equal(to_grey(picture.convert(mode)), to_grey(picture))
-
-
-def test_a_lab_picture_is_read_not_refused() -> None:
-    grey = to_grey(Image.new("LAB", (4, 4), (200, 128, 128)))
-    assert grey.shape == (4, 4) and grey.dtype == np.uint8
-
-
 def test_white_ink_on_a_transparent_layer_is_white_on_black() -> None:
     grey = to_grey(canvas((255, 255, 255, 255)))
     assert grey[20, 20] == 255 and grey[0, 0] == 0
 
 
-def test_a_palette_image_with_alpha_reads_as_its_rgba_form() -> None:
-    rgba = canvas((0, 0, 0, 255))
-    pa = rgba.convert("PA")
-    assert pa.mode == "PA"
-    np.testing.assert_array_equal(to_grey(pa), to_grey(rgba))
-
-
-def test_non_finite_pixels_of_a_float_image_are_paper() -> None:
-    values = np.array([[0.5, np.nan], [np.inf, -np.inf]], dtype=np.float32)
-    assert to_grey(Image.fromarray(values, mode="F")).tolist() == [[128, 0], [0, 0]]
-
-
-@pytest.mark.parametrize(("peak", "grey"), [(1.0, 255), (200.0, 200), (255.0, 255)])
-def test_a_float_image_is_read_as_0_to_1_or_else_0_to_255(peak: float, grey: int) -> None:
-    values = np.array([[0.0, peak]], dtype=np.float32)
-    assert to_grey(Image.fromarray(values, mode="F")).tolist() == [[0, grey]]
-
-
-@pytest.mark.parametrize(("peak", "grey"), [(255, 255), (65535, 255), (257 * 100, 100)])
+@pytest.mark.parametrize(("peak", "grey"), [(255, 255), (256, 1), (65535, 255), (257 * 100, 100)])
 def test_a_16_bit_image_holding_8_bit_values_is_not_read_as_black(peak: int, grey: int) -> None:
+    # Up to 255 the values are 8-bit ones; one past it, the picture is a 16-bit one and 256 is nearly black.
     img = Image.fromarray(np.array([[0, peak]], dtype=np.uint16))
     assert img.mode.startswith("I;16")
     assert to_grey(img).tolist() == [[0, grey]]
+
+
+def test_every_16_bit_level_maps_to_the_nearest_8_bit_one() -> None:
+    levels = np.arange(65536, dtype=np.uint16).reshape(256, 256)
+    grey = to_grey(Image.open(BytesIO(encode(Image.fromarray(levels), "PNG"))))
+    np.testing.assert_array_equal(grey, np.rint(levels / 257.0).astype(np.uint8))  # 33025 is 128.502 steps: 129
 
 
 def test_a_single_white_pixel_reads_as_blank() -> None:
@@ -120,3 +100,15 @@ def test_a_header_claiming_no_pixels_is_an_invalid_image() -> None:
 def test_two_frames_are_refused_like_twenty() -> None:
     with pytest.raises(MultiFrameImage):
         decode(apng(frames=2))
+
+
+@pytest.mark.parametrize(("stroke_alpha", "drawing"), [(103, False), (104, True)])
+def test_a_translucent_sheet_is_composited_and_a_drawing_on_a_clear_layer_is_its_alpha(
+    stroke_alpha: int, drawing: bool
+) -> None:
+    # A layer is a drawing only when its opacity spans more than 63 levels: black at 40 with a stroke at 103 is a
+    # tinted sheet composited onto white paper (255 - alpha); with a stroke at 104 it is the painted pixels.
+    sheet = Image.new("RGBA", (40, 40), (0, 0, 0, 40))
+    sheet.paste((0, 0, 0, stroke_alpha), (15, 5, 25, 35))
+    grey = to_grey(sheet)
+    assert (grey[0, 0], grey[20, 20]) == ((40, stroke_alpha) if drawing else (215, 255 - stroke_alpha))
