@@ -17,6 +17,7 @@ from registry import layout
 from registry.errors import CorruptVersion, InvalidVersion
 
 VERSION_RE = re.compile(r"^[1-9][0-9]{0,8}$")
+MAX_VERSION = 999_999_999  # what VERSION_RE admits as a folder name
 
 
 def file_sha256(path: Path) -> str:
@@ -27,13 +28,23 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def folder_state(folder: Path) -> tuple[tuple[str, int, int], ...]:
+    """Every file under ``folder`` by name, size and mtime, a cheap token of what it holds for pollers (a version
+    is a dozen files); empty when it cannot be read."""
+    try:
+        found = [(p, p.stat()) for p in folder.rglob("*")]
+    except OSError:
+        return ()
+    return tuple(sorted((str(p.relative_to(folder)), st.st_size, st.st_mtime_ns) for p, st in found))
+
+
 def parse_version(value: int | str) -> int:
     """Accept only positive integers (as int or decimal string); never a path."""
     if isinstance(value, bool):
         raise InvalidVersion(f"version must be a positive integer, got {value!r}")
     if isinstance(value, int):
-        if value < 1:
-            raise InvalidVersion(f"version must be a positive integer, got {value}")
+        if not 1 <= value <= MAX_VERSION:
+            raise InvalidVersion(f"version must be an integer in 1..{MAX_VERSION}, got {value}")
         return value
     if isinstance(value, str) and VERSION_RE.match(value):
         return int(value)

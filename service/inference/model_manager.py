@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from registry import InvalidVersion, ModelMetadata, Preprocessing, Registry, RegistryError, VersionNotFound, layout
+from registry.files import folder_state
 from service import metrics
 from service.errors import DeviceUnavailable, InvalidInput, ModelLoadError, ModelNotReady, ServiceError
 from service.inference.answers import Prediction, answers
@@ -30,6 +31,7 @@ from service.settings import Settings
 log = logging.getLogger(__name__)
 
 _KEY_METRICS = ("test_accuracy", "ece", "fgsm", "latency_us_per_image", "guards")
+_BATCH_SETTINGS = ("max_batch_size", "max_batch_delay_ms", "max_queue_size")
 
 
 class ModelManager:
@@ -167,7 +169,9 @@ class ModelManager:
         return await self._load_and_swap(ref)
 
     async def poll_once(self) -> int | None:
-        """Swap to the watched alias's version if the registry changed; the version swapped in, else None."""
+        """Swap to the watched alias's version if the registry changed; the version swapped in, else None.
+
+        The refused version's own files count too: one copied into its folder in place moves no alias."""
         fingerprint = await asyncio.to_thread(self._registry_fingerprint)
         if fingerprint == self._fingerprint:
             return None
@@ -244,6 +248,8 @@ class ModelManager:
         }
         if self._current is None:
             self._reason = f"no model version loaded: {message}"
+        if self._fingerprint is not None:  # the refused files as they are now: the watcher retries when they change
+            self._fingerprint = (self._fingerprint[0], self._refused_files())
         metrics.MODEL_LOAD_FAILURES.labels(reason).inc()
         log.error("model version refused", extra={"model_version": version, "reason": reason, "detail": message})
 
@@ -259,7 +265,11 @@ class ModelManager:
         return self.registry.resolve(None if target == layout.PRODUCTION else target)
 
     def _registry_fingerprint(self) -> tuple[Any, ...]:
-        return (self.registry.change_token(), tuple(self.registry.versions()))
+        return ((self.registry.change_token(), tuple(self.registry.versions())), self._refused_files())
+
+    def _refused_files(self) -> tuple[Any, ...]:
+        refused = self.last_load_error["version"] if self.last_load_error else None
+        return folder_state(self.registry.model_dir / str(refused)) if refused is not None else ()
 
     @staticmethod
     def _info_labels(model: LoadedModel) -> tuple[str, str, str]:
@@ -288,9 +298,7 @@ class ModelManager:
             "guards": self.settings.guards,
             "batching": {
                 "enabled": self.settings.batching,
-                "max_batch_size": self.settings.max_batch_size,
-                "max_batch_delay_ms": self.settings.max_batch_delay_ms,
-                "max_queue_size": self.settings.max_queue_size,
+                **{name: getattr(self.settings, name) for name in _BATCH_SETTINGS},
                 "queue_depth": self._batcher.depth,
             },
             "versions": versions,

@@ -180,6 +180,39 @@ def test_corrupt_new_version_is_refused_and_old_keeps_serving(registry_copy: Pat
     assert metrics.MODEL_LOAD_FAILURES.labels("verification")._value.get() == failures_before + 2
 
 
+def test_a_version_copied_into_its_folder_in_place_is_served_once_its_files_are_all_there(registry_copy: Path):
+    """A registry filled by cp, rsync or a volume, not through publish: the folder appears before its files. The
+    half-copied version is refused once, not retried while nothing changes, and served once the copy is done."""
+    registry = Registry(registry_copy)
+    second = publish_copy(registry_copy, serving(registry_copy))
+    registry.promote(second, reason="the copy to come")
+    complete = registry_copy.parent / "complete"
+    shutil.move(registry.version_dir(second), complete)
+    failures_before = metrics.MODEL_LOAD_FAILURES.labels("verification")._value.get()
+
+    async def scenario() -> None:
+        manager = ModelManager(settings_for(registry_copy, guards=False))
+        await manager.start()
+        try:
+            assert not manager.ready  # production names a version not there yet
+            half = registry_copy / layout.MODEL_NAME / str(second)
+            half.mkdir()
+            shutil.copy2(complete / layout.METADATA_FILE, half / layout.METADATA_FILE)
+            assert await manager.poll_once() is None  # what the watcher runs each poll_interval_s
+            assert manager.last_load_error is not None and manager.last_load_error["version"] == second
+            assert "missing" in manager.last_load_error["message"]
+            assert await manager.poll_once() is None  # nothing changed: no retry
+            shutil.copytree(complete, half, dirs_exist_ok=True)
+            assert await manager.poll_once() == second
+            answers = await manager.predict(digits(2))
+            assert all(isinstance(a, Prediction) and a.model_version == second for a in answers)
+        finally:
+            await manager.stop()
+
+    asyncio.run(scenario())
+    assert metrics.MODEL_LOAD_FAILURES.labels("verification")._value.get() == failures_before + 1
+
+
 def test_a_promoted_version_whose_folder_is_gone_is_never_replaced_by_an_unpromoted_one(registry_copy: Path):
     """Only a set alias is followed: the newest version stands in only while production is unset."""
     registry = Registry(registry_copy)
