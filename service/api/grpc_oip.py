@@ -124,7 +124,7 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
     @observed
     async def ModelInfer(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         state = self.state
-        facts, _ = served_model(state.manager, request.model_name, request.model_version)
+        facts, number = served_model(state.manager, request.model_name, request.model_version)
         if len(request.inputs) != 1:
             raise InvalidInput(f"send one input tensor, {facts.input.name!r}")
         if len(request.raw_input_contents) > 1:  # one per input when used at all, as Triton requires
@@ -146,7 +146,7 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
         asked = [{"name": o.name} for o in request.outputs] or None
         outputs = requested_outputs(asked, role_by_name, facts.outputs[layout.OUTPUT_PROBABILITIES].name)
         features = any(role_by_name[o.name] == layout.OUTPUT_FEATURES for o in outputs)
-        results = await predict_all(state, images, features)
+        results = await predict_all(state, images, features, number if request.model_version else None)
         version = str(results[0].model_version)
         response = service_pb2.ModelInferResponse(model_name=layout.MODEL_NAME, model_version=version, id=request.id)
         for wanted in outputs:

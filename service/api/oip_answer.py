@@ -36,14 +36,19 @@ def served_model(manager: Any, model_name: str, version: str | None = None) -> t
     return manager.served_facts, current
 
 
-async def predict_all(state: Any, images: np.ndarray, features: bool) -> list[Any]:
-    """Every image answered through the batcher and guards, or the first refusal raised (it names the index)."""
+async def predict_all(state: Any, images: np.ndarray, features: bool, pinned: int | None = None) -> list[Any]:
+    """Every image answered through the batcher and guards, or the first refusal raised (it names the index).
+
+    A request that names its version (``pinned``) is answered by that version or refused: a swap may land while
+    its body arrives or its batch waits."""
     if features and not state.settings.return_probabilities:
         raise InvalidInput("the 'features' output is withheld by this server (MNIST_RETURN_PROBABILITIES=false)")
     results = await state.manager.predict(images, features=features)
     refused = next((r for r in results if isinstance(r, ServiceError)), None)
     if refused is not None:
         raise refused
+    if pinned is not None and results[0].model_version != pinned:
+        raise VersionNotFound(f"version {pinned} was swapped out; this replica serves {results[0].model_version}")
     for result in results:
         count_prediction(result)
     return results

@@ -138,7 +138,8 @@ INFER_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 async def infer(request: Request) -> Response:
     state = request.app.state
-    facts, _ = served(request, request.path_params["model_name"], request.path_params.get("version"))
+    pinned = request.path_params.get("version")
+    facts, number = served(request, request.path_params["model_name"], pinned)
     role_by_name = {spec.name: role for role, spec in facts.outputs.items()}
     body = await request.body()
     oip = parse_infer_request(
@@ -151,7 +152,7 @@ async def infer(request: Request) -> Response:
         max_images=state.settings.max_batch_images,
     )
     features = facts.outputs[layout.OUTPUT_FEATURES].name in oip.wants
-    results = await predict_all(state, oip.images, features)
+    results = await predict_all(state, oip.images, features, number if pinned else None)
     version = results[0].model_version
     content, json_length = infer_response(
         oip,
