@@ -20,6 +20,7 @@ from registry import (
     Registry,
     VersionNotFound,
     layout,
+    parse_version,
 )
 from registry.report import Evaluation, Recipe
 from tests.helpers import model_facts
@@ -83,12 +84,19 @@ def test_verify_refuses_changed_missing_or_unlisted_files(tmp_path: Path, damage
         registry.verify(version)
 
 
-@pytest.mark.parametrize("bad", ["../1", "1/../../etc", "-1", "0", "01", "1.0", "abc", "", True, 0])
+@pytest.mark.parametrize(
+    "bad", ["../1", "1/../../etc", "-1", "0", "01", "1.0", "abc", "", "1000000000", True, 0, 1_000_000_000]
+)
 def test_only_positive_integer_versions_are_accepted(tmp_path: Path, bad: object) -> None:
     registry = Registry(tmp_path)
     _publish(registry)
     with pytest.raises(InvalidVersion):
         registry.version_dir(bad)  # type: ignore[arg-type]
+
+
+def test_the_largest_version_id_a_folder_can_have_is_a_version_id() -> None:
+    # As a number and as a folder name alike: 1..999999999 (an admin body's 1000000000 is invalid, not missing).
+    assert parse_version(999_999_999) == parse_version("999999999") == 999_999_999
 
 
 def test_resolve_prefers_production_then_newest(tmp_path: Path) -> None:

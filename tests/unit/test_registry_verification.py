@@ -150,10 +150,11 @@ def test_checksums_cover_every_file_but_the_metadata_and_match_sha256(tmp_path: 
     ("bad", "message"),
     [
         (True, "version must be a positive integer, got True"),
-        (0, "version must be a positive integer, got 0"),
+        (0, "version must be an integer in 1..999999999, got 0"),
+        (10**9, "version must be an integer in 1..999999999, got 1000000000"),
         ("7" * 60, f"version must be a positive integer, got {'7' * 40!r}"),
     ],
-    ids=["bool", "zero", "long-string"],
+    ids=["bool", "zero", "past-the-largest", "long-string"],
 )
 def test_a_bad_version_number_is_named_in_the_refusal(tmp_path: Path, bad: object, message: str) -> None:
     registry, _ = published(tmp_path)
