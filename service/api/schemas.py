@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
+from registry.files import MAX_VERSION
 from registry.layout import IMAGE_SIDE as SIDE
 from service.api.errors import describe
 
@@ -81,7 +82,7 @@ def _a_json_number(value: object) -> object:
     return value
 
 
-VersionId = Annotated[int, Field(ge=1), BeforeValidator(_a_json_number)]
+VersionId = Annotated[int, Field(ge=1, le=MAX_VERSION), BeforeValidator(_a_json_number)]
 
 
 class ReloadIn(BaseModel):
