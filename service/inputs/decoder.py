@@ -33,11 +33,12 @@ DECODE_THREADS = 2
 # 64 KiB of noise, the worst these allow, ~4.5 ms; the pool hand-off costs ~1 ms of CPU an image under load.
 INLINE_MAX_PIXELS = 320 * 320
 INLINE_MAX_BYTES = 64 * 1024
-# Pillow reads every chunk in Python (~2 us each: 4,000 empty text chunks in 64 KiB took 9 ms) and inflates text
-# and colour profiles besides the pixels (up to 1 MiB each, 64 MiB in all: 60 of them in 64 KiB took 50 ms).
-# A canvas or a saved digit has a handful of chunks and none of these; a PNG past either goes to the pool.
+# Pillow reads every chunk in Python (~2 us each: 4,000 empty text chunks in 64 KiB took 9 ms), inflates text
+# and colour profiles besides the pixels (up to 1 MiB each: 60 of them in 64 KiB took 50 ms) and parses an EXIF
+# block entry by entry (a crafted 60 KB one: 60-80 ms). A canvas or a saved digit has a handful of chunks and none
+# of these; a PNG past either goes to the pool.
 INLINE_MAX_CHUNKS = 32
-INFLATED_METADATA = frozenset({b"zTXt", b"iTXt", b"iCCP"})
+COSTLY_METADATA = frozenset({b"zTXt", b"iTXt", b"iCCP", b"eXIf"})
 
 
 class ServedModel(Protocol):
@@ -90,7 +91,7 @@ class ImageDecoder:
         if size is None or size[0] * size[1] > INLINE_MAX_PIXELS:
             return False
         chunks = png_chunks(data, INLINE_MAX_CHUNKS)
-        return len(chunks) <= INLINE_MAX_CHUNKS and INFLATED_METADATA.isdisjoint(chunks)
+        return len(chunks) <= INLINE_MAX_CHUNKS and COSTLY_METADATA.isdisjoint(chunks)
 
     async def __call__(self, data: bytes) -> np.ndarray:
         """One picture: decoded here when it is a small PNG, else on the pool (``on_pool``)."""

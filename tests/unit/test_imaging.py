@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import zlib
 from io import BytesIO
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 
 from service.errors import ImageTooLarge, InvalidImage, MultiFrameImage, UnsupportedImageFormat
 from service.inputs.imaging import (
     JPEG_DRAFT_SIDE,
+    MAX_JPEG_MARKERS,
+    MAX_JPEG_SCANS,
+    MAX_PNG_CHUNKS,
+    MAX_PNG_COMPRESSED_METADATA,
     decode_grey,
+    jpeg_markers,
     make_ink_bright,
     png_chunks,
     png_size,
@@ -270,3 +276,78 @@ def test_png_chunks_lists_the_chunk_types_to_the_end_chunk() -> None:
     assert png_chunks(with_text[: 33 + len(text) + 8], 8) == [b"IHDR", b"tEXt", b"IDAT"]  # a cut last chunk counts
     assert png_chunks(with_text[: 33 + len(text) + 7], 8) == [b"IHDR", b"tEXt"]
     assert png_chunks(encode(Image.new("L", (30, 20)), "JPEG"), 8) == []
+
+
+SOS, EOI = 0xDA, 0xD9
+
+
+def _jpeg(**params: object) -> bytes:
+    return encode(seven_small("RGB").resize((400, 300)), "JPEG", quality=90, **params)
+
+
+def test_jpeg_markers_follow_the_segments_to_the_primary_pictures_end() -> None:
+    baseline = jpeg_markers(_jpeg(), MAX_JPEG_MARKERS)
+    assert baseline[0] == 0xE0 and baseline[-2:] == [SOS, EOI] and baseline.count(SOS) == 1
+    progressive = jpeg_markers(_jpeg(progressive=True), MAX_JPEG_MARKERS)
+    assert 2 <= progressive.count(SOS) <= MAX_JPEG_SCANS and progressive[-1] == EOI
+    restarting = jpeg_markers(_jpeg(restart_marker_blocks=1), MAX_JPEG_MARKERS)
+    assert 0xDD in restarting and not any(0xD0 <= m <= 0xD7 for m in restarting)  # RSTn lie inside the scan
+    assert jpeg_markers(encode(seven_small(), "PNG"), MAX_JPEG_MARKERS) == []
+    # Fill bytes before a marker count one each; a marker without a segment (TEM) is stepped over.
+    assert jpeg_markers(b"\xff\xd8\xff\xff\xff\x01\xff\xd9", 10) == [0xFF, 0xFF, 0x01, EOI]
+
+
+def _with_scans(total: int) -> bytes:
+    """A progressive JPEG whose last scan is repeated until it has ``total`` scans: legal, and each is a pass."""
+    data = _jpeg(progressive=True)
+    last = data[data.rfind(b"\xff\xda") : -2]
+    return data[:-2] + last * (total - jpeg_markers(data, MAX_JPEG_MARKERS).count(SOS)) + b"\xff\xd9"
+
+
+def _png_with(chunk: bytes, count: int) -> bytes:
+    plain = encode(seven_small(), "PNG")  # header, pixels, end
+    return plain[:33] + chunk * count + plain[33:]
+
+
+ZTXT = png_chunk(b"zTXt", b"note\x00\x00" + zlib.compress(b"\x00" * 1024))
+STRUCTURE_BOMBS = {
+    "a scan too many": (_with_scans(MAX_JPEG_SCANS + 1), f"more than {MAX_JPEG_SCANS} scans"),
+    "empty APP1 markers": (_jpeg()[:2] + b"\xff\xe1\x00\x02" * MAX_JPEG_MARKERS + _jpeg()[2:], "markers"),
+    "fill bytes": (_jpeg()[:2] + b"\xff" * MAX_JPEG_MARKERS + _jpeg()[2:], f"more than {MAX_JPEG_MARKERS} markers"),
+    "a chunk too many": (_png_with(png_chunk(b"abCd", b""), MAX_PNG_CHUNKS - 2), f"more than {MAX_PNG_CHUNKS} chunks"),
+    "compressed text": (_png_with(ZTXT, MAX_PNG_COMPRESSED_METADATA + 1), "compressed text or profile chunks"),
+}
+
+
+@pytest.mark.parametrize(("bomb", "says"), STRUCTURE_BOMBS.values(), ids=STRUCTURE_BOMBS.keys())
+def test_a_file_whose_chunks_or_markers_alone_cost_seconds_is_refused_before_decoding(bomb: bytes, says: str) -> None:
+    # 1,000 repeated scans took 3.4 s of CPU in a 30 KB JPEG, a million empty markers or chunks 1-3 s: the decode
+    # budget answers in time but cannot stop the thread, so the pool would stay full.
+    with pytest.raises(InvalidImage) as info:
+        decode(bomb)
+    assert says in info.value.message
+
+
+def _with_fill(extra: int) -> bytes:
+    """A JPEG padded with fill bytes after its start until it holds MAX_JPEG_MARKERS + ``extra`` markers."""
+    plain = _jpeg()
+    return plain[:2] + b"\xff" * (MAX_JPEG_MARKERS + extra - len(jpeg_markers(plain, MAX_JPEG_MARKERS))) + plain[2:]
+
+
+def test_files_at_the_structure_bounds_decode() -> None:
+    assert decode(_with_fill(0)).max() > 200
+    with pytest.raises(InvalidImage):
+        decode(_with_fill(1))
+    assert decode(_with_scans(MAX_JPEG_SCANS)).max() > 200
+    assert decode(_png_with(png_chunk(b"abCd", b""), MAX_PNG_CHUNKS - 3)).max() > 200
+    assert decode(_png_with(ZTXT, MAX_PNG_COMPRESSED_METADATA)).max() > 200
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_every_exif_orientation_turns_the_picture_as_pillow_does(orientation: int) -> None:
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    data = encode(seven_small("L").crop((0, 0, 140, 100)), "JPEG", quality=95, exif=exif)  # not square
+    with Image.open(BytesIO(data)) as img:
+        upright = np.asarray(ImageOps.exif_transpose(img))
+    np.testing.assert_array_equal(decode(data), make_ink_bright(upright))

@@ -75,13 +75,19 @@ def _carrying_a_colour_profile(digit: np.ndarray) -> bytes:
     return _with_chunks(to_png(digit, scale=10), profile)
 
 
+def _carrying_exif(digit: np.ndarray) -> bytes:
+    # Pillow parses an EXIF block entry by entry: thousands of entries take tens of milliseconds.
+    return _with_chunks(to_png(digit, scale=10), png_chunk(b"eXIf", b"II*\x00\x08\x00\x00\x00\x00\x00"))
+
+
 def _in_many_chunks(digit: np.ndarray) -> bytes:
     # Pillow reads each chunk in Python: thousands of empty ones would hold the loop for milliseconds.
     return _with_chunks(to_png(digit, scale=10), png_chunk(b"tEXt", b"k\x00v") * INLINE_MAX_CHUNKS)
 
 
 @pytest.mark.parametrize(
-    "waits", [_past_the_pixel_bound, _carrying_inflated_text, _carrying_a_colour_profile, _in_many_chunks]
+    "waits",
+    [_past_the_pixel_bound, _carrying_inflated_text, _carrying_a_colour_profile, _carrying_exif, _in_many_chunks],
 )
 def test_a_small_png_is_answered_while_every_decode_thread_is_busy(
     monkeypatch: pytest.MonkeyPatch, waits: Callable[[np.ndarray], bytes]
