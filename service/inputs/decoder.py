@@ -23,7 +23,7 @@ import numpy as np
 from registry import Preprocessing
 from service.errors import DecodeTimeout, InvalidImage, QueueFull, ServiceError
 from service.inputs import normalise
-from service.inputs.imaging import png_chunks, png_size
+from service.inputs.file_structure import png_chunks, png_size
 from service.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from service.errors import UnsupportedImageFormat
-from service.inputs.imaging import sniff_format
+from service.inputs.file_structure import sniff_format
 
 UNRECOGNISED = "unrecognised image bytes: only PNG and JPEG are accepted"
 

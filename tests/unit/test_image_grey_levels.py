@@ -112,3 +112,17 @@ def test_a_translucent_sheet_is_composited_and_a_drawing_on_a_clear_layer_is_its
     sheet.paste((0, 0, 0, stroke_alpha), (15, 5, 25, 35))
     grey = to_grey(sheet)
     assert (grey[0, 0], grey[20, 20]) == ((40, stroke_alpha) if drawing else (215, 255 - stroke_alpha))
+
+
+@pytest.mark.parametrize(
+    ("left", "right", "drawing"), [(127, 127, True), (127, 128, False), (128, 128, False)], ids=["under", "at", "over"]
+)
+def test_a_layer_whose_edge_is_half_opaque_or_more_is_a_picture_on_white(left: int, right: int, drawing: bool) -> None:
+    # The painted pixels are the ink only while the layer's edge is mostly clear: its median opacity under 127.5.
+    sheet = Image.new("RGBA", (40, 40), (0, 0, 0, left))
+    sheet.paste((0, 0, 0, right), (20, 0, 40, 40))
+    sheet.paste((0, 0, 0, 255), (15, 5, 25, 35))
+    grey = to_grey(sheet)
+    edges = (grey[20, 0], grey[20, 39])
+    assert edges == ((left, right) if drawing else (255 - left, 255 - right))
+    assert grey[20, 20] == (255 if drawing else 0)

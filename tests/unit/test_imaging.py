@@ -10,20 +10,17 @@ import pytest
 from PIL import Image, ImageOps
 
 from service.errors import ImageTooLarge, InvalidImage, MultiFrameImage, UnsupportedImageFormat
-from service.inputs.imaging import (
-    JPEG_DRAFT_SIDE,
+from service.inputs.file_structure import (
     MAX_JPEG_MARKERS,
     MAX_JPEG_SCANS,
     MAX_PNG_CHUNKS,
     MAX_PNG_COMPRESSED_METADATA,
-    decode_grey,
     jpeg_markers,
-    make_ink_bright,
     png_chunks,
     png_size,
     sniff_format,
-    to_grey,
 )
+from service.inputs.imaging import JPEG_DRAFT_SIDE, decode_grey, make_ink_bright, to_grey
 from tests.unit.input_corpus import (
     MAX_PIXELS,
     MAX_SIDE,
