@@ -109,6 +109,8 @@ def decode_grey(data: bytes, *, max_side: int, max_pixels: int) -> np.ndarray:
 def _apply_exif_orientation(img: Image.Image) -> Image.Image:
     # ImageOps.exif_transpose's turns, without its rewrite of the EXIF block into the copy (Exif.tobytes: 0.9 s
     # for a crafted 60 KB block) that nothing here reads. A corrupt EXIF block must not refuse good pixels.
+    if "exif" not in img.info:  # no EXIF block (a PNG's hex text form of one is not read: its size is not bounded)
+        return img
     try:
         turn = _EXIF_TURNS.get(img.getexif().get(_EXIF_ORIENTATION))
     except Exception:

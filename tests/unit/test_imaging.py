@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 import zlib
 from io import BytesIO
 
@@ -11,6 +12,7 @@ from PIL import Image, ImageOps
 
 from service.errors import ImageTooLarge, InvalidImage, MultiFrameImage, UnsupportedImageFormat
 from service.inputs.file_structure import (
+    MAX_EXIF_BYTES,
     MAX_JPEG_MARKERS,
     MAX_JPEG_SCANS,
     MAX_PNG_CHUNKS,
@@ -307,12 +309,27 @@ def _png_with(chunk: bytes, count: int) -> bytes:
 
 
 ZTXT = png_chunk(b"zTXt", b"note\x00\x00" + zlib.compress(b"\x00" * 1024))
+EMPTY_SCAN = bytes.fromhex("ffda0008010100000000")  # a scan header and no data: still a pass over the picture
+COMMENT = b"\xff\xfe\x00\x02"  # an empty comment segment: what follows it is read as segments, not scan data
+
+
+def _exif_segment(size: int) -> bytes:
+    payload = b"Exif\x00\x00II*\x00" + b"\x00" * (size - 10)
+    return b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload
+
+
 STRUCTURE_BOMBS = {
     "a scan too many": (_with_scans(MAX_JPEG_SCANS + 1), f"more than {MAX_JPEG_SCANS} scans"),
     "empty APP1 markers": (_jpeg()[:2] + b"\xff\xe1\x00\x02" * MAX_JPEG_MARKERS + _jpeg()[2:], "markers"),
     "fill bytes": (_jpeg()[:2] + b"\xff" * MAX_JPEG_MARKERS + _jpeg()[2:], f"more than {MAX_JPEG_MARKERS} markers"),
     "a chunk too many": (_png_with(png_chunk(b"abCd", b""), MAX_PNG_CHUNKS - 2), f"more than {MAX_PNG_CHUNKS} chunks"),
     "compressed text": (_png_with(ZTXT, MAX_PNG_COMPRESSED_METADATA + 1), "compressed text or profile chunks"),
+    # libjpeg steps over a stray byte between segments and reads on: the walk does too, counting it.
+    "a stray byte, then scans": (_jpeg()[:-2] + COMMENT + b"\x00" + EMPTY_SCAN * MAX_JPEG_SCANS + b"\xff\xd9", "scans"),
+    "stray bytes": (_jpeg()[:20] + b"\x00" * MAX_JPEG_MARKERS + _jpeg()[20:], "markers or stray bytes"),
+    "two EXIF segments": (_jpeg()[:2] + _exif_segment(1000) * 2 + _jpeg()[2:], "more than one EXIF segment"),
+    "a large PNG EXIF": (_png_with(png_chunk(b"eXIf", b"II*\x00" + b"\x00" * MAX_EXIF_BYTES), 1), "EXIF"),
+    "two PNG EXIF": (_png_with(png_chunk(b"eXIf", b"II*\x00\x08\x00\x00\x00\x00\x00"), 2), "EXIF"),
 }
 
 
@@ -338,6 +355,19 @@ def test_files_at_the_structure_bounds_decode() -> None:
     assert decode(_with_scans(MAX_JPEG_SCANS)).max() > 200
     assert decode(_png_with(png_chunk(b"abCd", b""), MAX_PNG_CHUNKS - 3)).max() > 200
     assert decode(_png_with(ZTXT, MAX_PNG_COMPRESSED_METADATA)).max() > 200
+    assert decode(_jpeg()[:2] + _exif_segment(60_000) + _jpeg()[2:]).max() > 200  # one EXIF segment, near full
+    assert decode(_png_with(png_chunk(b"eXIf", b"II*\x00" + b"\x00" * (MAX_EXIF_BYTES - 4)), 1)).max() > 200
+
+
+def test_an_exif_segment_beside_xmp_and_restart_markers_with_fill_bytes_decode() -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 1
+    assert decode(_jpeg(exif=exif, xmp=b"<x:xmpmeta xmlns:x='adobe:ns:meta/'/>")).max() > 200  # two APP1 segments
+    restarting = _jpeg(restart_marker_blocks=1)
+    at = restarting.find(b"\xff\xd0")
+    padded = restarting[:at] + b"\xff\xff" + restarting[at:]  # fill bytes before a restart marker, inside a scan
+    assert len(jpeg_markers(padded, MAX_JPEG_MARKERS)) == len(jpeg_markers(restarting, MAX_JPEG_MARKERS)) + 3
+    assert decode(padded).max() > 200
 
 
 @pytest.mark.parametrize("orientation", range(1, 9))
