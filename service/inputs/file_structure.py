@@ -32,10 +32,10 @@ _KNOWN_OTHERS: tuple[tuple[bytes, str], ...] = (
 )
 
 # What Pillow walks in Python, or inflates, before any pixel: every chunk or marker (a few µs each), each
-# colour profile and compressed text (up to 1 MiB each), each JPEG scan (a pass over the whole picture:
-# 14-byte scans repeated 1,000 times took 3.4 s). Real files sit far inside these bounds: a 4 MiB PNG in
-# libpng's 8 KiB IDAT chunks has about 520 chunks, a phone photo 15-30 JPEG markers, a progressive one
-# about 10 scans.
+# colour profile and compressed text (up to 1 MiB each), each JPEG scan (a pass over the whole picture: a
+# 4096x976 progressive JPEG's last 14-byte scan repeated 1,000 times took 3.4 s). Real files sit far inside
+# these bounds: a 4 MiB PNG in libpng's 8 KiB IDAT chunks has about 520 chunks, a phone photo 15-30 JPEG
+# markers, a progressive one about 10 scans.
 MAX_PNG_CHUNKS = 1024
 MAX_PNG_COMPRESSED_METADATA = 8  # zTXt, iTXt and iCCP chunks (the PNG specification allows one iCCP)
 MAX_JPEG_MARKERS = 256  # fill and stray bytes between segments count one each: Pillow steps over them one at a time
