@@ -217,10 +217,8 @@ class ModelManager:
                 self._retiring.add(task)
                 task.add_done_callback(self._retiring.discard)
             metrics.MODEL_INFO.labels(*self._info_labels(new)).set(1)
-            log.info(
-                "serving model version",
-                extra={"model_version": new.version, "previous": old.version if old else None},
-            )
+            previous = old.version if old else None
+            log.info("serving model version", extra={"model_version": new.version, "previous": previous})
             return new.version
 
     async def _retire(self, old: LoadedModel) -> None:
@@ -240,12 +238,8 @@ class ModelManager:
         if isinstance(exc, (VersionRefused, RegistryError)):
             reason = exc.reason if isinstance(exc, VersionRefused) else "not_found"
         message = exc.message if isinstance(exc, ServiceError) else str(exc)
-        self.last_load_error = {
-            "version": version,
-            "reason": reason,
-            "message": message,
-            "at": datetime.now(UTC).isoformat(timespec="seconds"),
-        }
+        at = datetime.now(UTC).isoformat(timespec="seconds")
+        self.last_load_error = {"version": version, "reason": reason, "message": message, "at": at}
         if self._current is None:
             self._reason = f"no model version loaded: {message}"
         if self._fingerprint is not None:  # the refused files as they are now: the watcher retries when they change
@@ -296,11 +290,8 @@ class ModelManager:
             "loaded_at": model.loaded_at if model else None,
             "last_load_error": self.last_load_error,
             "guards": self.settings.guards,
-            "batching": {
-                "enabled": self.settings.batching,
-                **{name: getattr(self.settings, name) for name in _BATCH_SETTINGS},
-                "queue_depth": self._batcher.depth,
-            },
+            "batching": {"enabled": self.settings.batching, "queue_depth": self._batcher.depth}
+            | {name: getattr(self.settings, name) for name in _BATCH_SETTINGS},
             "versions": versions,
             "aliases": aliases,
             "metrics": {k: meta_metrics[k] for k in _KEY_METRICS if k in meta_metrics},
