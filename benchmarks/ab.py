@@ -8,6 +8,7 @@ reports the server's own CPU time per request, which other load on the machine c
 
     python benchmarks/ab.py --a d9383ef --b . --models models --rounds 3
     make bench-ab BASE=d9383ef
+    python benchmarks/ab.py --a HEAD~1 --cells canvas:16 photo:16 png28:16   # image_bench's uploads
 
 ``--a`` / ``--b``: a checkout folder, or a git revision checked out into a temporary worktree.
 The bare ASGI ceiling (benchmarks/ceiling_app.py) runs once per round as a gauge of the machine's drift.
@@ -26,6 +27,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks import image_bench
+from benchmarks.renders import KINDS as IMAGE_KINDS
 from benchmarks.serve_bench import build_payloads, measure, refuse_payloads, server, worker_rss
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,11 +64,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=float, default=3.0, help="measured seconds per cell")
     parser.add_argument("--warmup", type=float, default=1.5, help="unmeasured seconds before each cell")
-    parser.add_argument("--cells", nargs="+", default=CELLS, help="workload:concurrency, workload json or png")
+    parser.add_argument(
+        "--cells",
+        nargs="+",
+        default=CELLS,
+        help="workload:concurrency; workload json or png (the 28x28 digits of serve_bench), or canvas, photo or "
+        "png28 (image_bench's multipart uploads)",
+    )
     args = parser.parse_args(argv)
     cells = [(kind, int(concurrency)) for kind, _, concurrency in (cell.partition(":") for cell in args.cells)]
 
     payloads = build_payloads()
+    loads = {"json": payloads.json, "png": payloads.png}
+    image_kinds = {kind for kind, _ in cells if kind in IMAGE_KINDS}
+    uploads = image_bench.build_payloads(args.models, quick=False) if image_kinds else {}
     env = {"MNIST_MODEL_DIR": str(args.models.resolve())}
     # results[side][(kind, concurrency)] -> [(req/s, p99 ms, server CPU us/request), ...]; one entry a round
     results: dict[str, dict[tuple[str, int], list[tuple[float, float, float]]]] = {"A": {}, "B": {}}
@@ -80,8 +92,11 @@ def main(argv: list[str] | None = None) -> int:
                 with server(cmd, env, f"ab_{side}", cwd=folders[side]) as (port, proc):
                     if round_no == 0 and side == "A":
                         refuse_payloads(port, payloads)  # the same digits for both sides, every round
+                        loads.update(json=payloads.json, png=payloads.png)
+                        for kind in image_kinds:
+                            loads[kind] = [p.request for p in image_bench.check_answers(port, uploads[kind])[0]]
                     for kind, concurrency in cells:
-                        r = measure(port, getattr(payloads, kind), concurrency, args, proc)
+                        r = measure(port, loads[kind], concurrency, args, proc)
                         cpu = r.server_cpu_us_per_request
                         results[side].setdefault((kind, concurrency), []).append((r.rps, r.percentile_ms(99), cpu))
                         print(f"round {round_no + 1} {side} {kind:>4} c={concurrency:<3} {r.rps:8.0f} req/s  "
