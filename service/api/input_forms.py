@@ -12,12 +12,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from functools import partial
+from typing import Any, NoReturn, TypeVar
 
 import numpy as np
 import orjson
 from starlette.datastructures import UploadFile
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from service.api.limits import media_type
 from service.errors import (
@@ -30,6 +31,7 @@ from service.errors import (
     UnsupportedMediaType,
 )
 from service.inputs import json_input
+from service.inputs.decoder import Abandoned
 
 log = logging.getLogger("service.api")
 
@@ -40,7 +42,7 @@ MAX_FIELD_BYTES = 16 * 1024
 
 T = TypeVar("T")
 Slot = np.ndarray | ServiceError  # one image of a batch: decoded, or the reason it was refused
-Decode = Callable[[bytes], Awaitable[np.ndarray]]  # picture bytes -> 28x28 (service.inputs.decoder)
+Decode = Callable[[bytes, Abandoned], Awaitable[np.ndarray]]  # picture bytes -> 28x28 (service.inputs.decoder)
 
 
 def parse_json(body: bytes) -> Any:
@@ -64,9 +66,17 @@ def _validated(parse: Callable[..., T], *args: Any) -> T:
         raise InvalidInput("body is not valid for this endpoint; see /docs for the expected shape") from exc
 
 
-async def _settled(data: bytes, decode: Decode) -> Slot:
+async def client_left(request: Request) -> NoReturn:
+    """Raise ClientDisconnect when the client hangs up. Called once the body is read: uvicorn then answers
+    ``receive()`` only when the connection is lost or the response sent."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+    raise ClientDisconnect()
+
+
+async def _settled(data: bytes, decode: Decode, abandoned: Abandoned) -> Slot:
     try:
-        return await decode(data)
+        return await decode(data, abandoned)
     except IMAGE_ERRORS as exc:  # the picture's own fault; the model not ready or a full queue refuse the batch
         return exc
 
@@ -82,7 +92,7 @@ async def _form_files(request: Request, field: str, max_files: int) -> list[byte
             if any(not isinstance(p, UploadFile) for p in parts):
                 raise InvalidMultipart(f"form field {field!r} must be a file part")
             return [await p.read() for p in parts if isinstance(p, UploadFile)]
-    except ServiceError:
+    except (ServiceError, ClientDisconnect):  # a client that hung up mid-body is no malformed body: 499
         raise
     except Exception as exc:  # starlette's MultiPartException/HTTPException, python-multipart's own errors
         text = str(getattr(exc, "detail", None) or getattr(exc, "message", None) or exc)
@@ -100,12 +110,12 @@ async def single_image(request: Request, decode: Decode) -> np.ndarray:
             return image
         return _validated(json_input.parse_json_request, parse_json(body))
     if kind in IMAGE_TYPES:
-        return await decode(await request.body())
+        return await decode(await request.body(), partial(client_left, request))
     if kind == "multipart/form-data":
         files = await _form_files(request, "file", max_files=1)  # a second file part: 422 too_many_images
         if len(files) != 1:
             raise InvalidMultipart("expected exactly one file part named 'file'")
-        return await decode(files[0])
+        return await decode(files[0], partial(client_left, request))
     raise UnsupportedMediaType("send application/json, multipart/form-data, image/png or image/jpeg")
 
 
@@ -119,5 +129,6 @@ async def batch_images(request: Request, decode: Decode, limit: int) -> list[Slo
         files = await _form_files(request, "files", max_files=limit)
         if not files:
             raise InvalidMultipart("expected one or more file parts named 'files'")
-        return list(await asyncio.gather(*(_settled(data, decode) for data in files)))
+        left = partial(client_left, request)
+        return list(await asyncio.gather(*(_settled(data, decode, left) for data in files)))
     raise UnsupportedMediaType("/predict/batch accepts application/json or multipart/form-data")

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 import numpy as np
 
@@ -39,6 +40,10 @@ INLINE_MAX_BYTES = 64 * 1024
 # of these; a PNG past either goes to the pool.
 INLINE_MAX_CHUNKS = 32
 COSTLY_METADATA = frozenset({b"zTXt", b"iTXt", b"iCCP", b"eXIf"})
+
+
+# Raises when the caller no longer waits for the picture (over HTTP: the client hung up), never returns.
+Abandoned = Callable[[], Awaitable[NoReturn]]
 
 
 class ServedModel(Protocol):
@@ -93,14 +98,18 @@ class ImageDecoder:
         chunks = png_chunks(data, INLINE_MAX_CHUNKS)
         return len(chunks) <= INLINE_MAX_CHUNKS and COSTLY_METADATA.isdisjoint(chunks)
 
-    async def __call__(self, data: bytes) -> np.ndarray:
+    async def __call__(self, data: bytes, abandoned: Abandoned | None = None) -> np.ndarray:
         """One picture: decoded here when it is a small PNG, else on the pool (``on_pool``)."""
         if self.decodes_inline(data):
             return self.decode_now(data, self.served.preprocessing)
-        return await self.on_pool(data)
+        return await self.on_pool(data, abandoned)
 
-    async def on_pool(self, data: bytes) -> np.ndarray:
-        """``decode_now`` on the pool; the decode budget starts when a thread takes the image."""
+    async def on_pool(self, data: bytes, abandoned: Abandoned | None = None) -> np.ndarray:
+        """``decode_now`` on the pool; the decode budget starts when a thread takes the image.
+
+        A picture whose caller leaves while it waits for a thread (``abandoned`` raised) is never decoded:
+        callers who hung up would otherwise keep the pool busy for nobody, and later pictures wait or get 503.
+        """
         if not data:
             raise InvalidImage("empty image")
         preprocessing = self.served.preprocessing  # the version served now, read once for this image
@@ -113,11 +122,27 @@ class ImageDecoder:
 
         future = loop.run_in_executor(self._pool, job)
         try:
-            await asyncio.wait_for(asyncio.shield(started), timeout=self.settings.request_timeout_s)
-        except TimeoutError as exc:
-            future.cancel()  # not started yet: it never will be
-            raise QueueFull("too many images are waiting to be decoded; retry shortly") from exc
+            await self._until_taken(started, abandoned)
+        except BaseException:
+            future.cancel()  # not started yet: it never will be (one a thread has just taken runs on, unread)
+            raise
         try:
             return await asyncio.wait_for(future, timeout=self.settings.decode_timeout_s)
         except TimeoutError as exc:
             raise DecodeTimeout(f"decoding the image took longer than {self.settings.decode_timeout_s} s") from exc
+
+    async def _until_taken(self, started: asyncio.Future[None], abandoned: Abandoned | None) -> None:
+        """Wait until a thread takes the picture: QueueFull past the request timeout, ``abandoned``'s error
+        when the caller leaves first."""
+        watcher = asyncio.ensure_future(abandoned()) if abandoned is not None else None
+        waits = [started] if watcher is None else [started, watcher]
+        try:
+            async with asyncio.timeout(self.settings.request_timeout_s):
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        except TimeoutError as exc:
+            raise QueueFull("too many images are waiting to be decoded; retry shortly") from exc
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+        if watcher is not None and not started.done():
+            watcher.result()  # the caller left: its error

@@ -7,6 +7,7 @@ import threading
 import zlib
 from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 import pytest
@@ -53,6 +54,74 @@ def test_waiting_for_a_busy_decode_pool_is_queue_full_not_the_images_fault(monke
         decoder.stop()
     assert all(isinstance(outcome, DecodeTimeout) for outcome in busy)
     assert isinstance(waiting, QueueFull)
+
+
+class HungUp(Exception):
+    """What the HTTP layer's watcher raises when the client goes (starlette's ClientDisconnect)."""
+
+
+@pytest.mark.parametrize("leaves", ["hangs up", "is cancelled"])
+def test_a_picture_whose_caller_leaves_while_it_waits_for_a_thread_is_never_decoded(
+    monkeypatch: pytest.MonkeyPatch, leaves: str
+) -> None:
+    """Photos from clients that hung up would keep the pool busy for nobody, and later pictures would wait or get
+    503: a picture not yet taken by a thread when its caller leaves is dropped."""
+    release, decoded = threading.Event(), []
+
+    def stuck(data: bytes, preprocessing: object) -> np.ndarray:
+        release.wait(5)
+        decoded.append(data)
+        return np.zeros((28, 28), dtype=np.float32)
+
+    decoder = ImageDecoder(Settings(request_timeout_s=5.0, decode_timeout_s=5.0), FakeManager())
+    monkeypatch.setattr(decoder, "decode_now", stuck)
+    hang_up = asyncio.Event()
+
+    async def client_left() -> NoReturn:
+        await hang_up.wait()
+        raise HungUp
+
+    async def scenario() -> object:
+        busy = [asyncio.create_task(decoder.on_pool(b"busy")) for _ in range(DECODE_THREADS)]
+        await asyncio.sleep(0.05)
+        waiting = asyncio.create_task(decoder.on_pool(b"left", client_left))
+        await asyncio.sleep(0.05)
+        if leaves == "hangs up":
+            hang_up.set()
+        else:
+            waiting.cancel()  # a request cancelled for any other reason
+        outcome = (await asyncio.gather(waiting, return_exceptions=True))[0]
+        release.set()
+        await asyncio.gather(*busy)
+        await asyncio.sleep(0.1)  # a job left queued would now run on a freed thread
+        return outcome
+
+    decoder.start()
+    try:
+        outcome = asyncio.run(scenario())
+    finally:
+        release.set()
+        decoder.stop()
+    assert isinstance(outcome, HungUp if leaves == "hangs up" else asyncio.CancelledError)
+    assert decoded == [b"busy"] * DECODE_THREADS
+
+
+def test_a_caller_that_stays_gets_its_picture_decoded_on_the_pool() -> None:
+    decoder = ImageDecoder(Settings(), FakeManager())
+
+    async def never_leaves() -> NoReturn:
+        await asyncio.sleep(3600)
+        raise AssertionError("unreachable")
+
+    async def scenario() -> np.ndarray:
+        return await decoder.on_pool(to_png(synthetic_digit(), dark_on_light=True, scale=10), never_leaves)
+
+    decoder.start()
+    try:
+        image = asyncio.run(scenario())
+    finally:
+        decoder.stop()
+    assert image.shape == (28, 28) and image.max() > 200
 
 
 def _with_chunks(png: bytes, chunks: bytes) -> bytes:
