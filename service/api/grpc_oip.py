@@ -11,6 +11,7 @@ whose extra calls (model control, shared memory, statistics) answer UNIMPLEMENTE
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time
@@ -21,6 +22,7 @@ import grpc
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 from registry import RegistryError, layout
+from service.api.access import CLIENT_CLOSED_REQUEST
 from service.api.errors import GRPC_CODE_BY_STATUS, count_rejection, describe
 from service.api.oip_answer import model_metadata, output_tensor, predict_all, served_model
 from service.api.routes_oip import EXTENSIONS, SERVER_NAME
@@ -53,6 +55,9 @@ def observed(handler: Handler) -> Handler:
             response = await handler(self, request, context)
             version = getattr(response, "model_version", "") if handler.__name__ == "ModelInfer" else ""
             return response
+        except asyncio.CancelledError:  # the client cancelled or its deadline passed: nobody to answer, as HTTP's
+            status = CLIENT_CLOSED_REQUEST
+            raise
         except Exception as exc:
             status, code, message, _ = describe(exc)
             if status >= 500:
@@ -63,7 +68,8 @@ def observed(handler: Handler) -> Handler:
             IN_FLIGHT.dec()
             elapsed = time.perf_counter() - began
             requests_total(endpoint, "POST", status, PROTOCOL_GRPC).inc()
-            request_duration(endpoint, version, PROTOCOL_GRPC).observe(elapsed)
+            if status != CLIENT_CLOSED_REQUEST:  # the latency of answers, as for HTTP
+                request_duration(endpoint, version, PROTOCOL_GRPC).observe(elapsed)
             fields = {
                 "method": "POST",
                 "path": endpoint,

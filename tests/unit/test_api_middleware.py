@@ -181,17 +181,43 @@ def test_a_request_id_unsafe_to_log_or_echo_is_replaced(sent: bytes) -> None:
     assert request_id_from([(b"x-request-id", b"req-42.a_b")]) == "req-42.a_b"
 
 
-@pytest.mark.parametrize("form", ["application/json", "image/png"])
+def rejections() -> float:
+    """Refused inputs of every reason so far."""
+    return sum(
+        sample.value
+        for metric in REGISTRY.collect()
+        if metric.name == "mnist_rejected_inputs"
+        for sample in metric.samples
+        if sample.name == "mnist_rejected_inputs_total"
+    )
+
+
+MULTIPART_START = (
+    b'--B\r\nContent-Disposition: form-data; name="%s"; filename="a.png"\r\nContent-Type: image/png\r\n\r\n'
+)
+
+
+@pytest.mark.parametrize(
+    ("path", "form", "start"),
+    [
+        ("/predict", "application/json", b'{"image": [[0, 0'),
+        ("/predict", "image/png", b"\x89PNG\r\n\x1a\n"),
+        # The form parser's own errors are invalid_multipart; a hang-up in the middle of a part is not one.
+        ("/predict", "multipart/form-data; boundary=B", MULTIPART_START % b"file" + b"\x89PNG\r\n\x1a\n"),
+        ("/predict/batch", "multipart/form-data; boundary=B", MULTIPART_START % b"files" + b"\x89PNG\r\n\x1a\n"),
+    ],
+)
 def test_a_client_that_leaves_mid_body_is_499_not_a_server_error(
-    client: TestClient, log_stream: io.StringIO, form: str
+    client: TestClient, log_stream: io.StringIO, path: str, form: str, start: bytes
 ) -> None:
     """A phone on a flaky network drops its upload: no 5xx for the error-ratio alert, no traceback, no latency
-    sample (nothing was answered); the access line says 499, nginx's code for a client that closed."""
+    sample (nothing was answered), no refused input; the access line says 499, nginx's code for a client that
+    closed."""
     import asyncio
 
     app = client.app
     sent: list[dict] = []
-    body = [{"type": "http.request", "body": b"\x89PNG\r\n\x1a\n", "more_body": True}, {"type": "http.disconnect"}]
+    body = [{"type": "http.request", "body": start, "more_body": True}, {"type": "http.disconnect"}]
 
     async def receive() -> dict:
         return body.pop(0) if body else {"type": "http.disconnect"}
@@ -200,19 +226,21 @@ def test_a_client_that_leaves_mid_body_is_499_not_a_server_error(
         sent.append(message)
 
     scope = {
-        "type": "http", "method": "POST", "path": "/predict", "raw_path": b"/predict", "query_string": b"",
+        "type": "http", "method": "POST", "path": path, "raw_path": path.encode(), "query_string": b"",
         "headers": [(b"content-type", form.encode()), (b"content-length", b"1000")],
         "http_version": "1.1", "scheme": "http", "server": ("t", 80), "client": ("c", 1), "root_path": "",
         "app": app,
     }  # fmt: skip
-    labels = {"endpoint": "/predict", "method": "POST", "status": "499", "protocol": "rest"}
+    labels = {"endpoint": path, "method": "POST", "status": "499", "protocol": "rest"}
     before = REGISTRY.get_sample_value("mnist_requests_total", labels) or 0.0
-    timed = {"endpoint": "/predict", "model_version": "", "protocol": "rest"}
+    timed = {"endpoint": path, "model_version": "", "protocol": "rest"}
     timed_before = REGISTRY.get_sample_value("mnist_request_duration_seconds_count", timed) or 0.0
+    refused_before = rejections()
     asyncio.run(app(scope, receive, send))  # type: ignore[arg-type]
     assert sent == []
     assert REGISTRY.get_sample_value("mnist_requests_total", labels) == before + 1
     assert (REGISTRY.get_sample_value("mnist_request_duration_seconds_count", timed) or 0.0) == timed_before
+    assert rejections() == refused_before
     lines = json_lines(log_stream)
     assert [(e["status"], e["level"]) for e in lines if e["logger"] == "service.access"] == [(499, "info")]
     assert not [e for e in lines if e["level"] == "error"]
