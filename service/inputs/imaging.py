@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from digits.normalise import WORK_SIDE, border_pixels, grey_percentile, grey_percentiles, median, shrink
+from digits.normalise import WORK_SIDE, border_pixels, grey_percentile, grey_percentiles, shrink
 from service.errors import ImageTooLarge, InvalidImage, MultiFrameImage, ServiceError
 from service.inputs.file_structure import check_structure, sniff_format
 
@@ -141,7 +141,7 @@ def to_grey(img: Image.Image) -> np.ndarray:
 def _composite(img: Image.Image) -> np.ndarray:
     alpha = np.asarray(img.getchannel("A"))
     low, high = int(alpha.min()), int(alpha.max())
-    if median(border_pixels(alpha)) < 127.5 and high - low > 63:
+    if float(np.median(border_pixels(alpha))) < 127.5 and high - low > 63:
         # A drawing on a transparent layer (what canvas apps export): the painted pixels are the ink,
         # whatever their colour; light strokes would vanish on white paper, dark ones on black.
         return alpha

@@ -330,20 +330,6 @@ def test_grey_percentile_is_numpys_inverted_cdf(q: float) -> None:
         assert grey_percentile(values, q) == int(np.percentile(values, q, method="inverted_cdf"))
 
 
-@pytest.mark.parametrize("size", [1, 2, 3, 556, 1343])
-def test_median_is_numpys(size: int) -> None:
-    from digits.normalise import median
-
-    rng = np.random.default_rng(size)
-    for values in (
-        rng.normal(0.0, 40.0, size).astype(np.float32),  # a border after the paper's removal: either sign
-        rng.integers(0, 256, size=size, dtype=np.uint8),  # an alpha border: the middle two must not wrap around
-        np.full(size, 255, np.uint8),
-        rng.normal(0.0, 40.0, (1, size)).astype(np.float32),
-    ):
-        assert median(values) == pytest.approx(float(np.median(values)), rel=1e-6, abs=0)
-
-
 @pytest.mark.parametrize(
     ("shape", "limit"), [((1200, 1600), 512), ((280, 280), 256), ((3, 4000), 512), ((90, 60), 512)]
 )
