@@ -3,10 +3,11 @@
 It runs in the HTTP server's process and event loop, so it shares the model manager, the batcher and the
 guards; its requests take the same steps as ``POST /v2/models/mnist/infer`` (``oip_input.tensor_images``,
 ``oip_answer.predict_all``) under the same limits: the largest message is ``MNIST_MAX_BODY_BYTES``, the
-inference deadline ``MNIST_REQUEST_TIMEOUT_S``. Errors go through the one table (``errors.describe``) and
-leave as the gRPC status that matches their HTTP one. Each call is counted (``protocol="grpc"``) and
-logged like an HTTP request. The stubs are the ones tritonclient ships: Triton's superset of the protocol,
-whose extra calls (model control, shared memory, statistics) answer UNIMPLEMENTED.
+inference deadline ``MNIST_REQUEST_TIMEOUT_S``, the calls at once ``MNIST_LIMIT_CONCURRENCY``. Errors go
+through the one table (``errors.describe``) and leave as the gRPC status that matches their HTTP one. Each
+call is counted (``protocol="grpc"``) and logged like an HTTP request. The stubs are the ones tritonclient
+ships: Triton's superset of the protocol, whose extra calls (model control, shared memory, statistics)
+answer UNIMPLEMENTED.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from service.api.errors import GRPC_CODE_BY_STATUS, count_rejection, describe
 from service.api.oip_answer import model_metadata, output_tensor, predict_all, served_model
 from service.api.routes_oip import EXTENSIONS, SERVER_NAME
 from service.errors import InvalidInput, ServiceError
-from service.inputs.oip_input import requested_outputs, tensor_images
+from service.inputs.oip_input import OUTPUT_PARAMETERS, requested_outputs, tensor_images
 from service.logging_setup import REQUEST_ID
 from service.metrics import IN_FLIGHT, PROTOCOL_GRPC, request_duration, requests_total
 
@@ -59,31 +60,46 @@ def observed(handler: Handler) -> Handler:
             status = CLIENT_CLOSED_REQUEST
             raise
         except Exception as exc:
-            status, code, message, _ = describe(exc)
-            if status >= 500:
-                log.error("grpc call failed", exc_info=(type(exc), exc, exc.__traceback__))
-            count_rejection(status, code)
-            await context.abort(grpc.StatusCode[GRPC_CODE_BY_STATUS.get(status, "INTERNAL")], message)
+            status, refusal = _refusal(exc)
         finally:
             IN_FLIGHT.dec()
-            elapsed = time.perf_counter() - began
-            requests_total(endpoint, "POST", status, PROTOCOL_GRPC).inc()
-            if status != CLIENT_CLOSED_REQUEST:  # the latency of answers, as for HTTP
-                request_duration(endpoint, version, PROTOCOL_GRPC).observe(elapsed)
-            fields = {
-                "method": "POST",
-                "path": endpoint,
-                "route": endpoint,
-                "protocol": PROTOCOL_GRPC,
-                "status": status,
-                "duration_ms": round(elapsed * 1000, 3),
-                "model_version": version or None,
-            }
-            log.log(logging.INFO if handler.__name__ == "ModelInfer" else logging.DEBUG, "request", extra=fields)
+            _record(endpoint, status, version, time.perf_counter() - began)
             REQUEST_ID.reset(token)
+        # The status set and no message returned, rather than context.abort(): its AbortError would carry this
+        # frame, and so the request, until a full collection; raised in the except block, it would also chain exc
+        # and the handler's frames. Hundreds of MB a call for a 4 MB request of two million entries.
+        context.set_code(refusal[0])  # only a refused call gets here
+        context.set_details(refusal[1])
+        return None
 
     call.__name__ = handler.__name__
     return call
+
+
+def _refusal(exc: Exception) -> tuple[int, tuple[grpc.StatusCode, str]]:
+    """The HTTP status of a failed call and the gRPC status and message that say it, from the one table."""
+    status, code, message, _ = describe(exc)
+    if status >= 500:
+        log.error("grpc call failed", exc_info=(type(exc), exc, exc.__traceback__))
+    count_rejection(status, code)
+    return status, (grpc.StatusCode[GRPC_CODE_BY_STATUS.get(status, "INTERNAL")], message)
+
+
+def _record(endpoint: str, status: int, version: str, elapsed: float) -> None:
+    """The call's counter, latency and access line."""
+    requests_total(endpoint, "POST", status, PROTOCOL_GRPC).inc()
+    if status != CLIENT_CLOSED_REQUEST:  # the latency of answers, as for HTTP
+        request_duration(endpoint, version, PROTOCOL_GRPC).observe(elapsed)
+    fields = {
+        "method": "POST",
+        "path": endpoint,
+        "route": endpoint,
+        "protocol": PROTOCOL_GRPC,
+        "status": status,
+        "duration_ms": round(elapsed * 1000, 3),
+        "model_version": version or None,
+    }
+    log.log(logging.INFO if endpoint == SERVICE + "ModelInfer" else logging.DEBUG, "request", extra=fields)
 
 
 class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
@@ -138,19 +154,21 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
         tensor = request.inputs[0]
         raw = request.raw_input_contents[0] if request.raw_input_contents else None
         contents = tensor.contents.fp32_contents if tensor.datatype == "FP32" else tensor.contents.uint_contents
+        # The repeated fields as they are, never list()ed: tensor_images counts them before it reads any value.
         images = tensor_images(
             tensor.name,
             tensor.datatype,
-            list(tensor.shape),
+            tensor.shape,
             raw=raw,
-            data=None if raw is not None else list(contents),
+            data=None if raw is not None else contents,
             input_name=facts.input.name,
             pixel_scale=facts.preprocessing.pixel_scale,
             max_images=state.settings.max_batch_images,
         )
         role_by_name = {spec.name: role for role, spec in facts.outputs.items()}
-        asked = [{"name": o.name} for o in request.outputs] or None
-        outputs = requested_outputs(asked, role_by_name, facts.outputs[layout.OUTPUT_PROBABILITIES].name)
+        outputs = requested_outputs(
+            _asked(request.outputs, len(role_by_name)), role_by_name, facts.outputs[layout.OUTPUT_PROBABILITIES].name
+        )
         features = any(role_by_name[o.name] == layout.OUTPUT_FEATURES for o in outputs)
         results = await predict_all(state, images, features, number if request.model_version else None)
         version = str(results[0].model_version)
@@ -162,11 +180,36 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
         return response
 
 
+def _asked(requested: Any, most: int) -> list[dict[str, Any]] | None:
+    """The requested outputs as HTTP's JSON has them, for the same checks; None when none is named.
+
+    One more than the model has is enough to refuse too many: each item read makes a Python object for it, and
+    two million of them (4 MB of empty entries) took seconds and hundreds of MB until a full collection."""
+    return [{"name": o.name, "parameters": _parameters(o.parameters)} for o in requested[: most + 1]] or None
+
+
+def _parameters(parameters: Any) -> dict[str, Any]:
+    """The parameters a requested output may carry, as Python values: an InferParameter is a oneof."""
+    values = {}
+    for name in OUTPUT_PARAMETERS:  # looked up, not iterated: the map may be long
+        if name in parameters:
+            choice = parameters[name].WhichOneof("parameter_choice")
+            values[name] = None if choice is None else getattr(parameters[name], choice)
+    return values
+
+
 async def start(app: Any, host: str, port: int) -> grpc.aio.Server:
-    """A started gRPC server on ``host:port``, with the HTTP side's message-size limit."""
-    limit = app.state.settings.max_body_bytes
-    options = [("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit)]
-    server = grpc.aio.server(options=options)
+    """A started gRPC server on ``host:port``, with the HTTP side's limits: the message size, and calls at once."""
+    settings = app.state.settings
+    options = [
+        ("grpc.max_receive_message_length", settings.max_body_bytes),
+        ("grpc.max_send_message_length", settings.max_body_bytes),
+        # Advertised to clients in HTTP/2's SETTINGS, so that one channel queues its calls instead of being refused.
+        ("grpc.max_concurrent_streams", settings.limit_concurrency),
+    ]
+    # Each call holds up to a message of memory, and a stalled one never times out: beyond the cap, a call is
+    # answered RESOURCE_EXHAUSTED at once, as uvicorn answers 503 beyond it over HTTP.
+    server = grpc.aio.server(options=options, maximum_concurrent_rpcs=settings.limit_concurrency)
     service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(app), server)
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     if server.add_insecure_port(address) == 0:

@@ -80,8 +80,11 @@ def test_a_batch_of_eight_with_features(client: triton.InferenceServerClient) ->
         (lambda c: c.infer("mnist", [image_input(DIGITS[:1].astype(np.int32), "INT32")]), "INVALID_ARGUMENT", "FP32"),
         (lambda c: c.infer("mnist", [image_input(np.zeros((2, 28, 28), np.uint8), "UINT8")]), "INVALID_ARGUMENT",
          "image 0"),
+        (lambda c: c.infer("mnist", [image_input(DIGITS[:1], "UINT8")],
+                           outputs=[triton.InferRequestedOutput("probabilities", class_count=2)]),
+         "INVALID_ARGUMENT", "classification extension is not supported"),
     ],
-    ids=["unknown-model", "unknown-version", "wrong-shape", "wrong-datatype", "refused-image"],
+    ids=["unknown-model", "unknown-version", "wrong-shape", "wrong-datatype", "refused-image", "classification"],
 )  # fmt: skip
 def test_mistakes_are_clear_status_codes(client: triton.InferenceServerClient, call, status: str, says: str) -> None:
     with pytest.raises(InferenceServerException) as caught:
@@ -115,3 +118,34 @@ def test_raw_contents_beyond_the_one_input_are_refused_not_ignored(grpc_served) 
             )
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "2 raw_input_contents for one input tensor" in (caught.value.details() or "")
+
+
+def test_refused_requests_of_two_million_outputs_leave_the_server_its_memory(grpc_served) -> None:
+    """4.19 MB of empty `outputs` entries, under the message limit: refused, and the refusal keeps neither the
+    request nor what was made of it. Each such call grew the server by 100 to 500 MB until a full collection."""
+    import grpc
+    import psutil
+    from tritonclient.grpc import service_pb2
+
+    handle, address = grpc_served
+    tensor = service_pb2.ModelInferRequest.InferInputTensor(name="image", datatype="UINT8", shape=[1, 28, 28])
+    request = service_pb2.ModelInferRequest(
+        model_name="mnist", inputs=[tensor], raw_input_contents=[DIGITS[0].tobytes()]
+    )
+    raw = request.SerializeToString() + b"\x32\x00" * 2_095_000  # field 6 (outputs), an empty message each
+    process = psutil.Process(handle.process.pid)
+
+    def refuse() -> None:
+        with pytest.raises(grpc.RpcError) as caught:
+            infer(raw, timeout=10)
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "more outputs requested than the model has" in (caught.value.details() or "")
+
+    with grpc.insecure_channel(address) as channel:
+        infer = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer")
+        refuse()  # the first: the allocator keeps the ~100 MB that grpc's parse of two million entries took
+        before = process.memory_info().rss
+        for _ in range(5):
+            refuse()
+    grown_mib = (process.memory_info().rss - before) / 2**20
+    assert grown_mib < 100, f"the server grew by {grown_mib:.0f} MiB over 5 refused requests"

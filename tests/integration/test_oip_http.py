@@ -97,6 +97,15 @@ def test_one_refused_image_fails_the_request_and_names_it(client: triton.Inferen
             "422",
             "unknown output",
         ),
+        (
+            lambda c: c.infer(
+                "mnist",
+                [image_input(DIGITS[:1], "UINT8")],
+                outputs=[triton.InferRequestedOutput("probabilities", class_count=2)],
+            ),
+            "422",
+            "classification extension is not supported",
+        ),
     ],
     ids=[
         "unknown-model",
@@ -106,6 +115,7 @@ def test_one_refused_image_fails_the_request_and_names_it(client: triton.Inferen
         "wrong-datatype",
         "fp32-range",
         "unknown-output",
+        "classification",
     ],
 )
 def test_mistakes_are_clear_4xx(client: triton.InferenceServerClient, call, status: str, says: str) -> None:
@@ -123,3 +133,33 @@ def test_errors_metrics_and_openapi_speak_the_protocol(served: ServerHandle) -> 
     assert too_big.status_code == 415 and isinstance(too_big.json()["error"], str)
     assert 'endpoint="/v2/models/{model_name}/infer"' in metrics and 'protocol="oip"' in metrics
     assert {"/v2", "/v2/models/{model_name}/infer", "/v2/models/{model_name}/versions/{version}/ready"} <= set(paths)
+
+
+DEEP = "[" * 971 + "]" * 971  # orjson takes up to 1,024 levels; str() of them raised RecursionError
+
+
+def infer_body(name: str = '"image"', datatype: str = '"UINT8"', data: str = "[]") -> str:
+    """An infer request as JSON text: what a JSON library would refuse to write is sent as is."""
+    return f'{{"inputs": [{{"name": {name}, "datatype": {datatype}, "shape": [1, 28, 28], "data": {data}}}]}}'
+
+
+@pytest.mark.parametrize(
+    ("body", "header_length", "says"),
+    [
+        (infer_body(), "9" * 5_000, "Inference-Header-Content-Length"),  # past the 4,300 digits int() converts
+        (infer_body(name=DEEP), None, "unknown input (a list, not a string)"),
+        (infer_body(datatype=DEEP), None, "datatype must be FP32 (0..1) or UINT8"),
+        (infer_body(data="[" + ",".join(['" 12 "'] * 784) + "]"), None, "numbers only"),
+        (infer_body(data="[" + ",".join(["true"] * 784) + "]"), None, "numbers only"),
+    ],
+    ids=["header-length-of-5000-digits", "deep-input-name", "deep-datatype", "strings", "booleans"],
+)
+def test_hostile_infer_bodies_are_422_not_500(
+    served: ServerHandle, body: str, header_length: str | None, says: str
+) -> None:
+    headers = {"Content-Type": "application/json"}
+    if header_length is not None:
+        headers["Inference-Header-Content-Length"] = header_length
+    with httpx.Client(base_url=served.base_url, timeout=10) as http:
+        answer = http.post("/v2/models/mnist/infer", content=body.encode(), headers=headers)
+    assert answer.status_code == 422 and says in answer.json()["error"], (answer.status_code, answer.text[:300])

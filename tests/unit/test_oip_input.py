@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import orjson
 import pytest
 
 from service.errors import InvalidInput, InvalidJSON, NoDigit, TooManyImages
-from service.inputs.oip_input import header_length, parse_infer_request
+from service.inputs.oip_input import header_length, parse_infer_request, tensor_images
 from tests.helpers import synthetic_digit
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -84,8 +86,9 @@ def test_outputs_follow_the_request_and_the_binary_default() -> None:
         (lambda d: d.update(id=3), InvalidInput, "'id' must be a string"),
         # Values of a JSON type the protocol does not use there: a 4xx that says so, never a 500.
         (lambda d: d["inputs"][0].update(datatype=["UINT8"]), InvalidInput, "FP32 (0..1) or UINT8"),
-        (lambda d: d.update(outputs=[{"name": ["features"]}]), InvalidInput, "unknown output \"['features']\""),
-        (lambda d: d.update(outputs=[{"name": {"a": 1}}]), InvalidInput, "unknown output \"{'a': 1}\""),
+        (lambda d: d.update(outputs=[{"name": ["features"]}]), InvalidInput, "unknown output (a list, not a string)"),
+        (lambda d: d.update(outputs=[{"name": {"a": 1}}]), InvalidInput, "unknown output (an object, not a string)"),
+        (lambda d: d.update(outputs=[{"name": "probabilities"}] * 3), InvalidInput, "more outputs requested than"),
         (lambda d: d["inputs"][0].update(shape=[7] * 500_000), InvalidInput, "got 500000 dimensions"),
         (lambda d: d["inputs"][0].update(shape=[2, 28]), InvalidInput, "got [2, 28]"),
     ],
@@ -95,6 +98,84 @@ def test_each_mistake_says_what_is_wrong(change, error: type, says: str) -> None
     change(doc)
     with pytest.raises(error, match=re.escape(says)):
         parse(doc)
+
+
+@pytest.mark.parametrize(
+    ("where", "says"),
+    [
+        (lambda d: d["inputs"][0].update(name="DEEP"), "unknown input (a list, not a string)"),
+        (lambda d: d["inputs"][0].update(datatype="DEEP"), "UINT8 (0..255), got (a list, not a string)"),
+        (lambda d: d.update(outputs=[{"name": "DEEP"}]), "unknown output (a list, not a string)"),
+    ],
+    ids=["input-name", "datatype", "output-name"],
+)
+def test_a_deeply_nested_name_is_refused_by_its_kind(where, says: str) -> None:
+    """971 levels of lists, which orjson takes (up to 1,024): str() of them raised RecursionError, a 500."""
+    doc = {"inputs": [tensor(DIGIT[np.newaxis], "UINT8")]}
+    where(doc)
+    body = orjson.dumps(doc).replace(b'"DEEP"', b"[" * 971 + b"]" * 971)
+    with pytest.raises(InvalidInput, match=re.escape(says)):
+        parse_infer_request(body, None, input_name="image", output_names=OUTPUTS, default_output="probabilities",
+                            pixel_scale=1 / 255, max_images=8)  # fmt: skip
+
+
+def test_a_long_name_is_quoted_cut_short() -> None:
+    doc = {"inputs": [{**tensor(DIGIT[np.newaxis], "UINT8"), "name": "x" * 10_000}]}
+    with pytest.raises(InvalidInput, match=f"unknown input '{'x' * 40}'; the model's one input is 'image'"):
+        parse(doc)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [["12"] * 784, [" 12 "] * 784, [True] * 784, [12] * 783 + [True], [[" 12 "] * 28] * 28, [[False] * 28] * 28],
+    ids=["strings", "padded-strings", "booleans", "one-boolean", "nested-strings", "nested-booleans"],
+)
+def test_data_holds_numbers_only_not_strings_or_booleans(data: list) -> None:
+    doc = {"inputs": [{"name": "image", "datatype": "UINT8", "shape": [1, 28, 28], "data": data}]}
+    with pytest.raises(InvalidInput, match="must hold numbers only"):
+        parse(doc)
+
+
+class Counted(list):
+    """A JSON list that counts the items read from it."""
+
+    reads = 0
+
+    def __getitem__(self, index: Any) -> Any:
+        Counted.reads += 1
+        return super().__getitem__(index)
+
+    def __iter__(self) -> Iterator[Any]:
+        for item in super().__iter__():
+            Counted.reads += 1
+            yield item
+
+
+def test_data_of_nested_empty_lists_is_counted_before_it_is_read() -> None:
+    """600,000 items of [[[]]], what a 4 MiB body holds: numpy walked them all (1.2 s of CPU on the event loop,
+    after orjson's parse) before the count refused them. Now one item a level is read."""
+    Counted.reads = 0
+    data = Counted([Counted([Counted([Counted()])]) for _ in range(1_000)])  # numpy read every one
+    Counted.reads = 0
+    with pytest.raises(InvalidInput, match="more than the 784 values the shape needs"):
+        tensor_images("image", "UINT8", [1, 28, 28], raw=None, data=data, input_name="image", pixel_scale=1 / 255,
+                      max_images=8)  # fmt: skip
+    assert Counted.reads <= 3
+
+
+def test_data_nested_to_the_shape_is_taken_and_ragged_data_is_refused() -> None:
+    rows = DIGIT.tolist()
+    for data, taken in (
+        (rows, True),
+        ([*rows[:-1], rows[-1][:-1]], False),
+        ([*rows[:-1], [*rows[-1][:-1], [0]]], False),
+    ):
+        doc = {"inputs": [{"name": "image", "datatype": "UINT8", "shape": [1, 28, 28], "data": data}]}
+        if taken:
+            np.testing.assert_array_equal(parse(doc).images[0], DIGIT)
+        else:
+            with pytest.raises(InvalidInput, match="must hold numbers only"):
+                parse(doc)
 
 
 def test_fp32_outside_the_model_scale_and_blank_images_are_refused_by_index() -> None:
@@ -116,7 +197,8 @@ def test_binary_sizes_and_the_header_length_must_agree() -> None:
         with pytest.raises(InvalidInput, match="'binary_data_size' must be a whole number of bytes"):
             parse({"inputs": [entry]}, digits.tobytes())
     assert header_length(None, 10) is None and header_length("4", 10) == 4
-    for bad in ("0", "11", "-1", "x", "\xb2"):  # the last a superscript two, a digit to str.isdigit
+    # "\xb2" is a superscript two (a digit to str.isdigit); 5,000 digits are past what int() converts (4,300)
+    for bad in ("0", "11", "-1", "x", "\xb2", "0010", "9" * 5_000):
         with pytest.raises(InvalidInput, match="Inference-Header-Content-Length"):
             header_length(bad, 10)
     with pytest.raises(InvalidJSON):
