@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
+from google.protobuf.message import DecodeError
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 from registry import RegistryError, layout
@@ -44,6 +45,51 @@ def _request_id(context: grpc.aio.ServicerContext) -> str:
     return os.urandom(16).hex()
 
 
+# What a handler gets for a message that does not parse as its call's protobuf type (``UnparsedRefused``).
+UNPARSED = object()
+
+
+class UnparsedRefused(grpc.aio.ServerInterceptor):
+    """A message that does not parse reaches its handler as ``UNPARSED``, which ``observed`` refuses as invalid_input.
+
+    Left to grpc, four bytes of garbage were answered UNKNOWN naming the parser's exception class, written to
+    the log as an error with its traceback, and neither counted nor given an access line.
+    """
+
+    def __init__(self) -> None:
+        self._handlers: dict[str, grpc.RpcMethodHandler] = {}  # by method: only the registered ones, a few
+
+    async def intercept_service(
+        self, continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler | None]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:  # fmt: skip
+        handler = self._handlers.get(details.method)
+        if handler is None:
+            handler = await continuation(details)
+            if handler is None or handler.request_deserializer is None or not _unary(handler):
+                return handler  # an unknown method, or one of Triton's streams, which answer UNIMPLEMENTED
+            handler = self._handlers[details.method] = grpc.unary_unary_rpc_method_handler(
+                handler.unary_unary,
+                request_deserializer=_lenient(handler.request_deserializer),
+                response_serializer=handler.response_serializer,
+            )
+        return handler
+
+
+def _unary(handler: grpc.RpcMethodHandler) -> bool:
+    return not (handler.request_streaming or handler.response_streaming)
+
+
+def _lenient(parse: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
+    def deserialize(data: bytes) -> Any:
+        try:
+            return parse(data)
+        except DecodeError:
+            return UNPARSED
+
+    return deserialize
+
+
 def observed(handler: Handler) -> Handler:
     """Metrics, access line and the error table around one call, as the access middleware does for HTTP."""
     endpoint = SERVICE + handler.__name__
@@ -53,6 +99,8 @@ def observed(handler: Handler) -> Handler:
         began, status, version = time.perf_counter(), 200, ""
         IN_FLIGHT.inc()
         try:
+            if request is UNPARSED:
+                raise InvalidInput(f"the {handler.__name__} message is not valid protobuf for its type")
             response = await handler(self, request, context)
             version = getattr(response, "model_version", "") if handler.__name__ == "ModelInfer" else ""
             return response
@@ -209,7 +257,9 @@ async def start(app: Any, host: str, port: int) -> grpc.aio.Server:
     ]
     # Each call holds up to a message of memory, and a stalled one never times out: beyond the cap, a call is
     # answered RESOURCE_EXHAUSTED at once, as uvicorn answers 503 beyond it over HTTP.
-    server = grpc.aio.server(options=options, maximum_concurrent_rpcs=settings.limit_concurrency)
+    server = grpc.aio.server(
+        options=options, maximum_concurrent_rpcs=settings.limit_concurrency, interceptors=[UnparsedRefused()]
+    )
     service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(app), server)
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     if server.add_insecure_port(address) == 0:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import socket
 import weakref
 from collections.abc import AsyncIterator, Sequence
 from types import SimpleNamespace
@@ -17,6 +16,7 @@ import numpy as np
 import pytest
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
+from loadtests.server import free_port
 from service.api.grpc_oip import InferenceServicer, observed, start
 from service.errors import InvalidInput
 from tests.helpers import synthetic_digit
@@ -51,12 +51,6 @@ def fake_app() -> SimpleNamespace:
         max_body_bytes=4 * 1024 * 1024, max_batch_images=8, return_probabilities=True, limit_concurrency=LIMIT
     )
     return SimpleNamespace(state=SimpleNamespace(manager=Manager(), settings=settings), version="test")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @contextlib.asynccontextmanager
@@ -286,3 +280,23 @@ def test_calls_beyond_the_cap_are_resource_exhausted_and_one_channel_waits_its_t
     assert queued_while_full == LIMIT
     assert all(isinstance(answer, service_pb2.ModelInferResponse) for answer in answers), answers
     assert isinstance(after, service_pb2.ModelInferResponse)
+
+
+def test_a_message_that_is_not_protobuf_is_invalid_argument_counted_and_logged_like_any_refusal() -> None:
+    """Left to grpc, garbage was UNKNOWN naming the parser's exception, an error-level traceback in the log (four
+    bytes a line), and no count or access line."""
+    from prometheus_client import REGISTRY
+
+    labels = {"endpoint": SERVICE_INFER, "method": "POST", "status": "422", "protocol": "grpc"}
+    before = REGISTRY.get_sample_value("mnist_requests_total", labels) or 0.0
+
+    async def scenario() -> tuple[Any, Any]:
+        async with serving() as (app, address):
+            app.state.manager.release.set()  # the model answers at once
+            return await infer(address, b"\xff\xff\xff\xff"), await infer(address, digit_request())
+
+    garbage, good = asyncio.run(scenario())
+    assert isinstance(garbage, grpc.aio.AioRpcError) and garbage.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert garbage.details() == "the ModelInfer message is not valid protobuf for its type"
+    assert REGISTRY.get_sample_value("mnist_requests_total", labels) == before + 1
+    assert isinstance(good, service_pb2.ModelInferResponse)
