@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from registry.report import Recipe
-from training.config import TrainConfig, _Parser, _positive_int, parse_config
+from training.config import TrainConfig, _Parser, _positive_int, parse_config, seed
 from training.data import Splits
 from training.failures import Stages, explain
 
@@ -58,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--epochs", type=_positive_int, default=10, help="epochs of each run")
-    p.add_argument("--seed", type=int, default=0, help="one seed for the split and every run")
+    p.add_argument("--seed", type=seed, default=0, help="one seed for the split and every run")
     p.add_argument("--data", default=None, help="folder with mnist.npz or the four MNIST IDX files")
     p.add_argument("--limit", type=_positive_int, default=None, help="use at most N training images")
     p.add_argument("--out", default="reports", help="folder for compare.md and compare_curves.png")

@@ -71,6 +71,14 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def seed(text: str) -> int:
+    """A seed numpy, TensorFlow and Python's random all take: 0 .. 2**32 - 1."""
+    value = int(text)
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"must be an integer in 0..{2**32 - 1}, got {text}")
+    return value
+
+
 def _positive_float(text: str) -> float:
     value = float(text)
     if not math.isfinite(value) or value <= 0:
@@ -104,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--registry", default=d.registry, help="registry root; versions go to <registry>/mnist/<N>/")
     p.add_argument("--data", default=d.data, help="folder with mnist.npz or the four MNIST IDX files")
     _add_recipe_flags(p, d)
-    p.add_argument("--seed", type=int, default=d.seed, help="seed for splits, initialisation and augmentation")
+    p.add_argument("--seed", type=seed, default=d.seed, help="seed for splits, initialisation and augmentation")
     p.add_argument("--no-augment", dest="augment", action="store_false", help="turn off shift/rotate/zoom")
     p.add_argument(
         "--no-outlier-exposure",

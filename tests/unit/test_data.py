@@ -140,3 +140,52 @@ def test_a_limited_run_fits_and_records_only_its_training_digits() -> None:
     assert limited.sizes() == {**splits.sizes(), "train": 300}
     np.testing.assert_array_equal(limited.x_train, splits.x_train[:300])
     assert limited.sha256() != splits.sha256() and splits.limited(None) is splits
+
+
+def test_uint8_labels_as_keras_and_idx_store_them_come_out_signed(tmp_path: Path) -> None:
+    """Keras's mnist.npz and the IDX files hold uint8 labels, and training marks its synthetic outliers -1: with
+    uint8 labels every training run on real MNIST failed at fit (OverflowError)."""
+    arrays = _mnist_arrays()
+    np.savez(tmp_path / "mnist.npz", **{**arrays, "y_train": arrays["y_train"].astype(np.uint8)})
+    splits = data.load_splits(tmp_path)
+    for labels in (splits.y_train, splits.y_val, splits.y_test):
+        assert labels.dtype == np.int64
+    np.concatenate([splits.y_train, np.full(3, -1, dtype=splits.y_train.dtype)])  # what train.fit does
+
+
+def test_a_limit_that_leaves_out_a_digit_is_a_data_error_naming_it() -> None:
+    """The guards fit a mean per digit on the training digits; --limit 5 left most digits out and failed after the
+    fit with NaN thresholds, a traceback naming guards.json."""
+    splits = data.load_splits(allow_download=False)
+    with pytest.raises(data.DataError, match="--limit 5 keeps no training image of digit"):
+        splits.limited(5)
+
+
+def test_a_corrupt_gzip_idx_file_is_a_data_error(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    for key, stem in data.IDX_NAMES.items():
+        n = 120 if "train" in key else 30
+        array = rng.integers(0, 255, (n, 28, 28)) if key.startswith("x") else np.tile(np.arange(10), n // 10)
+        _write_idx(tmp_path / f"{stem}.gz", array)
+    raw = bytearray(gzip.compress(b"\0" * 1000))  # gzip's 10-byte header, then the deflate stream
+    raw[10] = 0xFF  # a block of the reserved type: zlib.error, which is no OSError
+    (tmp_path / "t10k-images-idx3-ubyte.gz").write_bytes(bytes(raw))
+    with pytest.raises(data.DataError, match="cannot read the IDX files"):
+        data.load_splits(tmp_path)
+
+
+@pytest.mark.parametrize("cache", [b"PK\x03\x04 truncated", None], ids=["truncated", "wrong-shape"])
+def test_a_broken_keras_cache_falls_back_or_is_a_data_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cache: bytes | None
+) -> None:
+    path = tmp_path / "mnist.npz"
+    if cache is None:
+        np.savez(path, **{**_mnist_arrays(), "x_train": np.zeros((120, 32, 32), np.uint8)})
+    else:
+        path.write_bytes(cache)
+    monkeypatch.setattr(data, "KERAS_CACHE", path)
+    if cache is None:
+        with pytest.raises(data.DataError, match="x_train must be uint8 images"):
+            data.load_keras_mnist("http://127.0.0.1:9/", 0.1)
+    else:
+        assert data.load_keras_mnist("http://127.0.0.1:9/", 0.1) is None  # the offline digits then

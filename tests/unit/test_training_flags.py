@@ -52,6 +52,8 @@ def test_defaults_are_the_recipe_versions_were_trained_with_before_the_flags() -
         (["--momentum", "1.5", "--optimizer", "sgd"], "at least 0 and below 1"),
         (["--label-smoothing", "1"], "at least 0 and below 1"),
         (["--early-stopping", "0"], "positive integer"),
+        (["--seed", "-1"], r"must be an integer in 0..4294967295, got -1"),  # numpy's seeds are unsigned 32-bit
+        (["--seed", "4294967296"], r"must be an integer in 0..4294967295"),
         (["--lr-schedule", "exponential"], "invalid choice"),
         (["--optimizer", "adagrad"], "invalid choice"),
         (["--adversarial", "--early-stopping", "3"], "--adversarial loop supports neither"),
