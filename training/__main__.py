@@ -44,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         print(outcome.line, file=sys.stderr)
         return outcome.exit_code
+    stages.finished()
     print_summary(result)
     return 0
 

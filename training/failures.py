@@ -77,6 +77,12 @@ class Stages:
         signal.signal(signal.SIGTERM, interrupt)
         sys.unraisablehook = quiet_about_ctrl_c
 
+    def finished(self) -> None:
+        """The version is registered: a signal from here on, while TensorFlow tears down (a second or two),
+        would only give a finished run a failure's exit code, and a Job controller would count it failed."""
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
 
 @dataclass(frozen=True)
 class Outcome:

@@ -189,3 +189,21 @@ def test_a_sigterm_ends_the_run_as_ctrl_c_does_with_its_own_exit_code() -> None:
         sys.unraisablehook = previous_hook
     outcome = explain(KeyboardInterrupt(), stages)
     assert (outcome.line, outcome.exit_code) == ("interrupted during export; nothing was registered", 143)
+
+
+def test_a_sigterm_after_the_version_is_registered_does_not_fail_the_run() -> None:
+    """The summary is printed and TensorFlow still tears down for a second or two: a SIGTERM then (a Job's
+    deadline) gave exit 143 with no line, for a version that was registered and promoted."""
+    stages = _stages("registration", registered=3)
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    previous_hook = sys.unraisablehook
+    try:
+        stages.catch_interrupts()
+        stages.finished()
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.2)  # a handler still in place would raise here
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+        sys.unraisablehook = previous_hook
+    assert not stages.interrupted
