@@ -8,6 +8,7 @@ from registry.errors import (
     InvalidMetadata,
     InvalidVersion,
     RegistryError,
+    RegistryReadOnly,
     VersionNotFound,
 )
 from registry.files import file_sha256, parse_version
@@ -26,6 +27,7 @@ __all__ = [
     "Preprocessing",
     "Registry",
     "RegistryError",
+    "RegistryReadOnly",
     "TensorSpec",
     "VersionInfo",
     "VersionNotFound",

@@ -31,5 +31,10 @@ class AliasMoved(AliasError):
     """A compare-and-set promotion found the alias changed since the decision."""
 
 
+class RegistryReadOnly(RegistryError):
+    """The registry cannot be written here (a read-only mount, no permission): promote or publish where it is
+    mounted writable. The message names the path and the system's reason."""
+
+
 class InvalidMetadata(CorruptVersion):
     """metadata.json misses a field or holds a bad one; the message names the field."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from registry import layout
-from registry.errors import CorruptVersion, InvalidVersion
+from registry.errors import CorruptVersion, InvalidVersion, RegistryReadOnly
 
 VERSION_RE = re.compile(r"^[1-9][0-9]{0,8}$")
 MAX_VERSION = 999_999_999  # what VERSION_RE admits as a folder name
@@ -82,11 +83,30 @@ def write_text_atomic(path: Path, text: str) -> None:
         raise
 
 
+# Why a write is refused when the registry is mounted read-only (Kubernetes) or belongs to another user.
+READ_ONLY_ERRNOS = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
+
+
 @contextlib.contextmanager
 def locked(folder: Path) -> Iterator[None]:
-    """Hold the folder's exclusive flock (``layout.LOCK_FILE``): publishers and promoters take turns."""
-    folder.mkdir(parents=True, exist_ok=True)
-    with (folder / layout.LOCK_FILE).open("a") as handle:
+    """Hold the folder's exclusive flock (``layout.LOCK_FILE``): publishers and promoters take turns.
+
+    Every change to the registry takes the lock first, so a registry that cannot be written is refused here,
+    as RegistryReadOnly naming the path, before anything was changed.
+    """
+    lock = folder / layout.LOCK_FILE
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle = lock.open("a")
+    except OSError as exc:
+        if exc.errno not in READ_ONLY_ERRNOS:
+            raise
+        reason = exc.strerror or "not writable"
+        raise RegistryReadOnly(
+            f"the registry is read-only here: cannot write {exc.filename or lock} ({reason}); "
+            "promote, roll back or publish where it is mounted writable"
+        ) from exc
+    with handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield

@@ -5,6 +5,7 @@
         aliases.json             {"aliases": {"production": 3}, "history": [...]}
         config.pbtxt             Triton's model config, serving the production version (registry/triton.py)
         .lock                    flock target for publish/promote
+        .last_version            highest version number ever published: numbers are never reused
         1/
           model.onnx             input "image" [N,28,28,1] float32 0..1 (1 = ink)
           model.savedmodel/      same signature, TensorFlow SavedModel
@@ -31,6 +32,7 @@ METADATA_FILE = "metadata.json"
 MODEL_CARD_FILE = "MODEL_CARD.md"
 ALIASES_FILE = "aliases.json"
 LOCK_FILE = ".lock"
+LAST_VERSION_FILE = ".last_version"
 STAGING_PREFIX = ".staging-"
 
 # One fixed signature for every runtime (ONNX, SavedModel, Keras).

@@ -12,14 +12,13 @@ import hashlib
 import json
 import os
 import shutil
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from registry import aliases as alias_file
-from registry import layout, triton
+from registry import layout, publishing, triton
 from registry.errors import AliasError, AliasMoved, CorruptVersion, FileNotPublished, VersionNotFound
 from registry.files import (
     VERSION_RE,
@@ -254,10 +253,7 @@ class Registry:
     # ---- publishing -----------------------------------------------------
     def new_staging_dir(self) -> Path:
         """A private folder on the registry's filesystem, so publishing is one rename."""
-        self.model_dir.mkdir(parents=True, exist_ok=True)
-        path = self.model_dir / f"{layout.STAGING_PREFIX}{uuid.uuid4().hex}"
-        path.mkdir()
-        return path
+        return publishing.make_staging_dir(self.model_dir)
 
     def publish(
         self,
@@ -278,10 +274,11 @@ class Registry:
         doc.setdefault("schema_version", layout.METADATA_SCHEMA_VERSION)
         doc.setdefault("name", layout.MODEL_NAME)
         with locked(self.model_dir):
-            # Never reuse a number an alias or its history has named, even if that folder
-            # was deleted: a stale alias must not silently point at a new, unpromoted build.
+            publishing.sweep_abandoned_staging(self.model_dir, keep=staging)
+            # Never reuse a number, even a deleted version's: a stale alias or a replica pinned to it must not
+            # silently get a new build under an old number.
             named = alias_file.named_versions(self._alias_state())
-            version = max([*self.versions(), *named], default=0) + 1
+            version = publishing.next_version(self.model_dir, self.versions(), named)
             if finalize is not None:
                 finalize(version, staging)
             files = checksums(staging)
@@ -293,6 +290,7 @@ class Registry:
             write_text_atomic(config, triton.config_text(ModelMetadata.from_dict(doc)))
             doc["files"] = {**files, triton.CONFIG_FILE: file_sha256(config)}
             write_json_atomic(staging / layout.METADATA_FILE, ModelMetadata.from_dict(doc).to_dict())
+            publishing.record(self.model_dir, version)
             os.rename(staging, self.model_dir / str(version))
         return version
 

@@ -59,6 +59,8 @@ REGISTRY_ERRORS: dict[type[Exception], tuple[int, str]] = {
     reg.InvalidVersion: (422, "invalid_version"),
     reg.FileNotPublished: (404, "file_not_found"),
     reg.AliasError: (409, "alias_error"),
+    # Not 503: retrying cannot help while the volume is mounted read-only; 409 is gRPC's FAILED_PRECONDITION.
+    reg.RegistryReadOnly: (409, "registry_read_only"),
     reg.CorruptVersion: (500, "corrupt_version"),
 }
 
@@ -107,6 +109,7 @@ NOT_INPUT_REFUSALS = frozenset(
         "file_not_found",
         "invalid_version",
         "alias_error",
+        "registry_read_only",
     }
 )
 

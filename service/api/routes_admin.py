@@ -13,7 +13,7 @@ from fastapi.routing import APIRoute
 from fastapi.security import HTTPBearer
 
 from registry import layout
-from registry.errors import AliasError, InvalidVersion, VersionNotFound
+from registry.errors import AliasError, InvalidVersion, RegistryReadOnly, VersionNotFound
 from service.api.input_forms import parse_json
 from service.api.schemas import PromoteIn, ReloadIn, RollbackIn, error_responses
 from service.errors import Forbidden, InvalidInput, InvalidJSON, ModelLoadError, ModelNotReady, Unauthorized
@@ -64,6 +64,7 @@ router = APIRouter(
         Forbidden,
         VersionNotFound,
         AliasError,
+        RegistryReadOnly,
         InvalidJSON,
         InvalidInput,
         InvalidVersion,

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
 import httpx
+import pytest
 
 TOKEN = "integration-admin-token-0123456789"
 
@@ -35,3 +41,32 @@ def test_admin_auth_reload_promote_rollback(start_server, registry_copy) -> None
     logs = server.logs()
     assert '"admin reload"' in logs and '"admin promote"' in logs and '"admin refused: wrong token"' in logs
     assert TOKEN not in logs
+
+
+@pytest.fixture()
+def read_only_registry(registry_copy: Path) -> Iterator[Path]:
+    """The registry behind a read-only bind mount, as the Kubernetes manifests mount it in every replica."""
+    if os.geteuid() != 0:
+        pytest.skip("a read-only bind mount needs root; `make test` runs as root")
+    subprocess.run(["mount", "--bind", str(registry_copy), str(registry_copy)], check=True)
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(registry_copy)], check=True)
+        yield registry_copy
+    finally:
+        subprocess.run(["umount", str(registry_copy)], check=True)
+
+
+def test_promote_and_rollback_on_a_read_only_registry_answer_registry_read_only(
+    start_server, read_only_registry: Path
+) -> None:
+    server = start_server({"MNIST_ADMIN_TOKEN": TOKEN, "MNIST_POLL_INTERVAL_S": "0"}, registry=read_only_registry)
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    with httpx.Client(base_url=server.base_url, timeout=30) as client:
+        version = client.get("/models").json()["model_version"]
+        for path, body in (("/admin/promote", {"version": version, "alias": "staging"}), ("/admin/rollback", None)):
+            answer = client.post(path, headers=auth, json=body)
+            assert answer.status_code == 409, (path, answer.text)
+            error = answer.json()["error"]
+            assert error["code"] == "registry_read_only", path
+            assert "read-only" in error["message"] and "Read-only file system" in error["message"], path
+        assert client.get("/health/ready").status_code == 200  # still serving what it served
