@@ -83,12 +83,17 @@ def _write_idx(path: Path, array: np.ndarray) -> None:
         handle.write(header + array.astype(np.uint8).tobytes())
 
 
-def test_user_folder_with_idx_files_is_used_first(tmp_path: Path) -> None:
+def _write_idx_folder(folder: Path) -> None:
+    """The four gzipped IDX files of a small MNIST: 120 training and 30 test digits."""
     rng = np.random.default_rng(0)
     for key, stem in data.IDX_NAMES.items():
         n = 120 if "train" in key else 30
         array = rng.integers(0, 255, (n, 28, 28)) if key.startswith("x") else np.tile(np.arange(10), n // 10)
-        _write_idx(tmp_path / f"{stem}.gz", array)
+        _write_idx(folder / f"{stem}.gz", array)
+
+
+def test_user_folder_with_idx_files_is_used_first(tmp_path: Path) -> None:
+    _write_idx_folder(tmp_path)
     splits = data.load_splits(tmp_path)
     assert splits.source.startswith("path:")
     assert splits.sizes()["test"] == 30
@@ -162,11 +167,7 @@ def test_a_limit_that_leaves_out_a_digit_is_a_data_error_naming_it() -> None:
 
 
 def test_a_corrupt_gzip_idx_file_is_a_data_error(tmp_path: Path) -> None:
-    rng = np.random.default_rng(0)
-    for key, stem in data.IDX_NAMES.items():
-        n = 120 if "train" in key else 30
-        array = rng.integers(0, 255, (n, 28, 28)) if key.startswith("x") else np.tile(np.arange(10), n // 10)
-        _write_idx(tmp_path / f"{stem}.gz", array)
+    _write_idx_folder(tmp_path)
     raw = bytearray(gzip.compress(b"\0" * 1000))  # gzip's 10-byte header, then the deflate stream
     raw[10] = 0xFF  # a block of the reserved type: zlib.error, which is no OSError
     (tmp_path / "t10k-images-idx3-ubyte.gz").write_bytes(bytes(raw))
