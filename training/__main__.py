@@ -51,12 +51,14 @@ def main(argv: list[str] | None = None) -> int:
 
 def _check_writable(registry_root: str, tensorboard: str | None) -> None:
     """Make and remove a staging folder, and the TensorBoard folder: an OSError here names the path. Read the
-    aliases too: a corrupt aliases.json would otherwise be found only when the fitted version is registered."""
-    from registry import Registry
+    aliases and the last published number too: either corrupt would otherwise be found only when the fitted
+    version is registered."""
+    from registry import Registry, publishing
 
     registry = Registry(registry_root)
     registry.discard(registry.new_staging_dir())
     registry.aliases()
+    publishing.last_published(registry.model_dir)  # a corrupt mark too, which would refuse the version
     if tensorboard:
         Path(tensorboard).mkdir(parents=True, exist_ok=True)
 

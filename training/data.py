@@ -167,8 +167,10 @@ def load_keras_mnist(url: str, timeout_s: float) -> dict[str, np.ndarray] | None
     try:
         with np.load(KERAS_CACHE, allow_pickle=False) as data:
             arrays = {key: data[key] for key in IDX_NAMES}
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):  # a truncated download: the offline digits
-        return None
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        # Falling back to the 5,000 offline digits would train a lesser model on every run without a word, and the
+        # file is never fetched again while it exists.
+        raise DataError(f"{KERAS_CACHE} is not a readable mnist.npz ({exc}); delete it to download it again") from exc
     check_arrays(arrays, str(KERAS_CACHE))
     return arrays
 

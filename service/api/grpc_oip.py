@@ -254,6 +254,9 @@ async def start(app: Any, host: str, port: int) -> grpc.aio.Server:
         ("grpc.max_send_message_length", settings.max_body_bytes),
         # Advertised to clients in HTTP/2's SETTINGS, so that one channel queues its calls instead of being refused.
         ("grpc.max_concurrent_streams", settings.limit_concurrency),
+        # Without this, grpc core answers streams past the cap on one connection with RST_STREAM (UNAVAILABLE,
+        # uncounted) instead of letting the client queue them as the advertised limit asks.
+        ("grpc.http.overload_protection", 0),
     ]
     # Each call holds up to a message of memory, and a stalled one never times out: beyond the cap, a call is
     # answered RESOURCE_EXHAUSTED at once, as uvicorn answers 503 beyond it over HTTP.

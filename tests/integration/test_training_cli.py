@@ -69,13 +69,21 @@ def test_registry_cli_lists_and_reports_errors(tmp_path: Path) -> None:
     assert "Traceback" not in out.stderr
 
 
-def test_a_corrupt_aliases_file_stops_training_before_the_fit(tmp_path: Path) -> None:
-    aliases = tmp_path / "mnist" / "aliases.json"
-    aliases.parent.mkdir()
-    aliases.write_text('{"aliases": {"production": "1"}}')
+@pytest.mark.parametrize(
+    ("name", "text", "says"),
+    [
+        ("aliases.json", '{"aliases": {"production": "1"}}', "aliases must map names to positive integer versions"),
+        (".last_version", "v7", "must hold the last version number published, not 'v7'"),
+    ],
+)
+def test_a_corrupt_registry_file_stops_training_before_the_fit(tmp_path: Path, name: str, text: str, says: str) -> None:
+    """Found only at registration, it would cost the whole run's fit and export first."""
+    path = tmp_path / "mnist" / name
+    path.parent.mkdir()
+    path.write_text(text)
     out = _cli("--registry", str(tmp_path), "--quick")
     assert out.returncode == 1 and "[fit]" not in out.stdout
-    assert "aliases must map names to positive integer versions" in out.stderr and "Traceback" not in out.stderr
+    assert says in out.stderr and "Traceback" not in out.stderr
 
 
 def test_gate_refuses_below_the_floor(tmp_path: Path) -> None:

@@ -265,7 +265,7 @@ def test_calls_beyond_the_cap_are_resource_exhausted_and_one_channel_waits_its_t
             request = digit_request()
             async with grpc.aio.insecure_channel(address) as channel:
                 stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
-                held = [asyncio.ensure_future(stub.ModelInfer(request)) for _ in range(LIMIT + 1)]
+                held = [asyncio.ensure_future(stub.ModelInfer(request)) for _ in range(5 * LIMIT)]
                 while manager.waiting < LIMIT:
                     await asyncio.sleep(0.01)
                 beyond = await infer(address, request)  # another connection: refused, not queued
