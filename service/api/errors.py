@@ -138,13 +138,20 @@ def describe(exc: Exception) -> tuple[int, str, str, dict[str, str] | None]:
     return 500, "internal_error", INTERNAL_MESSAGE, None
 
 
-def error_response(exc: Exception, *, oip: bool = False) -> JSONResponse:
+def refusal(exc: Exception) -> tuple[int, str, str, dict[str, str] | None]:
+    """``describe``, with what every refused request gets over HTTP and gRPC alike: a count, and for a 5xx an
+    error line (a traceback only for a fault nothing mapped: a full queue is no bug)."""
     status, code, message, headers = describe(exc)
     if status >= 500 and code == "internal_error":
         log.error("unhandled error", exc_info=(type(exc), exc, exc.__traceback__))
     elif status >= 500:
         log.error("server fault", extra={"code": code, "detail": message})
     count_rejection(status, code)
+    return status, code, message, headers
+
+
+def error_response(exc: Exception, *, oip: bool = False) -> JSONResponse:
+    status, code, message, headers = refusal(exc)
     return envelope(status, code, message, headers, oip=oip)
 
 

@@ -25,7 +25,7 @@ from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 from registry import RegistryError, layout
 from service.api.access import CLIENT_CLOSED_REQUEST
-from service.api.errors import GRPC_CODE_BY_STATUS, count_rejection, describe
+from service.api.errors import GRPC_CODE_BY_STATUS, refusal
 from service.api.oip_answer import model_metadata, output_tensor, predict_all, served_model
 from service.api.routes_oip import EXTENSIONS, SERVER_NAME
 from service.errors import InvalidInput, ServiceError
@@ -126,10 +126,7 @@ def observed(handler: Handler) -> Handler:
 
 def _refusal(exc: Exception) -> tuple[int, tuple[grpc.StatusCode, str]]:
     """The HTTP status of a failed call and the gRPC status and message that say it, from the one table."""
-    status, code, message, _ = describe(exc)
-    if status >= 500:
-        log.error("grpc call failed", exc_info=(type(exc), exc, exc.__traceback__))
-    count_rejection(status, code)
+    status, _, message, _ = refusal(exc)
     return status, (grpc.StatusCode[GRPC_CODE_BY_STATUS.get(status, "INTERNAL")], message)
 
 
