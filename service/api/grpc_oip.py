@@ -4,7 +4,7 @@ It runs in the HTTP server's process and event loop, so it shares the model mana
 guards; its requests take the same steps as ``POST /v2/models/mnist/infer`` (``oip_input.tensor_images``,
 ``oip_answer.predict_all``) under the same limits: the largest message is ``MNIST_MAX_BODY_BYTES``, the
 inference deadline ``MNIST_REQUEST_TIMEOUT_S``, the calls at once ``MNIST_LIMIT_CONCURRENCY``. Errors go
-through the one table (``errors.describe``) and leave as the gRPC status that matches their HTTP one. Each
+through the one table (``errors.refusal``) and leave as the gRPC status that matches their HTTP one. Each
 call is counted (``protocol="grpc"``) and logged like an HTTP request. The stubs are the ones tritonclient
 ships: Triton's superset of the protocol, whose extra calls (model control, shared memory, statistics)
 answer UNIMPLEMENTED.
