@@ -99,16 +99,25 @@ def locked(folder: Path) -> Iterator[None]:
         folder.mkdir(parents=True, exist_ok=True)
         handle = lock.open("a")
     except OSError as exc:
-        if exc.errno not in READ_ONLY_ERRNOS:
-            raise
-        reason = exc.strerror or "not writable"
-        raise RegistryReadOnly(
-            f"the registry is read-only here: cannot write {exc.filename or lock} ({reason}); "
-            "promote, roll back or publish where it is mounted writable"
-        ) from exc
+        if exc.errno in READ_ONLY_ERRNOS:
+            raise _read_only(exc, lock) from exc
+        raise
     with handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
+        except OSError as exc:  # a lock anyone may write, in a folder only its owner may (aliases.json's rewrite)
+            if exc.errno in READ_ONLY_ERRNOS:
+                raise _read_only(exc, lock) from exc
+            raise
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _read_only(exc: OSError, lock: Path) -> RegistryReadOnly:
+    """What a write the filesystem refused says: the path and the system's reason."""
+    reason = exc.strerror or "not writable"
+    return RegistryReadOnly(
+        f"the registry is read-only here: cannot write {exc.filename or lock} ({reason}); "
+        "promote, roll back or publish where it is mounted writable"
+    )

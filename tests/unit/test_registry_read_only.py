@@ -61,6 +61,23 @@ def test_promote_and_rollback_on_a_read_only_registry_are_refused_by_name(
     assert registry.versions() == [1, 2]
 
 
+def test_a_writable_lock_in_a_folder_that_is_not_is_read_only_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A .lock anyone may write, in a folder only its owner may: the lock opens, the aliases' rewrite does not.
+    That was a PermissionError traceback from the command and a 500 from the admin API."""
+    registry = _registry_with_two_versions(tmp_path)
+    before = (registry.model_dir / layout.ALIASES_FILE).read_bytes()
+
+    def refused(path: Path, text: str) -> None:
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path.parent / ".aliases.json.tmp"))
+
+    monkeypatch.setattr("registry.files.write_text_atomic", refused)  # what write_json_atomic writes with
+    with pytest.raises(RegistryReadOnly, match=r"cannot write .*\.aliases\.json\.tmp \(Permission denied\)"):
+        registry.promote(1)
+    assert (registry.model_dir / layout.ALIASES_FILE).read_bytes() == before
+
+
 @pytest.mark.parametrize("command", [["promote", "1"], ["rollback"]])
 def test_the_registry_command_says_read_only_in_one_line(
     tmp_path: Path, read_only: Callable[[], None], capsys: pytest.CaptureFixture[str], command: list[str]
