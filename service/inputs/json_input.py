@@ -24,11 +24,11 @@ from registry.layout import IMAGE_SIDE
 from service.errors import InvalidInput, NoDigit, ServiceError, TooManyImages
 from service.inputs.normalise import check_not_blank
 
-_NUMBER_TYPES = frozenset({int, float})
+NUMBER_TYPES = frozenset({int, float})  # exact types: bool is an int subclass
 _INT_ONLY = frozenset({int})
 
 
-def _kind(value: object) -> str:
+def kind(value: object) -> str:
     """JSON's name for a value's kind, for messages."""
     if value is None:
         return "null"
@@ -62,19 +62,19 @@ def _shape_error(obj: object, where: str) -> InvalidInput:
     """The first problem of an image that failed the fast path, as an InvalidInput naming the place."""
     expected = f"{IMAGE_SIDE} rows of {IMAGE_SIDE} numbers in 0..255"
     if not isinstance(obj, list):
-        return InvalidInput(f"{where} must be a list of {expected}, got {_kind(obj)}")
+        return InvalidInput(f"{where} must be a list of {expected}, got {kind(obj)}")
     if len(obj) != IMAGE_SIDE:
         return InvalidInput(f"{where} must have {IMAGE_SIDE} rows of {IMAGE_SIDE} numbers, got {len(obj)} rows")
     for i, row in enumerate(obj):
         if not isinstance(row, list):
-            return InvalidInput(f"{where}[{i}] must be a list of {IMAGE_SIDE} numbers, got {_kind(row)}")
+            return InvalidInput(f"{where}[{i}] must be a list of {IMAGE_SIDE} numbers, got {kind(row)}")
         if len(row) != IMAGE_SIDE:
             return InvalidInput(f"{where}[{i}] must have {IMAGE_SIDE} numbers, got {len(row)}")
         for j, value in enumerate(row):
             place = f"{where}[{i}][{j}]"
             if isinstance(value, bool) or not isinstance(value, int | float):
                 nested = " (nested too deeply)" if isinstance(value, list) else ""
-                return InvalidInput(f"{place} must be a number in 0..255, got {_kind(value)}{nested}")
+                return InvalidInput(f"{place} must be a number in 0..255, got {kind(value)}{nested}")
             if not (isinstance(value, int) or math.isfinite(value)) or not 0 <= value <= 255:
                 return InvalidInput(f"{place} must be a number in 0..255, got {_describe_number(value)}")
     return InvalidInput(f"{where} must be {expected}")
@@ -88,7 +88,7 @@ def _fast_array(obj: object) -> np.ndarray | None:
         return None
     # Exact types: bool is an int subclass and must not pass as 0/1.
     types = set(map(type, chain.from_iterable(obj)))
-    if not types <= _NUMBER_TYPES:
+    if not types <= NUMBER_TYPES:
         return None
     try:
         if types == _INT_ONLY:
@@ -182,7 +182,7 @@ def parse_compact_request(body: bytes) -> np.ndarray | None:
 def parse_json_request(obj: object) -> np.ndarray:
     """The body of ``POST /predict`` as JSON: ``{"image": [[...]]}``, nothing else."""
     if not isinstance(obj, dict):
-        raise InvalidInput(f'body must be a JSON object {{"image": [[...28x28...]]}}, got {_kind(obj)}')
+        raise InvalidInput(f'body must be a JSON object {{"image": [[...28x28...]]}}, got {kind(obj)}')
     _refuse_extra_fields(obj, "image")
     if "image" not in obj:
         raise InvalidInput('body must have the field "image": 28 rows of 28 numbers in 0..255')
@@ -198,11 +198,11 @@ def parse_json_batch(obj: object, max_images: int) -> list[np.ndarray | ServiceE
     not the batch. Callers answer each NoDigit entry as that image's error.
     """
     if not isinstance(obj, dict):
-        raise InvalidInput(f'body must be a JSON object {{"images": [...]}}, got {_kind(obj)}')
+        raise InvalidInput(f'body must be a JSON object {{"images": [...]}}, got {kind(obj)}')
     _refuse_extra_fields(obj, "images")
     images = obj.get("images")
     if not isinstance(images, list):
-        raise InvalidInput(f'"images" must be a list of 28x28 images, got {_kind(images)}')
+        raise InvalidInput(f'"images" must be a list of 28x28 images, got {kind(images)}')
     if not images:
         raise InvalidInput('"images" must hold at least one image')
     if len(images) > max_images:

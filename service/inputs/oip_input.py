@@ -19,6 +19,7 @@ import orjson
 
 from registry.layout import IMAGE_SIDE
 from service.errors import InvalidInput, InvalidJSON, NoDigit, TooManyImages
+from service.inputs.json_input import NUMBER_TYPES, kind
 from service.inputs.normalise import check_not_blank
 
 # The protocol's datatype names for what this service takes and writes.
@@ -28,9 +29,6 @@ IMAGE_DIMS = ([IMAGE_SIDE, IMAGE_SIDE, 1], [IMAGE_SIDE, IMAGE_SIDE])  # a shape'
 MAX_DIMS = 1 + max(map(len, IMAGE_DIMS))
 # The parameters the protocol defines for a requested output; any other is ignored, as Triton does.
 OUTPUT_PARAMETERS = ("binary_data", "classification")
-# Exact types: bool is an int subclass, and true must not pass as a pixel of 1.
-_NUMBER_TYPES = frozenset({int, float})
-_JSON_KINDS = {bool: "a boolean", int: "a number", float: "a number", list: "a list", dict: "an object"}
 
 
 @dataclass(frozen=True)
@@ -135,7 +133,7 @@ def _shown(value: Any, limit: int) -> str:
     its whole repr before the cut."""
     if isinstance(value, str):
         return repr(value[:limit])
-    return f"({_JSON_KINDS.get(type(value), 'null')}, not a string)"
+    return f"({kind(value)}, not a string)"
 
 
 def _is_list(value: Any) -> bool:
@@ -220,7 +218,7 @@ def _json_values(data: Any, n: int) -> np.ndarray:
     # A flat list (what tritonclient sends) skips numpy's shape discovery.
     flat = data if not isinstance(data[0], list) else _flattened(data)
     # One type scan, as /predict's JSON has: fromiter and asarray take "12", " 12 " and true as numbers.
-    if len(flat) != needed or not set(map(type, flat)) <= _NUMBER_TYPES:
+    if len(flat) != needed or not set(map(type, flat)) <= NUMBER_TYPES:
         raise InvalidInput("input 'data' must hold numbers only, as a flat list or nested to the shape")
     return np.fromiter(flat, dtype=np.float32, count=needed)  # orjson refuses a number past a double's range
 
