@@ -157,8 +157,7 @@ def error_response(exc: Exception, *, oip: bool = False) -> JSONResponse:
 
 def entry_error(exc: Exception) -> dict[str, Any]:
     """The per-image error inside a batch answer (counted like a whole refusal)."""
-    status, code, message, _ = describe(exc)
-    count_rejection(status, code)
+    _, code, message, _ = refusal(exc)
     return {"error": {"code": code, "message": message}}
 
 
