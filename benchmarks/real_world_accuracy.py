@@ -131,10 +131,10 @@ def run_kind(kind: str, x: np.ndarray, y: np.ndarray, model: Model, args: argpar
             failed[i] = exc.code
             arr = np.zeros((canvas, canvas), np.float32)  # a placeholder; its answer is dropped
         result.total_us.append(1e6 * (time.perf_counter() - start))
-        if kind != "json" and i < args.timing_n and hasattr(normalise, "decode_grey"):
+        if kind != "json" and i < args.timing_n:
             start = time.perf_counter()
             with contextlib.suppress(ServiceError):
-                normalise.decode_grey(data, **limits)
+                normalise.decode_luma(data, **limits)
             result.decode_us.append(1e6 * (time.perf_counter() - start))
         inputs.append(arr)
     for i, (digit, code) in enumerate(model.answer(inputs)):

@@ -2,7 +2,7 @@
 and markers.
 
 Read with ``struct`` and one regex, never with Pillow: these checks decide what Pillow is allowed to see
-(``imaging.decode_grey``) and which small PNGs may decode on the event loop (``decoder``).
+(``imaging.decode_luma``) and which small PNGs may decode on the event loop (``decoder``).
 """
 
 from __future__ import annotations

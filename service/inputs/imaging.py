@@ -67,8 +67,8 @@ def _check_size(width: int, height: int, *, max_side: int, max_pixels: int) -> N
         raise ImageTooLarge(f"image is {width}x{height} = {width * height} px; the limit is {max_pixels} px")
 
 
-def decode_grey(data: bytes, *, max_side: int, max_pixels: int) -> np.ndarray:
-    """PNG/JPEG bytes -> uint8 [H, W], ink bright on a dark background (MNIST's polarity).
+def decode_luma(data: bytes, *, max_side: int, max_pixels: int) -> np.ndarray:
+    """PNG/JPEG bytes -> uint8 [H, W] luminance as sent (``make_ink_bright`` gives it MNIST's polarity).
 
     Raises UnsupportedImageFormat, ImageTooLarge, MultiFrameImage or InvalidImage;
     never another exception. Large JPEGs may come back at a reduced scale
@@ -103,7 +103,7 @@ def decode_grey(data: bytes, *, max_side: int, max_pixels: int) -> np.ndarray:
     except Exception as exc:
         # Hostile bytes make Pillow raise almost anything (SyntaxError, struct.error...): all mean a bad image.
         raise InvalidImage(f"could not decode the {fmt} image: it is truncated or corrupt") from exc
-    return make_ink_bright(grey)
+    return grey
 
 
 def _apply_exif_orientation(img: Image.Image) -> Image.Image:

@@ -14,12 +14,12 @@ import pytest
 from PIL import Image
 
 from service.errors import ImageTooLarge, InvalidImage, MultiFrameImage
-from service.inputs.imaging import decode_grey, make_ink_bright, to_grey
+from service.inputs.imaging import decode_luma, make_ink_bright, to_grey
 from tests.unit.input_corpus import MAX_PIXELS, MAX_SIDE, apng, encode, png_claiming
 
 
 def decode(data: bytes, max_side: int = MAX_SIDE, max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    return decode_grey(data, max_side=max_side, max_pixels=max_pixels)
+    return make_ink_bright(decode_luma(data, max_side=max_side, max_pixels=max_pixels))
 
 
 def canvas(ink: tuple[int, int, int, int]) -> Image.Image:

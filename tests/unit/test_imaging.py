@@ -1,4 +1,4 @@
-"""decode_grey: format sniffing, size limits, every Pillow mode, EXIF orientation, polarity."""
+"""decode_luma and make_ink_bright: format sniffing, size limits, every Pillow mode, EXIF orientation, polarity."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from service.inputs.file_structure import (
     png_size,
     sniff_format,
 )
-from service.inputs.imaging import JPEG_DRAFT_SIDE, decode_grey, make_ink_bright, to_grey
+from service.inputs.imaging import JPEG_DRAFT_SIDE, decode_luma, make_ink_bright, to_grey
 from tests.unit.input_corpus import (
     MAX_PIXELS,
     MAX_SIDE,
@@ -37,7 +37,7 @@ from tests.unit.input_corpus import (
 
 
 def decode(data: bytes) -> np.ndarray:
-    return decode_grey(data, max_side=MAX_SIDE, max_pixels=MAX_PIXELS)
+    return make_ink_bright(decode_luma(data, max_side=MAX_SIDE, max_pixels=MAX_PIXELS))
 
 
 def test_sniff_accepts_only_png_and_jpeg_magic() -> None:
@@ -57,14 +57,14 @@ def test_declared_type_does_not_matter_only_bytes() -> None:
 def test_size_checked_from_header_before_decoding() -> None:
     # The header lies (one row of data for 4000 rows): refusal must come from the header alone.
     with pytest.raises(ImageTooLarge, match="4096 px a side"):
-        decode_grey(png_claiming(5000, 100), max_side=4096, max_pixels=10**8)
+        decode_luma(png_claiming(5000, 100), max_side=4096, max_pixels=10**8)
     with pytest.raises(ImageTooLarge, match="px; the limit is 1000 px"):
-        decode_grey(png_claiming(100, 100), max_side=4096, max_pixels=1000)
+        decode_luma(png_claiming(100, 100), max_side=4096, max_pixels=1000)
 
 
 def test_pillow_bomb_limit_is_a_domain_error() -> None:
     with pytest.raises(ImageTooLarge):
-        decode_grey(png_claiming(12_000, 12_000), max_side=20_000, max_pixels=400_000_000)
+        decode_luma(png_claiming(12_000, 12_000), max_side=20_000, max_pixels=400_000_000)
 
 
 def test_multi_frame_refused() -> None:
