@@ -47,7 +47,8 @@ def render(meta: ModelMetadata, version: int | str) -> str:
         *_speed_and_parity(meta.metrics),
         "## Promotion",
         "",
-        f"{meta.promotion.get('reason', 'n/a')}",
+        f"The gate's verdict at registration: {meta.promotion.get('reason', 'n/a')}. Whether this version serves is "
+        "the registry's `production` alias (`GET /models`, `python -m training registry list`).",
         "",
     ]
     return "\n".join(lines)

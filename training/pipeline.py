@@ -53,16 +53,19 @@ def finish(config: TrainConfig, splits: Splits, fitted: Fitted, stages: Stages) 
         decision = promotion.decide(
             registry, metrics["test_accuracy"], config.accuracy_floor, splits.x_test, splits.y_test
         )
-        intended = {"promoted": decision.promote and config.promote, "reason": decision.reason}
+        promote, reason = decision.promote and config.promote, decision.reason
         if not config.promote:
-            intended["reason"] = f"--no-promote given ({decision.reason})"
-        metadata = version_metadata(config, splits, fitted, metrics, guards_spec, intended)
+            reason = f"--no-promote given ({decision.reason})"
+        # The gate's verdict when the version was published, which the files keep: whether the version serves is
+        # the production alias's to say (another run may move it before this one's compare-and-set below).
+        verdict = {"verdict": "promote" if promote else "keep", "reason": reason}
+        metadata = version_metadata(config, splits, fitted, metrics, guards_spec, verdict)
         version = registry.publish(staging, metadata, finalize=_card_writer(metadata))
         stages.registered = version
     finally:
         registry.discard(staging)  # after a publish the folder has been renamed: nothing left to remove
-    promoted, reason = intended["promoted"], intended["reason"]
-    if promoted:
+    promoted = False
+    if promote:
         stages.enter("promotion")
         promoted, reason = _promote(registry, version, decision, metrics, config, splits)
     return {

@@ -77,4 +77,4 @@ def test_a_worse_model_is_registered_but_not_promoted(registry_copy: Path) -> No
     assert "not promoted" in out.stdout
     assert registry.aliases()[layout.PRODUCTION] == before
     assert registry.latest() == before + 1
-    assert registry.metadata(before + 1)["promotion"]["promoted"] is False
+    assert registry.metadata(before + 1)["promotion"]["verdict"] == "keep"
