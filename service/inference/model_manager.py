@@ -38,12 +38,7 @@ class ModelManager:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.registry = Registry(settings.model_dir)
-        self._batcher = Batcher(
-            max_batch_size=settings.max_batch_size,
-            max_batch_delay_ms=settings.max_batch_delay_ms,
-            max_queue_size=settings.max_queue_size,
-            batching=settings.batching,
-        )
+        self._batcher = Batcher(**{name: getattr(settings, name) for name in (*_BATCH_SETTINGS, "batching")})
         self._current: LoadedModel | None = None
         self._lock = asyncio.Lock()  # one load at a time (watcher and admin reload)
         self._watcher: asyncio.Task[None] | None = None
@@ -255,11 +250,17 @@ class ModelManager:
 
     def _resolve(self, ref: str | int | None) -> int:
         target = self._parse_ref(self.settings.model_ref if ref is None else ref)
-        # "production" falls back to the newest version when the alias is unset (Registry.resolve(None)).
-        return self.registry.resolve(None if target == layout.PRODUCTION else target)
+        try:
+            # "production" falls back to the newest version when the alias is unset (Registry.resolve(None)).
+            return self.registry.resolve(None if target == layout.PRODUCTION else target)
+        except OSError as exc:  # a folder it may not read, a file where the folder should be: fixable, retried
+            raise VersionRefused("io", f"the registry cannot be read: {exc}") from exc
 
     def _registry_fingerprint(self) -> tuple[Any, ...]:
-        return ((self.registry.change_token(), tuple(self.registry.versions())), self._refused_files())
+        try:
+            return ((self.registry.change_token(), tuple(self.registry.versions())), self._refused_files())
+        except OSError as exc:  # unreadable: the error is the state, so the watcher tries again once it changes
+            return (type(exc).__name__, exc.errno), ()  # the shape _record_failure keeps: one failure, not one a poll
 
     def _refused_files(self) -> tuple[Any, ...]:
         refused = self.last_load_error["version"] if self.last_load_error else None

@@ -213,6 +213,63 @@ def test_a_version_copied_into_its_folder_in_place_is_served_once_its_files_are_
     assert metrics.MODEL_LOAD_FAILURES.labels("verification")._value.get() == failures_before + 1
 
 
+def test_a_registry_mounted_wrong_at_start_is_reported_and_served_once_it_is_fixed(registry_copy: Path):
+    """A file where the model folder should be (a volume mounted wrong): the manager says why it is not ready
+    and keeps watching, instead of failing its start for good."""
+    folder = registry_copy / layout.MODEL_NAME
+    good = registry_copy.parent / "good"
+    shutil.move(folder, good)
+    folder.write_text("not a folder")
+
+    async def scenario() -> None:
+        manager = ModelManager(settings_for(registry_copy, guards=False))
+        await manager.start()
+        try:
+            assert not manager.ready
+            assert f"no model version in {folder}" in (manager.not_ready_reason or "")
+            folder.unlink()
+            shutil.move(good, folder)
+            assert await manager.poll_once() == serving(registry_copy)  # what the watcher runs each poll
+            assert manager.ready
+        finally:
+            await manager.stop()
+
+    asyncio.run(scenario())
+
+
+def test_a_registry_it_may_not_read_is_an_io_refusal_retried_when_it_changes(
+    registry_copy: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """A folder the service's user may not list (a volume's wrong group): the system's reason, once, then served
+    when the folder can be read. Tests run as root, who may read anything: the refusal is the registry's."""
+    denied = PermissionError(13, "Permission denied", str(registry_copy / layout.MODEL_NAME))
+    readable = {name: getattr(Registry, name) for name in ("versions", "aliases")}
+
+    def refuse(self: Registry) -> Any:
+        raise denied
+
+    for name in readable:
+        monkeypatch.setattr(Registry, name, refuse)
+
+    async def scenario() -> None:
+        manager = ModelManager(settings_for(registry_copy, guards=False))
+        await manager.start()
+        try:
+            assert not manager.ready
+            assert "the registry cannot be read: [Errno 13] Permission denied" in (manager.not_ready_reason or "")
+            assert manager.last_load_error is not None and manager.last_load_error["reason"] == "io"
+            assert await manager.poll_once() is None  # still refused, nothing changed: no second failure
+            for name, method in readable.items():
+                monkeypatch.setattr(Registry, name, method)
+            assert await manager.poll_once() == serving(registry_copy)
+        finally:
+            await manager.stop()
+
+    failures_before = metrics.MODEL_LOAD_FAILURES.labels("io")._value.get()
+    asyncio.run(scenario())
+    assert metrics.MODEL_LOAD_FAILURES.labels("io")._value.get() == failures_before + 1
+
+
 def test_a_promoted_version_whose_folder_is_gone_is_never_replaced_by_an_unpromoted_one(registry_copy: Path):
     """Only a set alias is followed: the newest version stands in only while production is unset."""
     registry = Registry(registry_copy)
