@@ -85,7 +85,11 @@ def main(argv: list[str] | None = None) -> int:
     settings = load_or_exit(parse_args(argv))
     check_device_or_exit(settings)
     own_metrics_dir = None
-    if settings.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if given and not (os.path.isdir(given) and os.access(given, os.W_OK)):  # each worker would crash on its metrics
+        print(f"PROMETHEUS_MULTIPROC_DIR: {given!r} must be a folder this user can write", file=sys.stderr)
+        raise SystemExit(2)
+    if settings.workers > 1 and not given:
         own_metrics_dir = tempfile.mkdtemp(prefix="mnist-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = own_metrics_dir
 

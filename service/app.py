@@ -12,7 +12,6 @@ import contextlib
 import gc
 import logging
 import os
-import signal
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -37,7 +36,7 @@ from service.api.access import AccessMiddleware
 from service.api.limits import LimitsMiddleware
 from service.errors import DeviceUnavailable
 from service.inputs.decoder import ImageDecoder
-from service.logging_setup import configure_logging
+from service.logging_setup import configure_logging, drain
 from service.settings import Settings
 
 log = logging.getLogger("service")
@@ -57,6 +56,7 @@ A digit pad for the browser is at `/`, and each version's model card at `/models
 
 # A config error (cuda asked for, none present) must stop the process, not leave it forever unready.
 FATAL_AT_START = (DeviceUnavailable,)
+CONFIG_ERROR = 2
 START_GRACE_S = 0.5
 NO_TELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False, "operation_spans": False}
 
@@ -71,10 +71,13 @@ def _log_start_failure(task: asyncio.Task[None]) -> None:
     exc = None if task.cancelled() else task.exception()
     if exc is None:
         return
-    log.error("model manager failed to start", exc_info=(type(exc), exc, exc.__traceback__))
     if isinstance(exc, FATAL_AT_START):
         log.critical("configuration error; stopping", extra={"detail": str(exc)})
-        os.kill(os.getpid(), signal.SIGTERM)
+        drain()
+        # The code a configuration error has before the server starts (__main__), which also tells a parent of
+        # several workers not to start another: that one would fail the same way, for ever.
+        os._exit(CONFIG_ERROR)
+    log.error("model manager failed to start", exc_info=(type(exc), exc, exc.__traceback__))
 
 
 @contextlib.asynccontextmanager

@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from service.errors import InvalidJSON, ServiceError
+from service.errors import DeviceUnavailable, InvalidJSON, ServiceError
 from service.settings import MODEL_REF_RULE, Settings, valid_model_ref
 
 EXIT_ANSWERED, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
@@ -93,7 +93,11 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
 
     manager = ModelManager(settings)
     decoder = ImageDecoder(settings, manager)
-    await manager.start()
+    try:
+        await manager.start()
+    except DeviceUnavailable as exc:  # the configured device cannot be used: a setting to change, as at serve
+        print(f"MNIST_DEVICE: {exc.message}", file=sys.stderr)
+        return EXIT_USAGE
     if not manager.ready:
         print(f"no model to predict with: {manager.not_ready_reason}", file=sys.stderr)
         await manager.stop()

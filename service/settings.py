@@ -13,6 +13,9 @@ from typing import Annotated, Any, Literal, get_args
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from registry.files import MAX_VERSION
+
+MIN_POLL_INTERVAL_S = 0.1
 # scheme://host[:port], nothing after it: what a browser sends in its Origin header.
 _ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?|https?://\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
 
@@ -54,10 +57,14 @@ class Settings(BaseSettings):
     )
     max_batch_delay_ms: float = Field(2.0, ge=0, le=1000, description="Longest wait to fill a batch.")
     max_queue_size: int = Field(1024, ge=1, le=1_000_000, description="Images waiting; beyond it 503 + Retry-After.")
-    request_timeout_s: float = Field(5.0, gt=0, le=300, description="Deadline for one request's inference; then 504.")
+    request_timeout_s: float = Field(
+        5.0, ge=0.01, le=300, description="Deadline for one request's inference; then 504."
+    )
 
     # hot swap
-    poll_interval_s: float = Field(2.0, ge=0, le=3600, description="Registry poll period; 0 turns watching off.")
+    poll_interval_s: float = Field(
+        2.0, ge=0, le=3600, description="Registry poll period (0.1 s at least); 0 turns watching off."
+    )
 
     # input limits
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, le=256 * 1024 * 1024, description="Request body cap.")
@@ -88,8 +95,26 @@ class Settings(BaseSettings):
     @classmethod
     def _a_folder(cls, value: Path) -> Path:
         # Absent is fine (the service waits for `make train`); a file there would only ever read as "no versions".
-        if value.exists() and not value.is_dir():
-            raise ValueError("must be a folder (the registry root), and this is a file")
+        try:
+            if value.exists() and not value.is_dir():
+                raise ValueError("must be a folder (the registry root), and this is a file")
+        except OSError as exc:  # a parent it may not enter, a name too long: pydantic reports only ValueErrors
+            raise ValueError(f"cannot be looked at: {exc.strerror}") from None
+        return value
+
+    @field_validator("host")
+    @classmethod
+    def _an_address(cls, value: str) -> str:
+        # An empty one (an unset variable interpolated by a shell or compose) would make uvicorn listen everywhere.
+        if not value or value != value.strip():
+            raise ValueError("must be an address to listen on, such as 127.0.0.1, 0.0.0.0 or ::1")
+        return value
+
+    @field_validator("poll_interval_s")
+    @classmethod
+    def _off_or_a_pause(cls, value: float) -> float:
+        if 0 < value < MIN_POLL_INTERVAL_S:  # a poll each microsecond keeps a core busy reading the registry
+            raise ValueError(f"must be 0 (off) or at least {MIN_POLL_INTERVAL_S} s")
         return value
 
     @field_validator("cors_origins", mode="before")
@@ -119,12 +144,12 @@ class Settings(BaseSettings):
         return self
 
 
-MODEL_REF_RULE = "must be an alias (production, staging) or a positive version number"
+MODEL_REF_RULE = f"must be an alias (production, staging) or a version number in 1..{MAX_VERSION}"
 
 
 def valid_model_ref(ref: str) -> bool:
     ref = ref.strip()
-    return ref in ("production", "staging") or (ref.isascii() and ref.isdigit() and int(ref) > 0)
+    return ref in ("production", "staging") or (ref.isascii() and ref.isdigit() and 0 < int(ref) <= MAX_VERSION)
 
 
 def _secret(name: str) -> bool:

@@ -16,6 +16,8 @@ import signal
 import socket
 import sys
 import threading
+import time
+from collections import deque
 from multiprocessing.process import BaseProcess
 
 import uvicorn
@@ -23,8 +25,14 @@ from prometheus_client import multiprocess
 
 log = logging.getLogger("service")
 
-# uvicorn.config.STARTUP_FAILURE: a worker that cannot start would fail again on every restart.
+# uvicorn.config.STARTUP_FAILURE, and a configuration error found as the model loads (service.app): a worker that
+# exits so would fail again on every restart.
 STARTUP_FAILURE = 3
+CONFIG_ERROR = 2
+# More deaths than this within the window is a worker that cannot stay up (a crash at each start): stop, as a
+# supervisor's start limit does, instead of restarting it for ever.
+RESTART_LIMIT = 5
+RESTART_WINDOW_S = 60.0
 WATCH_INTERVAL_S = 0.5
 STOP_GRACE_S = 5.0
 
@@ -82,7 +90,8 @@ def _start(config: uvicorn.Config, port: int) -> BaseProcess:
 
 
 def run_workers(config: uvicorn.Config) -> int:
-    """Serve ``config.workers`` workers until SIGINT, SIGTERM or SIGHUP; 3 when one could not start."""
+    """Serve ``config.workers`` workers until SIGINT, SIGTERM or SIGHUP; 3 (or 2, a configuration error) when one
+    could not start, 1 when they keep dying."""
     port = claim_port(config.host, config.port)
     stop = threading.Event()
     # SIGHUP too: killed by it, this parent would leave its workers holding the port.
@@ -91,14 +100,23 @@ def run_workers(config: uvicorn.Config) -> int:
     workers = [_start(config, port) for _ in range(config.workers)]
     log.info("workers started", extra={"workers": [w.pid for w in workers], "port": port})
     status = 0
+    deaths: deque[float] = deque(maxlen=RESTART_LIMIT + 1)
     try:
         while not stop.wait(WATCH_INTERVAL_S):
             for i, worker in enumerate(workers):
                 if worker.is_alive():
                     continue
-                if worker.exitcode == STARTUP_FAILURE:
+                deaths.append(time.monotonic())
+                if worker.exitcode in (STARTUP_FAILURE, CONFIG_ERROR):
                     log.error("a worker could not start; stopping", extra={"pid": worker.pid})
-                    status = STARTUP_FAILURE
+                    status = worker.exitcode
+                    stop.set()
+                    break
+                if len(deaths) > RESTART_LIMIT and deaths[-1] - deaths[0] < RESTART_WINDOW_S:
+                    log.error(
+                        "workers keep dying; stopping", extra={"deaths": len(deaths), "within_s": RESTART_WINDOW_S}
+                    )
+                    status = 1
                     stop.set()
                     break
                 log.warning("worker died; starting another", extra={"pid": worker.pid, "exit": worker.exitcode})

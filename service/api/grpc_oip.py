@@ -262,7 +262,11 @@ async def start(app: Any, host: str, port: int) -> grpc.aio.Server:
     )
     service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(app), server)
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    if server.add_insecure_port(address) == 0:
-        raise OSError(f"cannot listen for gRPC on {address} (MNIST_GRPC_PORT)")
+    try:
+        bound = server.add_insecure_port(address)  # grpcio returns 0 or, since 1.60-ish, raises
+    except RuntimeError:
+        bound = 0
+    if bound == 0:
+        raise OSError(f"cannot listen for gRPC on {address} (MNIST_GRPC_PORT): in use, or not an address here")
     await server.start()
     return server

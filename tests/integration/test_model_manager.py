@@ -103,7 +103,7 @@ def test_hot_swap_under_concurrent_predictions(registry_copy: Path):
     loads_before = metrics.MODEL_LOADS.labels(str(second))._value.get()
 
     async def scenario() -> tuple[list[int], list[BaseException]]:
-        manager = ModelManager(settings_for(registry_copy, poll_interval_s=0.05))
+        manager = ModelManager(settings_for(registry_copy, poll_interval_s=0.1))
         await manager.start()
         seen: list[int] = []
         errors: list[BaseException] = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -74,3 +75,20 @@ def test_bad_usage_exits_2(files: dict[str, Path], tiny_registry: Path, tmp_path
     assert predict("--no-such-flag", files["digit"], registry=tiny_registry).returncode == 2
     empty = predict(files["digit"], registry=tmp_path)
     assert empty.returncode == 2 and "no model" in empty.stderr
+
+
+def test_a_device_that_cannot_be_used_exits_2_with_one_line(
+    files: dict[str, Path], tiny_registry: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The SavedModel backend finds the device only as it loads (onnxruntime's is checked before, as at serve)."""
+    from service import predict_cli
+    from service.errors import DeviceUnavailable
+    from service.inference.model_manager import ModelManager
+
+    async def no_gpu(self: ModelManager) -> None:
+        raise DeviceUnavailable("MNIST_DEVICE=cuda, but TensorFlow sees no GPU")
+
+    monkeypatch.setattr(ModelManager, "start", no_gpu)
+    args = predict_cli.parse_args(["--models", str(tiny_registry), str(files["digit"])])
+    assert asyncio.run(predict_cli.run(args, predict_cli.settings_for(args))) == 2
+    assert capsys.readouterr().err == "MNIST_DEVICE: MNIST_DEVICE=cuda, but TensorFlow sees no GPU\n"

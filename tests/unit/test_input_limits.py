@@ -206,7 +206,7 @@ def test_the_inline_bounds_count_every_chunk_up_to_the_end() -> None:
     assert decoder.decodes_inline(plain + text * 40)  # past the end chunk: never read
 
 
-@pytest.mark.parametrize("ref", ["prod", "0", "-1", "../1", ""])
+@pytest.mark.parametrize("ref", ["prod", "0", "-1", "../1", "", "1000000000"])
 def test_model_ref_must_be_an_alias_or_a_positive_version(ref: str) -> None:
     with pytest.raises(ValidationError, match="MNIST_MODEL_REF"):
         Settings(model_ref=ref)
@@ -235,7 +235,7 @@ def test_the_predict_commands_version_is_checked_as_a_flag(capsys: pytest.Captur
     with pytest.raises(SystemExit) as done:
         predict_cli.parse_args(["--version", "abc", "digit.png"])
     assert done.value.code == 2
-    assert "argument --version: must be an alias (production, staging) or a positive version number" in (
+    assert "argument --version: must be an alias (production, staging) or a version number in 1..999999999" in (
         capsys.readouterr().err
     )
     assert predict_cli.parse_args(["--version", "staging", "digit.png"]).version == "staging"
@@ -249,3 +249,27 @@ def test_a_registry_root_that_is_a_file_is_a_settings_error(tmp_path: Path) -> N
         caught.value
     )
     assert Settings(model_dir=tmp_path / "not-yet").model_dir == tmp_path / "not-yet"  # absent: waits for training
+
+
+def test_a_registry_root_that_cannot_be_looked_at_is_a_settings_error_not_a_traceback(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError) as caught:
+        Settings(model_dir=tmp_path / ("a" * 300))
+    assert "MNIST_MODEL_DIR: cannot be looked at: File name too long" in describe_validation_error(caught.value)
+
+
+@pytest.mark.parametrize("host", ["", " 127.0.0.1", "0.0.0.0 "])
+def test_an_empty_host_is_refused_rather_than_listening_everywhere(host: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        Settings(host=host)
+    assert "MNIST_HOST: must be an address to listen on" in describe_validation_error(caught.value)
+
+
+@pytest.mark.parametrize(("values", "variable"), [
+    ({"poll_interval_s": 1e-9}, "MNIST_POLL_INTERVAL_S: must be 0 (off) or at least 0.1 s"),
+    ({"request_timeout_s": 1e-6}, "MNIST_REQUEST_TIMEOUT_S: Input should be greater than or equal to 0.01"),
+])  # fmt: skip
+def test_values_that_would_leave_the_service_useless_are_refused(values: dict[str, float], variable: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        Settings(**values)
+    assert variable in describe_validation_error(caught.value)
+    assert Settings(poll_interval_s=0).poll_interval_s == 0  # off stays allowed

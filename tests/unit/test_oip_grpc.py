@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import socket
 import weakref
 from collections.abc import AsyncIterator, Sequence
 from types import SimpleNamespace
@@ -19,6 +20,7 @@ from tritonclient.grpc import service_pb2, service_pb2_grpc
 from loadtests.server import free_port
 from service.api.grpc_oip import InferenceServicer, observed, start
 from service.errors import InvalidInput
+from service.settings import Settings
 from tests.helpers import synthetic_digit
 from tests.unit.api_fakes import FakePrediction
 
@@ -300,3 +302,14 @@ def test_a_message_that_is_not_protobuf_is_invalid_argument_counted_and_logged_l
     assert garbage.details() == "the ModelInfer message is not valid protobuf for its type"
     assert REGISTRY.get_sample_value("mnist_requests_total", labels) == before + 1
     assert isinstance(good, service_pb2.ModelInferResponse)
+
+
+def test_a_grpc_port_already_taken_is_refused_naming_the_setting() -> None:
+    """grpcio raises on a port it cannot bind (older releases returned 0): either way the message names the setting."""
+    app = SimpleNamespace(state=SimpleNamespace(settings=Settings()), version="1.0")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(OSError, match=rf"cannot listen for gRPC on 127\.0\.0\.1:{port} \(MNIST_GRPC_PORT\)"):
+            asyncio.run(start(app, "127.0.0.1", port))
