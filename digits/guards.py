@@ -129,6 +129,10 @@ class Verdict:
     squeeze_score: float
 
 
+MAX_BIT_DEPTH = 8  # a uint8 picture's
+MAX_MEDIAN_SIZE = 5
+
+
 class Guards:
     """The detectors of one model version, built from its ``guards.json``."""
 
@@ -145,6 +149,12 @@ class Guards:
         self.bits = int(adv["bit_depth"])
         self.median_size = int(adv["median_size"])
         self.squeeze_threshold = float(adv["threshold"])
+        # The squeezes training writes are 1 bit and a 2x2 median; 2**bits of a 400-digit depth held the GIL and
+        # the memory of a worker's load for ever, and a wide window stacks size**2 copies of each batch.
+        if not (1 <= self.bits <= MAX_BIT_DEPTH and 1 <= self.median_size <= MAX_MEDIAN_SIZE):
+            raise ValueError(
+                f"guards.json: adversarial.bit_depth must be 1..{MAX_BIT_DEPTH} and median_size 1..{MAX_MEDIAN_SIZE}"
+            )
         # A NaN threshold compares false with every score: the detector would answer everything, silently.
         figures = {
             "ood.threshold": self.ood_threshold,

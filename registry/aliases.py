@@ -65,14 +65,15 @@ def previous_version(state: dict[str, Any], alias: str, exists: Callable[[int], 
     current = state["aliases"].get(alias)
     if current is None:
         raise AliasError(f"alias {alias!r} is not set; nothing to roll back")
-    # Replay the history as a stack: a promotion pushes, a rollback pops.
+    # Replay the history as a stack: a promotion pushes, a rollback pops. Promoting the version already there (a
+    # retried call) moves nothing, so it pushes nothing: one rollback must undo one move.
     stack: list[int] = []
     for entry in state["history"]:
         if entry.get("alias") != alias:
             continue
         if entry.get("rollback") and stack:
             stack.pop()
-        else:
+        elif not stack or stack[-1] != int(entry["version"]):
             stack.append(int(entry["version"]))
     previous = [v for v in stack[:-1] if v != current and exists(v)]
     if not previous:

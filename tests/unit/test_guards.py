@@ -113,6 +113,22 @@ def test_guards_refuse_pca_components_that_are_not_orthonormal() -> None:
         Guards(spec(orthonormal_rows(5, 784, seed=5) * 2.0))
 
 
+@pytest.mark.parametrize(
+    ("bits", "size", "loads"),
+    [(1, 2, True), (8, 5, True), (1, 1, True), (0, 2, False), (9, 2, False), (10**400, 2, False), (1, 0, False),
+     (1, 6, False)],
+)  # fmt: skip
+def test_squeezes_past_a_pictures_depth_or_a_wide_window_are_refused_at_load(bits: int, size: int, loads: bool) -> None:
+    """A published guards.json with a 400-digit bit depth hung every worker's load and ate its memory."""
+    document = spec(orthonormal_rows(5, 784, seed=5))
+    document["adversarial"].update(bit_depth=bits, median_size=size)
+    if loads:
+        assert (Guards(document).bits, Guards(document).median_size) == (bits, size)
+    else:
+        with pytest.raises(ValueError, match=r"bit_depth must be 1\.\.8 and median_size 1\.\.5"):
+            Guards(document)
+
+
 def test_a_non_digit_is_not_also_called_adversarial() -> None:
     """Codes per image: 0 answered, NOT_A_DIGIT when any OOD signal fires (first), else SUSPECTED_ADVERSARIAL."""
     guards = Guards(spec(orthonormal_rows(5, 784, seed=6), confidence=0.6, squeeze=0.5))

@@ -165,6 +165,20 @@ def test_rollback_walks_back_through_promotions(tmp_path: Path) -> None:
     assert registry.aliases()["production"] == 1
 
 
+def test_a_promotion_repeated_is_undone_by_one_rollback(tmp_path: Path) -> None:
+    """A retried promote recorded twice made later rollbacks land on a version already rolled back."""
+    registry = Registry(tmp_path)
+    first, second, third, fourth = (_publish(registry) for _ in range(4))
+    registry.promote(first)
+    registry.promote(second)
+    registry.promote(third)
+    registry.promote(third)  # a retry
+    assert registry.rollback() == second
+    registry.promote(fourth)
+    assert registry.rollback() == second  # not third, which was rolled back
+    assert registry.rollback() == first
+
+
 def test_rollback_without_production_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(AliasError, match="not set"):
         Registry(tmp_path).rollback()
