@@ -233,6 +233,10 @@ class Registry:
             if alias == layout.PRODUCTION:
                 self._write_triton_config(number)
 
+    def rollback_target(self, alias: str = layout.PRODUCTION) -> int:
+        """The version ``rollback(alias)`` would point the alias at now; AliasError when there is none."""
+        return alias_file.previous_version(self._alias_state(), alias, lambda v: (self.model_dir / str(v)).is_dir())
+
     def rollback(self, alias: str = layout.PRODUCTION) -> int:
         """Point the alias back at the version it had before its current one."""
         with locked(self.model_dir):

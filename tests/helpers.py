@@ -14,6 +14,7 @@ import io
 import json
 import os
 import select
+import shutil
 import socket
 import subprocess
 import sys
@@ -25,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from registry import InputSpec, ModelMetadata, Preprocessing, TensorSpec, layout
+from registry import InputSpec, ModelMetadata, Preprocessing, Registry, TensorSpec, layout
 from registry.layout import IMAGE_SIDE as SIDE
 
 if TYPE_CHECKING:
@@ -231,3 +232,22 @@ def registry_state(root: Path) -> dict[str, str]:
         key = str(path.relative_to(root))
         state[key] = "dir" if path.is_dir() else hashlib.sha256(path.read_bytes()).hexdigest()
     return state
+
+
+def publish_copy(root: Path, source: int, onnx: bytes | None = None) -> int:
+    """Publish a byte-identical copy of ``source`` as a new version, through the registry API only; with ``onnx``,
+    those bytes as its model (checksummed as published: a damaged model the registry cannot tell)."""
+    registry = Registry(root)
+    src = registry.version_dir(source)
+    staging = registry.new_staging_dir()
+    for path in src.iterdir():
+        if path.name == layout.METADATA_FILE:
+            continue
+        target = staging / path.name
+        shutil.copytree(path, target) if path.is_dir() else shutil.copy2(path, target)
+    if onnx is not None:
+        (staging / layout.ONNX_FILE).write_bytes(onnx)
+    meta = json.loads((src / layout.METADATA_FILE).read_text())
+    meta.pop("files", None)
+    meta.pop("version", None)
+    return registry.publish(staging, meta)

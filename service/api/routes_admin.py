@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import logging
 from collections.abc import Callable, Coroutine
@@ -88,10 +89,21 @@ async def reload(request: Request, body: ReloadIn | None = None) -> dict[str, An
     return {"model_version": version}
 
 
-@router.post("/promote", summary="Point an alias at a version; production is then loaded")
+async def _loadable(manager: Any, version: int) -> None:
+    """An alias is moved from here only to a version this service loads: else every replica following it would
+    refuse it (and a worker starting then would serve an earlier one), while the caller got a 500 for a move made."""
+    await anyio.to_thread.run_sync(manager.registry.version_dir, version)  # not there: 404, not a load failure
+    try:
+        await manager.check_loads(version)
+    except ModelLoadError as exc:
+        raise ModelLoadError(f"no alias was moved: {exc.message}") from exc
+
+
+@router.post("/promote", summary="Load a version as serving would, then point an alias at it; production is reloaded")
 async def promote(request: Request, body: PromoteIn) -> dict[str, Any]:
     manager = request.app.state.manager
     alias = _known_alias(body.alias)
+    await _loadable(manager, body.version)
     await anyio.to_thread.run_sync(lambda: manager.registry.promote(body.version, alias, reason="admin api"))
     log.info("admin promote", extra={"admin_action": "promote", "alias": alias, "version": body.version})
     # Reload what this replica is set to serve (MNIST_MODEL_REF); a no-op unless that alias moved.
@@ -103,6 +115,8 @@ async def promote(request: Request, body: PromoteIn) -> dict[str, Any]:
 async def rollback(request: Request, body: RollbackIn | None = None) -> dict[str, Any]:
     manager = request.app.state.manager
     alias = _known_alias(body.alias if body else layout.PRODUCTION)
+    with contextlib.suppress(AliasError):  # nothing to go back to: rollback() says so, after its own checks
+        await _loadable(manager, await anyio.to_thread.run_sync(manager.registry.rollback_target, alias))
     target = await anyio.to_thread.run_sync(manager.registry.rollback, alias)
     log.info("admin rollback", extra={"admin_action": "rollback", "alias": alias, "version": target})
     loaded = await manager.reload(None)

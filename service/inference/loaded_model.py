@@ -104,6 +104,12 @@ def load_version(registry: Registry, version: int, settings: Settings) -> Loaded
     return model
 
 
+def check_loads(registry: Registry, version: int, settings: Settings) -> None:
+    """Load ``version`` as serving would, warm it up and let it go (what an admin promotion asks first); raises as
+    ``load_version`` does."""
+    load_version(registry, version, settings).backend.close()
+
+
 def _backend(version: int, folder: Path, meta: dict[str, Any], settings: Settings) -> Backend:
     """The runtime for a checked version; its own error types become VersionRefused("load")."""
     try:

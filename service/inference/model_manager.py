@@ -13,7 +13,6 @@ import contextlib
 import logging
 import math
 import time
-from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,22 +22,22 @@ from registry import InvalidVersion, ModelMetadata, Preprocessing, Registry, Reg
 from registry.files import folder_state
 from service import metrics
 from service.errors import DeviceUnavailable, InvalidInput, ModelLoadError, ModelNotReady, ServiceError
+from service.inference import report
 from service.inference.answers import Prediction, answers
 from service.inference.batcher import Batcher
-from service.inference.loaded_model import LoadedModel, VersionRefused, load_version
+from service.inference.loaded_model import LoadedModel, VersionRefused, check_loads, load_version
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
 
-_KEY_METRICS = ("test_accuracy", "ece", "fgsm", "latency_us_per_image", "guards")
-_BATCH_SETTINGS = ("max_batch_size", "max_batch_delay_ms", "max_queue_size")
+FALLBACKS = 3  # earlier production versions a worker starting tries when production's own is refused
 
 
 class ModelManager:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.registry = Registry(settings.model_dir)
-        self._batcher = Batcher(**{name: getattr(settings, name) for name in (*_BATCH_SETTINGS, "batching")})
+        self._batcher = Batcher(**{name: getattr(settings, name) for name in (*report.BATCH_SETTINGS, "batching")})
         self._current: LoadedModel | None = None
         self._lock = asyncio.Lock()  # one load at a time (watcher and admin reload)
         self._watcher: asyncio.Task[None] | None = None
@@ -56,8 +55,7 @@ class ModelManager:
     @property
     def model_version(self) -> int | None:
         """The version being served, without touching the disk."""
-        current = self._current
-        return current.version if current is not None else None
+        return self._current.version if self._current is not None else None
 
     def _served(self) -> LoadedModel:
         current = self._current
@@ -77,8 +75,7 @@ class ModelManager:
 
     @property
     def served_backend(self) -> str:
-        current = self._current
-        return current.backend.name if current is not None else self.settings.backend
+        return self._current.backend.name if self._current is not None else self.settings.backend
 
     @property
     def not_ready_reason(self) -> str | None:
@@ -102,13 +99,30 @@ class ModelManager:
         except DeviceUnavailable:
             await self._batcher.stop()
             raise
-        except (ModelLoadError, RegistryError):
-            pass  # recorded in last_load_error and not_ready_reason
+        except (ModelLoadError, RegistryError):  # recorded in last_load_error and not_ready_reason
+            await self._serve_an_earlier_production()
         except Exception:
             # Whatever broke the first load, the watcher must still run to pick up a fixed registry.
             log.exception("unexpected error loading the first model version")
         if self.settings.poll_interval_s > 0:
             self._watcher = asyncio.create_task(self._watch(), name="mnist-registry-watcher")
+
+    async def _serve_an_earlier_production(self) -> None:
+        """Production names a version refused here: serve the newest one production named before that loads, as
+        the replicas already running keep theirs, until production moves. Never a version it never named."""
+        refused = self.last_load_error
+        if self.settings.model_ref.strip() != layout.PRODUCTION or refused is None:
+            return
+        with contextlib.suppress(RegistryError, OSError):
+            history = await asyncio.to_thread(self.registry.history)
+            named = [int(h["version"]) for h in reversed(history) if h.get("alias") == layout.PRODUCTION]
+            for version in list(dict.fromkeys(v for v in named if v != refused["version"]))[:FALLBACKS]:
+                with contextlib.suppress(ModelLoadError, RegistryError):
+                    await self._load_and_swap(version)
+                    log.warning("serving an earlier production version", extra={"model_version": version})
+                    break
+        self.last_load_error = refused  # the refusal that matters is production's, whatever a fallback met
+        self._fingerprint = await asyncio.to_thread(self._registry_fingerprint)  # with production's refused files
 
     async def stop(self) -> None:
         self._stopping = True
@@ -141,9 +155,7 @@ class ModelManager:
         images = np.asarray(images, dtype=np.float32)
         n = int(images.shape[0]) if images.ndim else 0
         if n == 0 or images[0].size != math.prod(model.input_shape):  # math.prod: np.prod costs µs per call
-            raise InvalidInput(
-                f"expected one or more images of {model.input_shape[:2]} pixels, got shape {images.shape}"
-            )
+            raise InvalidInput(f"expected one or more images of {model.input_shape[:2]} pixels, got {images.shape}")
         deadline = time.monotonic() + self.settings.request_timeout_s
         model.inflight += 1
         try:
@@ -156,12 +168,14 @@ class ModelManager:
 
     # ---- loading and hot swap ----------------------------------------------------
     async def reload(self, ref: str | int | None = None) -> int:
-        """Serve ``ref`` (alias or number; None = MNIST_MODEL_REF, production falling back to the newest) now.
-
-        A version already being served is kept as is. Raises ModelLoadError when the version is refused
-        (the old one keeps serving) and DeviceUnavailable when the configured device cannot be used.
-        """
+        """Serve ``ref`` (alias or number; None = MNIST_MODEL_REF, production falling back to the newest) now; one
+        already served is kept. ModelLoadError when it is refused (the old one keeps serving), DeviceUnavailable
+        when the configured device cannot be used."""
         return await self._load_and_swap(ref)
+
+    async def check_loads(self, version: int) -> None:
+        """Load ``version`` as serving would and let it go, nothing swapped (what an admin promotion asks first)."""
+        await asyncio.to_thread(check_loads, self.registry, version, self.settings)
 
     async def poll_once(self) -> int | None:
         """Swap to the watched alias's version if the registry changed; the version swapped in, else None.
@@ -200,6 +214,8 @@ class ModelManager:
                 if ref is not None and isinstance(exc, VersionNotFound | InvalidVersion):
                     raise  # an explicit request for a version that is not there: 404/422, not a load failure
                 self._record_failure(version, exc)
+                # The registry as it is now, refused files included: retried once that changes, not at the next poll.
+                self._fingerprint = await asyncio.to_thread(self._registry_fingerprint)
                 if isinstance(exc, RegistryError):
                     raise VersionRefused("not_found", str(exc)) from exc
                 raise
@@ -237,8 +253,6 @@ class ModelManager:
         self.last_load_error = {"version": version, "reason": reason, "message": message, "at": at}
         if self._current is None:
             self._reason = f"no model version loaded: {message}"
-        if self._fingerprint is not None:  # the refused files as they are now: the watcher retries when they change
-            self._fingerprint = (self._fingerprint[0], self._refused_files())
         metrics.MODEL_LOAD_FAILURES.labels(reason).inc()
         log.error("model version refused", extra={"model_version": version, "reason": reason, "detail": message})
 
@@ -260,7 +274,7 @@ class ModelManager:
         try:
             return ((self.registry.change_token(), tuple(self.registry.versions())), self._refused_files())
         except OSError as exc:  # unreadable: the error is the state, so the watcher tries again once it changes
-            return (type(exc).__name__, exc.errno), ()  # the shape _record_failure keeps: one failure, not one a poll
+            return (type(exc).__name__, exc.errno)
 
     def _refused_files(self) -> tuple[Any, ...]:
         refused = self.last_load_error["version"] if self.last_load_error else None
@@ -271,29 +285,15 @@ class ModelManager:
         return str(model.version), model.backend.name, model.backend.device
 
     # ---- reporting ---------------------------------------------------------------------
+    @property
+    def current(self) -> LoadedModel | None:
+        """The version being served, None before the first load."""
+        return self._current
+
+    @property
+    def queue_depth(self) -> int:
+        return self._batcher.depth
+
     def status(self) -> dict[str, Any]:
-        model = self._current
-        try:
-            versions: list[dict[str, Any]] | str = [asdict(v) for v in self.registry.describe()]
-            aliases: dict[str, int] | str = self.registry.aliases()
-        except (RegistryError, OSError) as exc:
-            versions = aliases = f"registry unreadable: {exc!s}"[:300]
-        meta_metrics = model.metadata.get("metrics", {}) if model else {}
-        return {
-            "ready": self.ready,
-            "not_ready_reason": self.not_ready_reason,
-            "model_ref": self.settings.model_ref,
-            "model_version": model.version if model else None,
-            "backend": model.backend.name if model else self.settings.backend,
-            "device": model.backend.device if model else None,
-            "requested_device": self.settings.device,
-            "providers": list(model.backend.providers) if model else [],
-            "loaded_at": model.loaded_at if model else None,
-            "last_load_error": self.last_load_error,
-            "guards": self.settings.guards,
-            "batching": {"enabled": self.settings.batching, "queue_depth": self._batcher.depth}
-            | {name: getattr(self.settings, name) for name in _BATCH_SETTINGS},
-            "versions": versions,
-            "aliases": aliases,
-            "metrics": {k: meta_metrics[k] for k in _KEY_METRICS if k in meta_metrics},
-        }
+        """What GET /models shows (service.inference.report); it reads the registry from disk."""
+        return report.status(self)

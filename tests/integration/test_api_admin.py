@@ -10,6 +10,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from registry import Registry
+from tests.helpers import publish_copy
+
 TOKEN = "integration-admin-token-0123456789"
 
 
@@ -41,6 +44,29 @@ def test_admin_auth_reload_promote_rollback(start_server, registry_copy) -> None
     logs = server.logs()
     assert '"admin reload"' in logs and '"admin promote"' in logs and '"admin refused: wrong token"' in logs
     assert TOKEN not in logs
+
+
+def test_a_version_this_service_cannot_load_is_never_promoted_nor_rolled_back_to(start_server, registry_copy) -> None:
+    """Its checksums match (damaged before it was published): the registry alone cannot tell. Promoting it, or
+    rolling back onto it, answered 500 after the alias had moved, and every replica then refused it."""
+    registry = Registry(registry_copy)
+    good = registry.resolve(None)
+    registry.promote(good, reason="the one serving")
+    damaged = publish_copy(registry_copy, good, onnx=b"not an onnx model")
+    server = start_server({"MNIST_ADMIN_TOKEN": TOKEN, "MNIST_POLL_INTERVAL_S": "0"}, registry=registry_copy)
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    with httpx.Client(base_url=server.base_url, timeout=30) as client:
+        refused = client.post("/admin/promote", headers=auth, json={"version": damaged})
+        assert refused.status_code == 500 and refused.json()["error"]["code"] == "model_load_failed"
+        assert refused.json()["error"]["message"].startswith("no alias was moved: ")
+        assert registry.aliases()["production"] == good
+        registry.promote(damaged, reason="by hand, on the registry's host")
+        newer = publish_copy(registry_copy, good)
+        assert client.post("/admin/promote", headers=auth, json={"version": newer}).status_code == 200
+        back = client.post("/admin/rollback", headers=auth)  # onto the damaged one: refused, nothing moves
+        assert back.status_code == 500 and back.json()["error"]["message"].startswith("no alias was moved: ")
+        assert registry.aliases()["production"] == newer
+        assert client.get("/health/ready").json()["model_version"] == newer
 
 
 @pytest.fixture()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import shutil
 import time
 from pathlib import Path
@@ -18,6 +17,7 @@ from service.errors import ModelLoadError, ModelNotReady, NotADigit, ServiceErro
 from service.inference.answers import Prediction
 from service.inference.model_manager import ModelManager
 from service.settings import Settings
+from tests.helpers import publish_copy
 
 
 def settings_for(root: Path, **overrides: Any) -> Settings:
@@ -33,22 +33,6 @@ def digits(n: int, seed: int = 0) -> np.ndarray:
         col = int(rng.integers(9, 19))
         images[i, 5:23, col : col + 3] = 255.0
     return images
-
-
-def publish_copy(root: Path, source: int) -> int:
-    """Publish a byte-identical copy of ``source`` as a new version, through the registry API only."""
-    registry = Registry(root)
-    src = registry.version_dir(source)
-    staging = registry.new_staging_dir()
-    for path in src.iterdir():
-        if path.name == layout.METADATA_FILE:
-            continue
-        target = staging / path.name
-        shutil.copytree(path, target) if path.is_dir() else shutil.copy2(path, target)
-    meta = json.loads((src / layout.METADATA_FILE).read_text())
-    meta.pop("files", None)
-    meta.pop("version", None)
-    return registry.publish(staging, meta)
 
 
 def serving(root: Path) -> int:
@@ -184,7 +168,9 @@ def test_a_version_copied_into_its_folder_in_place_is_served_once_its_files_are_
     """A registry filled by cp, rsync or a volume, not through publish: the folder appears before its files. The
     half-copied version is refused once, not retried while nothing changes, and served once the copy is done."""
     registry = Registry(registry_copy)
-    second = publish_copy(registry_copy, serving(registry_copy))
+    first = serving(registry_copy)
+    registry.promote(first, reason="the one serving")
+    second = publish_copy(registry_copy, first)
     registry.promote(second, reason="the copy to come")
     complete = registry_copy.parent / "complete"
     shutil.move(registry.version_dir(second), complete)
@@ -194,7 +180,8 @@ def test_a_version_copied_into_its_folder_in_place_is_served_once_its_files_are_
         manager = ModelManager(settings_for(registry_copy, guards=False))
         await manager.start()
         try:
-            assert not manager.ready  # production names a version not there yet
+            # Production names a version not there yet: the production before it stands in.
+            assert manager.ready and manager.model_version == first
             half = registry_copy / layout.MODEL_NAME / str(second)
             half.mkdir()
             shutil.copy2(complete / layout.METADATA_FILE, half / layout.METADATA_FILE)
@@ -243,7 +230,7 @@ def test_a_registry_it_may_not_read_is_an_io_refusal_retried_when_it_changes(
     """A folder the service's user may not list (a volume's wrong group): the system's reason, once, then served
     when the folder can be read. Tests run as root, who may read anything: the refusal is the registry's."""
     denied = PermissionError(13, "Permission denied", str(registry_copy / layout.MODEL_NAME))
-    readable = {name: getattr(Registry, name) for name in ("versions", "aliases")}
+    readable = {name: getattr(Registry, name) for name in ("versions", "aliases", "history")}
 
     def refuse(self: Registry) -> Any:
         raise denied
@@ -268,6 +255,34 @@ def test_a_registry_it_may_not_read_is_an_io_refusal_retried_when_it_changes(
     failures_before = metrics.MODEL_LOAD_FAILURES.labels("io")._value.get()
     asyncio.run(scenario())
     assert metrics.MODEL_LOAD_FAILURES.labels("io")._value.get() == failures_before + 1
+
+
+def test_a_worker_starting_while_production_is_refused_serves_the_production_before_it(registry_copy: Path):
+    """Replicas already running keep their version when production moves to one they refuse; one starting then
+    (a restart, a scale-up) serves the same earlier production, not 503, and takes production once it loads."""
+    registry = Registry(registry_copy)
+    first = serving(registry_copy)
+    registry.promote(first, reason="the good one")
+    second = publish_copy(registry_copy, first)
+    registry.promote(second, reason="published good, damaged since")
+    onnx = registry.version_dir(second) / layout.ONNX_FILE
+    good = onnx.read_bytes()
+    onnx.write_bytes(good[:-1] + bytes([good[-1] ^ 1]))
+    unpromoted = publish_copy(registry_copy, first)  # newer, never production: never a stand-in
+
+    async def scenario() -> None:
+        manager = ModelManager(settings_for(registry_copy, guards=False))
+        await manager.start()
+        try:
+            assert manager.ready and manager.model_version == first != unpromoted
+            assert manager.last_load_error is not None and manager.last_load_error["version"] == second
+            assert await manager.poll_once() is None  # nothing changed: production's version is not tried again
+            onnx.write_bytes(good)
+            assert await manager.poll_once() == second
+        finally:
+            await manager.stop()
+
+    asyncio.run(scenario())
 
 
 def test_a_promoted_version_whose_folder_is_gone_is_never_replaced_by_an_unpromoted_one(registry_copy: Path):
