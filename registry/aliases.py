@@ -65,17 +65,22 @@ def previous_version(state: dict[str, Any], alias: str, exists: Callable[[int], 
     current = state["aliases"].get(alias)
     if current is None:
         raise AliasError(f"alias {alias!r} is not set; nothing to roll back")
-    # Replay the history as a stack: a promotion pushes, a rollback pops. Promoting the version already there (a
-    # retried call) moves nothing, so it pushes nothing: one rollback must undo one move.
+    previous = [v for v in earlier_versions(state["history"], alias) if v != current and exists(v)]
+    if not previous:
+        raise AliasError(f"alias {alias!r} has no earlier version to roll back to")
+    return previous[0]
+
+
+def earlier_versions(history: list[dict[str, Any]], alias: str) -> list[int]:
+    """The versions rollbacks would take ``alias`` back to, newest first: its history replayed as a stack, below
+    its current version. A promotion pushes, a rollback pops; promoting the version already there (a retried call)
+    moves nothing, so it pushes nothing: one rollback must undo one move."""
     stack: list[int] = []
-    for entry in state["history"]:
+    for entry in history:
         if entry.get("alias") != alias:
             continue
         if entry.get("rollback") and stack:
             stack.pop()
         elif not stack or stack[-1] != int(entry["version"]):
             stack.append(int(entry["version"]))
-    previous = [v for v in stack[:-1] if v != current and exists(v)]
-    if not previous:
-        raise AliasError(f"alias {alias!r} has no earlier version to roll back to")
-    return int(previous[-1])
+    return stack[-2::-1]

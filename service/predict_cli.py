@@ -94,7 +94,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
     manager = ModelManager(settings)
     decoder = ImageDecoder(settings, manager)
     try:
-        await manager.start()
+        await manager.start(stand_in=False)  # the version asked for, or none: never another one in its place
     except DeviceUnavailable as exc:  # the configured device cannot be used: a setting to change, as at serve
         print(f"MNIST_DEVICE: {exc.message}", file=sys.stderr)
         return EXIT_USAGE

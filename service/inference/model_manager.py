@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from registry import InvalidVersion, ModelMetadata, Preprocessing, Registry, RegistryError, VersionNotFound, layout
+from registry import aliases as alias_file
 from registry.files import folder_state
 from service import metrics
 from service.errors import DeviceUnavailable, InvalidInput, ModelLoadError, ModelNotReady, ServiceError
@@ -85,12 +86,10 @@ class ModelManager:
             return "shutting down"
         return self._reason or "the batcher is not running"
 
-    async def start(self) -> None:
-        """Load the configured version and start batching and watching.
-
-        Raises only on configuration errors (DeviceUnavailable). A missing or refused version
-        leaves the manager not ready, and the watcher retries whenever the registry changes.
-        """
+    async def start(self, *, stand_in: bool = True) -> None:
+        """Load the configured version and start batching and watching. Raises only on configuration errors
+        (DeviceUnavailable). A version refused leaves the manager not ready, or serving an earlier production with
+        ``stand_in`` (_serve_an_earlier_production), and the watcher retries whenever the registry changes."""
         self._stopping = False
         await self._batcher.start()
         self._fingerprint = await asyncio.to_thread(self._registry_fingerprint)
@@ -100,7 +99,8 @@ class ModelManager:
             await self._batcher.stop()
             raise
         except (ModelLoadError, RegistryError):  # recorded in last_load_error and not_ready_reason
-            await self._serve_an_earlier_production()
+            if stand_in:
+                await self._serve_an_earlier_production()
         except Exception:
             # Whatever broke the first load, the watcher must still run to pick up a fixed registry.
             log.exception("unexpected error loading the first model version")
@@ -115,14 +115,16 @@ class ModelManager:
             return
         with contextlib.suppress(RegistryError, OSError):
             history = await asyncio.to_thread(self.registry.history)
-            named = [int(h["version"]) for h in reversed(history) if h.get("alias") == layout.PRODUCTION]
-            for version in list(dict.fromkeys(v for v in named if v != refused["version"]))[:FALLBACKS]:
+            # Where rollbacks would take production, newest first: never a version rolled back from on purpose.
+            earlier = [v for v in alias_file.earlier_versions(history, layout.PRODUCTION) if v != refused["version"]]
+            for version in earlier[:FALLBACKS]:
                 with contextlib.suppress(ModelLoadError, RegistryError):
                     await self._load_and_swap(version)
                     log.warning("serving an earlier production version", extra={"model_version": version})
                     break
         self.last_load_error = refused  # the refusal that matters is production's, whatever a fallback met
-        self._fingerprint = await asyncio.to_thread(self._registry_fingerprint)  # with production's refused files
+        if self._fingerprint is not None:
+            self._fingerprint = (self._fingerprint[0], self._refused_files())
 
     async def stop(self) -> None:
         self._stopping = True
@@ -214,8 +216,6 @@ class ModelManager:
                 if ref is not None and isinstance(exc, VersionNotFound | InvalidVersion):
                     raise  # an explicit request for a version that is not there: 404/422, not a load failure
                 self._record_failure(version, exc)
-                # The registry as it is now, refused files included: retried once that changes, not at the next poll.
-                self._fingerprint = await asyncio.to_thread(self._registry_fingerprint)
                 if isinstance(exc, RegistryError):
                     raise VersionRefused("not_found", str(exc)) from exc
                 raise
@@ -253,6 +253,8 @@ class ModelManager:
         self.last_load_error = {"version": version, "reason": reason, "message": message, "at": at}
         if self._current is None:
             self._reason = f"no model version loaded: {message}"
+        if self._fingerprint is not None:  # the refused files as they are now: the watcher retries when they change
+            self._fingerprint = (self._fingerprint[0], self._refused_files())
         metrics.MODEL_LOAD_FAILURES.labels(reason).inc()
         log.error("model version refused", extra={"model_version": version, "reason": reason, "detail": message})
 
@@ -274,7 +276,7 @@ class ModelManager:
         try:
             return ((self.registry.change_token(), tuple(self.registry.versions())), self._refused_files())
         except OSError as exc:  # unreadable: the error is the state, so the watcher tries again once it changes
-            return (type(exc).__name__, exc.errno)
+            return (type(exc).__name__, exc.errno), ()  # the shape _record_failure keeps: one failure, not one a poll
 
     def _refused_files(self) -> tuple[Any, ...]:
         refused = self.last_load_error["version"] if self.last_load_error else None

@@ -173,12 +173,7 @@ def make_ink_bright(grey: np.ndarray) -> np.ndarray:
     if grey.size == 0:
         return grey
     small = shrink(np.ascontiguousarray(grey), _POLARITY_SIDE)
-    h, w = small.shape
-    ring = max(1, min(h, w) // 20)
-    border = np.concatenate(
-        [small[:ring].ravel(), small[-ring:].ravel(), small[:, :ring].ravel(), small[:, -ring:].ravel()]
-    )
-    high, low, background = grey_percentiles(border, 90, 10, 50)
+    high, low, background = grey_percentiles(_border(small), 90, 10, 50)
     if high - low > _PLAIN_PAPER:
         kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (_STROKE_SIDE, _STROKE_SIDE))
         bright = grey_percentile(cv2.morphologyEx(small, cv2.MORPH_TOPHAT, kernel), _INK_PERCENTILE)
@@ -192,6 +187,20 @@ def make_ink_bright(grey: np.ndarray) -> np.ndarray:
     # A flat picture has no ink tail to compare; a white page then becomes black, so it reads as blank.
     light = background > 127 if hi - lo < _FLAT_RANGE else (background - lo) > (hi - background)
     return (255 - grey) if light else grey
+
+
+def on_plain_paper(grey: np.ndarray) -> bool:
+    """Whether ``make_ink_bright`` decides by the border alone: its 10th to 90th percentile within _PLAIN_PAPER."""
+    high, low = grey_percentiles(_border(shrink(np.ascontiguousarray(grey), _POLARITY_SIDE)), 90, 10)
+    return high - low <= _PLAIN_PAPER
+
+
+def _border(small: np.ndarray) -> np.ndarray:
+    h, w = small.shape
+    ring = max(1, min(h, w) // 20)
+    return np.concatenate(
+        [small[:ring].ravel(), small[-ring:].ravel(), small[:, :ring].ravel(), small[:, -ring:].ravel()]
+    )
 
 
 def _ink_is_darker_than_its_paper(small: np.ndarray) -> bool | None:

@@ -12,15 +12,15 @@ import numpy as np
 
 from digits import normalise as shared
 from service.errors import NoDigit
-from service.inputs.imaging import decode_luma, make_ink_bright
+from service.inputs.imaging import decode_luma, make_ink_bright, on_plain_paper
 
 
 def image_to_mnist(data: bytes, *, max_side: int, max_pixels: int, canvas: int, digit_box: int) -> np.ndarray:
     """PNG/JPEG bytes -> float32 [canvas, canvas] in 0..255, bright ink; raises domain errors only."""
     luma = decode_luma(data, max_side=max_side, max_pixels=max_pixels)
-    if shared.shaped_like_mnist(luma, canvas=canvas, digit_box=digit_box):
-        # A dataset digit saved as a picture is the model's input already, polarity included; the polarity test
-        # would be a fifth of a 28x28 PNG's path (benchmarks/README.md).
+    if shared.shaped_like_mnist(luma, canvas=canvas, digit_box=digit_box) and on_plain_paper(luma):
+        # A dataset digit saved as a picture is the model's input already: on plain paper with a dark border the
+        # polarity test keeps it as it is, and it would be a fifth of a 28x28 PNG's path (benchmarks/README.md).
         return luma.astype(np.float32)
     return to_mnist(make_ink_bright(luma), canvas=canvas, digit_box=digit_box)
 

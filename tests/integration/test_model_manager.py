@@ -285,6 +285,52 @@ def test_a_worker_starting_while_production_is_refused_serves_the_production_bef
     asyncio.run(scenario())
 
 
+def test_a_version_rolled_back_from_never_stands_in(registry_copy: Path):
+    """Production went to a second version and was rolled back; its own version refused now, a starting worker does
+    not take the one the operator rolled back from."""
+    registry = Registry(registry_copy)
+    first = serving(registry_copy)
+    registry.promote(first, reason="the good one")
+    second = publish_copy(registry_copy, first)
+    registry.promote(second, reason="tried")
+    assert registry.rollback() == first
+    onnx = registry.version_dir(first) / layout.ONNX_FILE
+    onnx.write_bytes(onnx.read_bytes()[:-1])
+
+    async def scenario() -> None:
+        manager = ModelManager(settings_for(registry_copy, guards=False))
+        await manager.start()
+        try:
+            assert not manager.ready and manager.model_version is None
+        finally:
+            await manager.stop()
+
+    asyncio.run(scenario())
+
+
+def test_a_promotion_made_before_a_refused_reload_is_still_followed(registry_copy: Path):
+    """Production moved between two polls, then an admin asked this replica for a version it refuses: the next poll
+    still finds production's move."""
+    registry = Registry(registry_copy)
+    first = serving(registry_copy)
+    registry.promote(first, reason="serving")
+    damaged = publish_copy(registry_copy, first, onnx=b"not an onnx model")
+    newer = publish_copy(registry_copy, first)
+
+    async def scenario() -> None:
+        manager = ModelManager(settings_for(registry_copy, guards=False))
+        await manager.start()
+        try:
+            registry.promote(newer, reason="by the training job")
+            with pytest.raises(ModelLoadError):
+                await manager.reload(damaged)  # POST /admin/reload {"version": damaged}
+            assert await manager.poll_once() == newer
+        finally:
+            await manager.stop()
+
+    asyncio.run(scenario())
+
+
 def test_a_promoted_version_whose_folder_is_gone_is_never_replaced_by_an_unpromoted_one(registry_copy: Path):
     """Only a set alias is followed: the newest version stands in only while production is unset."""
     registry = Registry(registry_copy)

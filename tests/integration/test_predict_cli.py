@@ -13,8 +13,9 @@ import httpx
 import numpy as np
 import pytest
 
+from registry import Registry
 from tests.conftest import ServerHandle
-from tests.helpers import ROOT, as_json_rows, real_digits, to_png
+from tests.helpers import ROOT, as_json_rows, publish_copy, real_digits, to_png
 
 DIGITS, _ = real_digits(2)
 
@@ -85,10 +86,23 @@ def test_a_device_that_cannot_be_used_exits_2_with_one_line(
     from service.errors import DeviceUnavailable
     from service.inference.model_manager import ModelManager
 
-    async def no_gpu(self: ModelManager) -> None:
+    async def no_gpu(self: ModelManager, **_: object) -> None:
         raise DeviceUnavailable("MNIST_DEVICE=cuda, but TensorFlow sees no GPU")
 
     monkeypatch.setattr(ModelManager, "start", no_gpu)
     args = predict_cli.parse_args(["--models", str(tiny_registry), str(files["digit"])])
     assert asyncio.run(predict_cli.run(args, predict_cli.settings_for(args))) == 2
     assert capsys.readouterr().err == "MNIST_DEVICE: MNIST_DEVICE=cuda, but TensorFlow sees no GPU\n"
+
+
+def test_a_refused_production_is_no_answer_not_an_earlier_versions(files: dict[str, Path], registry_copy: Path) -> None:
+    """The server stands in with an earlier production while production's own is refused; the command answers
+    with what it was asked for or not at all."""
+    registry = Registry(registry_copy)
+    first = registry.resolve(None)
+    registry.promote(first, reason="the earlier one")
+    damaged = publish_copy(registry_copy, first, onnx=b"not an onnx model")
+    registry.promote(damaged, reason="damaged before it was published")
+    done = predict(files["digit"], registry=registry_copy)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.startswith("no model to predict with: ") and f"version {damaged}" in done.stderr

@@ -341,3 +341,27 @@ def test_shrink_averages_down_to_the_limit(shape: tuple[int, int], limit: int) -
     assert max(small.shape) <= max(limit, 1) and min(small.shape) >= 1
     assert small.shape == grey.shape or max(small.shape) > limit // 2
     assert abs(float(small.mean()) - float(grey.mean())) < 2.0  # an average, not a subsample's luck
+
+
+def test_a_picture_shaped_like_mnist_on_uneven_paper_still_gets_the_polarity_test() -> None:
+    """A white card with a thin dark stroke, centred on a dark surround whose edge is uneven: MNIST's shape by its
+    bright pixels, but the polarity test reads the stroke as the ink. Only a border of one grey lets a picture skip
+    that test (where it could not change anything)."""
+    from service.inputs.imaging import decode_luma, make_ink_bright
+
+    rng = np.random.default_rng(3)
+    card = np.zeros((28, 28), dtype=np.uint8)
+    edge = np.zeros((28, 28), dtype=bool)
+    edge[[0, -1], :] = edge[:, [0, -1]] = True
+    uneven = edge & (rng.random((28, 28)) < 0.3)
+    card[uneven] = rng.integers(25, 64, uneven.sum())
+    card[4:24, 4:24] = 255
+    row, col, length = rng.integers(6, 20), rng.integers(6, 20), rng.integers(4, 14)
+    if rng.random() < 0.5:
+        card[row : row + 2, col : col + length] = 0
+    else:
+        card[row : row + length, col : col + 2] = 0
+    data = encode(Image.fromarray(card), "PNG")
+    luma = decode_luma(data, max_side=MAX_SIDE, max_pixels=MAX_PIXELS)
+    assert not np.array_equal(make_ink_bright(luma), luma)  # the test inverts this one
+    np.testing.assert_array_equal(normalise(data), to_mnist(make_ink_bright(luma)))
