@@ -108,8 +108,8 @@ class ModelManager:
             self._watcher = asyncio.create_task(self._watch(), name="mnist-registry-watcher")
 
     async def _serve_an_earlier_production(self) -> None:
-        """Production names a version refused here: serve the newest one production named before that loads, as
-        the replicas already running keep theirs, until production moves. Never a version it never named."""
+        """Production names a version refused here: serve the first that loads of those rollbacks would take it back
+        to, as the replicas already running keep theirs, until the registry changes; never one it never named."""
         refused = self.last_load_error
         if self.settings.model_ref.strip() != layout.PRODUCTION or refused is None:
             return
