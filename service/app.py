@@ -13,7 +13,7 @@ import gc
 import logging
 import os
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, NoReturn
 
 from fastapi import FastAPI
 from fastapi.telemetry import TelemetryConfig
@@ -67,16 +67,21 @@ def _default_manager(settings: Settings) -> Any:
     return ModelManager(settings)
 
 
+def _stop_for_configuration(detail: str) -> NoReturn:
+    log.critical("configuration error; stopping", extra={"detail": detail})
+    drain()
+    # The code a configuration error has before the server starts (__main__), which also tells a parent of several
+    # workers not to start another: that one would fail the same way, for ever. Not an exception: uvicorn would log
+    # its traceback and exit 3.
+    os._exit(CONFIG_ERROR)
+
+
 def _log_start_failure(task: asyncio.Task[None]) -> None:
     exc = None if task.cancelled() else task.exception()
     if exc is None:
         return
     if isinstance(exc, FATAL_AT_START):
-        log.critical("configuration error; stopping", extra={"detail": str(exc)})
-        drain()
-        # The code a configuration error has before the server starts (__main__), which also tells a parent of
-        # several workers not to start another: that one would fail the same way, for ever.
-        os._exit(CONFIG_ERROR)
+        _stop_for_configuration(str(exc))
     log.error("model manager failed to start", exc_info=(type(exc), exc, exc.__traceback__))
 
 
@@ -99,7 +104,10 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     if settings.grpc_port:
         from service.api import grpc_oip  # grpcio only when gRPC is on
 
-        grpc_server = await grpc_oip.start(app, settings.host, settings.grpc_port)
+        try:
+            grpc_server = await grpc_oip.start(app, settings.host, settings.grpc_port)
+        except OSError as exc:  # the port in use, or not an address here
+            _stop_for_configuration(str(exc))
     log.info("service started", extra={"backend": settings.backend, "device": settings.device})
     try:
         yield

@@ -3,12 +3,15 @@ being restarted for ever (service.workers), and a configuration error found late
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+
+from loadtests.server import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -87,3 +90,19 @@ def test_a_metrics_folder_that_cannot_be_written_is_refused_at_start(tmp_path: P
     assert done.stderr.strip().splitlines() == [
         f"PROMETHEUS_MULTIPROC_DIR: {str(tmp_path / 'nowhere')!r} must be a folder this user can write"
     ]
+
+
+def test_a_grpc_port_in_use_stops_the_service_with_one_line(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {"PATH": "/usr/bin:/bin", "MNIST_MODEL_DIR": str(tmp_path), "MNIST_GRPC_PORT": str(port)}
+        done = subprocess.run(
+            [sys.executable, "-m", "service", "--port", str(free_port())],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    assert done.returncode == 2, done.stderr[-2000:]
+    logged = done.stdout + done.stderr
+    assert "configuration error; stopping" in logged and f"cannot listen for gRPC on 127.0.0.1:{port}" in logged
+    assert "Traceback" not in logged
