@@ -60,8 +60,7 @@ class Registry:
         return sorted(found)
 
     def latest(self) -> int | None:
-        versions = self.versions()
-        return versions[-1] if versions else None
+        return next(reversed(self.versions()), None)
 
     def version_dir(self, version: int | str) -> Path:
         number = parse_version(version)
@@ -108,13 +107,8 @@ class Registry:
         unlisted = sorted(set(actual) - set(expected))
         changed = sorted(name for name in expected if name in actual and actual[name] != expected[name])
         if missing or unlisted or changed:
-            parts = []
-            if missing:
-                parts.append(f"missing {missing[:3]}")
-            if changed:
-                parts.append(f"checksum mismatch {changed[:3]}")
-            if unlisted:
-                parts.append(f"unlisted {unlisted[:3]}")
+            found = (("missing", missing), ("checksum mismatch", changed), ("unlisted", unlisted))
+            parts = [f"{label} {names[:3]}" for label, names in found if names]
             raise CorruptVersion(f"version {version} failed verification: {'; '.join(parts)}")
         return doc, facts
 
@@ -233,16 +227,16 @@ class Registry:
             if alias == layout.PRODUCTION:
                 self._write_triton_config(number)
 
-    def rollback_target(self, alias: str = layout.PRODUCTION) -> int:
+    def rollback_target(self, alias: str = layout.PRODUCTION, state: dict[str, Any] | None = None) -> int:
         """The version ``rollback(alias)`` would point the alias at now; AliasError when there is none."""
-        return alias_file.previous_version(self._alias_state(), alias, lambda v: (self.model_dir / str(v)).is_dir())
+        state = self._alias_state() if state is None else state
+        return alias_file.previous_version(state, alias, lambda v: (self.model_dir / str(v)).is_dir())
 
     def rollback(self, alias: str = layout.PRODUCTION) -> int:
         """Point the alias back at the version it had before its current one."""
         with locked(self.model_dir):
             state = self._alias_state()
-            target = alias_file.previous_version(state, alias, lambda v: (self.model_dir / str(v)).is_dir())
-            self.verify(target)
+            self.verify(target := self.rollback_target(alias, state))
             alias_file.point(state, alias, target, f"rollback from {state['aliases'][alias]}", rollback=True)
             write_json_atomic(self.model_dir / layout.ALIASES_FILE, state)
             if alias == layout.PRODUCTION:

@@ -59,10 +59,9 @@ class ModelManager:
         return self._current.version if self._current is not None else None
 
     def _served(self) -> LoadedModel:
-        current = self._current
-        if current is None:
+        if self._current is None:
             raise ModelNotReady(self.not_ready_reason or "no model version loaded")
-        return current
+        return self._current
 
     @property
     def preprocessing(self) -> Preprocessing:
