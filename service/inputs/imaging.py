@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
 from io import BytesIO
 
 import cv2
+import imagecodecs
 import numpy as np
 from PIL import Image
 
@@ -48,14 +50,15 @@ _INK_TAIL = 99.9
 _DECISIVE_TAIL = 2.0
 
 _EXIF_ORIENTATION = 0x0112
-_EXIF_TURNS = {
-    2: Image.Transpose.FLIP_LEFT_RIGHT,
-    3: Image.Transpose.ROTATE_180,
-    4: Image.Transpose.FLIP_TOP_BOTTOM,
-    5: Image.Transpose.TRANSPOSE,
-    6: Image.Transpose.ROTATE_270,
-    7: Image.Transpose.TRANSVERSE,
-    8: Image.Transpose.ROTATE_90,
+# EXIF orientation -> the turn that makes the picture upright, as PIL.ImageOps.exif_transpose turns it.
+_EXIF_TURNS: dict[int, Callable[[np.ndarray], np.ndarray]] = {
+    2: np.fliplr,
+    3: lambda a: a[::-1, ::-1],
+    4: np.flipud,
+    5: np.transpose,
+    6: lambda a: np.rot90(a, -1),
+    7: lambda a: a[::-1, ::-1].T,
+    8: np.rot90,
 }
 
 
@@ -82,18 +85,15 @@ def decode_luma(data: bytes, *, max_side: int, max_pixels: int) -> np.ndarray:
             warnings.simplefilter("ignore")
             # Pillow's own bomb guard warns first and errors only at 2x its limit; both mean refuse.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # Pillow reads the header and the chunks or segments before the pixels: size, frames, EXIF.
             with Image.open(BytesIO(data), formats=[fmt]) as img:
                 _check_size(*img.size, max_side=max_side, max_pixels=max_pixels)
                 # A JPEG's further images (MPO: a camera's previews, a phone's depth map) are no frames: Pillow
                 # reads the primary one. An animated PNG has no one picture to read.
                 if fmt == "PNG" and getattr(img, "is_animated", False):  # an APNG of more than one frame
                     raise MultiFrameImage("animated or multi-frame images are not accepted: send one frame")
-                if fmt == "JPEG" and max(img.size) > JPEG_DRAFT_SIDE:
-                    ratio = JPEG_DRAFT_SIDE / max(img.size)
-                    # Grey straight from the decoder where the JPEG allows (YCbCr: its luma plane).
-                    img.draft("L", (math.ceil(img.width * ratio), math.ceil(img.height * ratio)))
-                img.load()
-                grey = to_grey(_apply_exif_orientation(img))
+                turn = _exif_turn(img)
+                grey = to_grey(_png_pixels(data) if fmt == "PNG" else _jpeg_pixels(img))
     except ServiceError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -101,53 +101,68 @@ def decode_luma(data: bytes, *, max_side: int, max_pixels: int) -> np.ndarray:
     except MemoryError as exc:
         raise ImageTooLarge("image too large to decode") from exc
     except Exception as exc:
-        # Hostile bytes make Pillow raise almost anything (SyntaxError, struct.error...): all mean a bad image.
+        # Hostile bytes make the decoders raise almost anything (SyntaxError, struct.error, PngError...): all
+        # mean a bad image.
         raise InvalidImage(f"could not decode the {fmt} image: it is truncated or corrupt") from exc
-    return grey
+    return grey if turn is None else np.ascontiguousarray(turn(grey))
 
 
-def _apply_exif_orientation(img: Image.Image) -> Image.Image:
-    # ImageOps.exif_transpose's turns, without its rewrite of the EXIF block into the copy (Exif.tobytes: 0.9 s
+def _png_pixels(data: bytes) -> np.ndarray:
+    # libpng (through imagecodecs) decodes a 280x280 canvas in about half the time Pillow's PNG decoder takes
+    # (benchmarks/README.md); palettes and their transparency come back expanded to RGB or RGBA.
+    return imagecodecs.png_decode(data)
+
+
+def _jpeg_pixels(img: Image.Image) -> np.ndarray:
+    if max(img.size) > JPEG_DRAFT_SIDE:
+        ratio = JPEG_DRAFT_SIDE / max(img.size)
+        # Grey straight from the decoder where the JPEG allows (YCbCr: its luma plane).
+        img.draft("L", (math.ceil(img.width * ratio), math.ceil(img.height * ratio)))
+    img.load()
+    # A JPEG decodes to L, RGB or CMYK; Adobe's inverted CMYK is put right by Pillow's decoder.
+    return np.asarray(img if img.mode in ("L", "RGB") else img.convert("RGB"))
+
+
+def _exif_turn(img: Image.Image) -> Callable[[np.ndarray], np.ndarray] | None:
+    # ImageOps.exif_transpose's turns, on the grey plane, without its rewrite of the EXIF block (Exif.tobytes: 0.9 s
     # for a crafted 60 KB block) that nothing here reads. A corrupt EXIF block must not refuse good pixels.
     if "exif" not in img.info:  # no EXIF block (a PNG's hex text form of one is not read: its size is not bounded)
-        return img
+        return None
     try:
-        turn = _EXIF_TURNS.get(img.getexif().get(_EXIF_ORIENTATION))
+        return _EXIF_TURNS.get(img.getexif().get(_EXIF_ORIENTATION))
     except Exception:
-        return img
-    return img if turn is None else img.transpose(turn)
+        return None
 
 
-def to_grey(img: Image.Image) -> np.ndarray:
-    """A decoded PNG or JPEG -> uint8 [H, W] luminance; transparency composited onto white paper.
+def to_grey(pixels: np.ndarray) -> np.ndarray:
+    """Decoded pixels -> uint8 [H, W] luminance; transparency composited onto white paper.
 
-    Its modes are the ones Pillow decodes those two formats to: 1, L, LA, P, RGB, RGBA and 16-bit grey
-    from a PNG; L, RGB and CMYK from a JPEG. Pillow's 8-bit modes come out of ``np.asarray`` as uint8.
+    ``pixels`` is what the decoders give: grey [H, W], or [H, W, bands] of grey and alpha, RGB or RGBA, in 8
+    or 16 bits. Luminance is ITU-R 601's, as Pillow's and OpenCV's conversions to grey.
     """
-    mode = img.mode
-    if mode == "P":
-        img, mode = img.convert("RGBA"), "RGBA"
-    if mode in ("LA", "RGBA"):
-        return _composite(img)
-    if mode == "L":
-        return np.asarray(img)
-    if mode in ("1", "RGB", "CMYK"):  # Adobe's inverted CMYK JPEGs are put right by Pillow's decoder
-        return np.asarray(img.convert("L"))
-    if mode.startswith("I"):  # 16-bit grey: "I;16", or "I" from older Pillow
-        return _sixteen_bit_to_uint8(np.asarray(img))
-    raise InvalidImage(f"unsupported pixel mode {mode!r}")
+    if pixels.dtype == np.uint16:
+        pixels = _sixteen_bit_to_uint8(pixels)
+    if pixels.dtype != np.uint8 or not (pixels.ndim == 2 or (pixels.ndim == 3 and 1 <= pixels.shape[2] <= 4)):
+        raise InvalidImage(f"unsupported pixel layout {pixels.dtype} {pixels.shape}")
+    if pixels.ndim == 2:
+        return pixels
+    bands = pixels.shape[2]
+    if bands == 1:
+        return pixels[..., 0]
+    if bands == 2:
+        return _composite(pixels[..., 0], pixels[..., 1])
+    luma = cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY if bands == 3 else cv2.COLOR_RGBA2GRAY)  # alpha ignored
+    return luma if bands == 3 else _composite(luma, pixels[..., 3])
 
 
-def _composite(img: Image.Image) -> np.ndarray:
-    alpha = np.asarray(img.getchannel("A"))
+def _composite(luma: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     low, high = int(alpha.min()), int(alpha.max())
     if float(np.median(border_pixels(alpha))) < 127.5 and high - low > 63:
         # A drawing on a transparent layer (what canvas apps export): the painted pixels are the ink,
         # whatever their colour; light strokes would vanish on white paper, dark ones on black.
-        return alpha
-    luma = np.asarray(img.convert("L"))  # Pillow's luma ignores the alpha band
+        return np.ascontiguousarray(alpha)
     if low == 255:  # opaque (canvas.toDataURL writes RGBA even for an opaque canvas): nothing to composite
-        return luma
+        return np.ascontiguousarray(luma)
     share = alpha / np.float32(255.0)
     # A weighted mean of luma and white paper: 0..255 without a clip.
     return np.rint(luma * share + 255.0 * (1.0 - share)).astype(np.uint8)

@@ -67,6 +67,13 @@ def encode(img: Image.Image, fmt: str, **params: object) -> bytes:
     return buf.getvalue()
 
 
+def decoded_grey(img: Image.Image, fmt: str = "PNG", **params: object) -> np.ndarray:
+    """``img`` saved as ``fmt`` and read back by the service's decoder: the grey plane as sent, polarity untouched."""
+    from service.inputs.imaging import decode_luma
+
+    return decode_luma(encode(img, fmt, **params), max_side=MAX_SIDE, max_pixels=MAX_PIXELS)
+
+
 def png_chunk(kind: bytes, body: bytes) -> bytes:
     return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
 

@@ -7,15 +7,13 @@ not 1; half-transparent ink is mid grey; 16-bit pictures holding 8-bit values ar
 
 from __future__ import annotations
 
-from io import BytesIO
-
 import numpy as np
 import pytest
 from PIL import Image
 
 from service.errors import ImageTooLarge, InvalidImage, MultiFrameImage
-from service.inputs.imaging import decode_luma, make_ink_bright, to_grey
-from tests.unit.input_corpus import MAX_PIXELS, MAX_SIDE, apng, encode, png_claiming
+from service.inputs.imaging import decode_luma, make_ink_bright
+from tests.unit.input_corpus import MAX_PIXELS, MAX_SIDE, apng, decoded_grey, png_claiming
 
 
 def decode(data: bytes, max_side: int = MAX_SIDE, max_pixels: int = MAX_PIXELS) -> np.ndarray:
@@ -31,17 +29,17 @@ def canvas(ink: tuple[int, int, int, int]) -> Image.Image:
 
 def test_opaque_black_ink_on_a_transparent_canvas_is_full_ink_on_black() -> None:
     # On a transparent layer the painted pixels are the ink, whatever their colour (imaging._composite).
-    grey = to_grey(canvas((0, 0, 0, 255)))
+    grey = decoded_grey(canvas((0, 0, 0, 255)))
     assert grey[20, 20] == 255 and grey[0, 0] == 0
 
 
 @pytest.mark.parametrize("alpha", [128, 64])
 def test_half_transparent_ink_is_half_strength_ink(alpha: int) -> None:
-    assert to_grey(canvas((0, 0, 0, alpha)))[20, 20] == alpha
+    assert decoded_grey(canvas((0, 0, 0, alpha)))[20, 20] == alpha
 
 
 def test_white_ink_on_a_transparent_layer_is_white_on_black() -> None:
-    grey = to_grey(canvas((255, 255, 255, 255)))
+    grey = decoded_grey(canvas((255, 255, 255, 255)))
     assert grey[20, 20] == 255 and grey[0, 0] == 0
 
 
@@ -50,12 +48,12 @@ def test_a_16_bit_image_holding_8_bit_values_is_not_read_as_black(peak: int, gre
     # Up to 255 the values are 8-bit ones; one past it, the picture is a 16-bit one and 256 is nearly black.
     img = Image.fromarray(np.array([[0, peak]], dtype=np.uint16))
     assert img.mode.startswith("I;16")
-    assert to_grey(img).tolist() == [[0, grey]]
+    assert decoded_grey(img).tolist() == [[0, grey]]
 
 
 def test_every_16_bit_level_maps_to_the_nearest_8_bit_one() -> None:
     levels = np.arange(65536, dtype=np.uint16).reshape(256, 256)
-    grey = to_grey(Image.open(BytesIO(encode(Image.fromarray(levels), "PNG"))))
+    grey = decoded_grey(Image.fromarray(levels))
     np.testing.assert_array_equal(grey, np.rint(levels / 257.0).astype(np.uint8))  # 33025 is 128.502 steps: 129
 
 
@@ -110,7 +108,7 @@ def test_a_translucent_sheet_is_composited_and_a_drawing_on_a_clear_layer_is_its
     # tinted sheet composited onto white paper (255 - alpha); with a stroke at 104 it is the painted pixels.
     sheet = Image.new("RGBA", (40, 40), (0, 0, 0, 40))
     sheet.paste((0, 0, 0, stroke_alpha), (15, 5, 25, 35))
-    grey = to_grey(sheet)
+    grey = decoded_grey(sheet)
     assert (grey[0, 0], grey[20, 20]) == ((40, stroke_alpha) if drawing else (215, 255 - stroke_alpha))
 
 
@@ -122,7 +120,7 @@ def test_a_layer_whose_edge_is_half_opaque_or_more_is_a_picture_on_white(left: i
     sheet = Image.new("RGBA", (40, 40), (0, 0, 0, left))
     sheet.paste((0, 0, 0, right), (20, 0, 40, 40))
     sheet.paste((0, 0, 0, 255), (15, 5, 25, 35))
-    grey = to_grey(sheet)
+    grey = decoded_grey(sheet)
     edges = (grey[20, 0], grey[20, 39])
     assert edges == ((left, right) if drawing else (255 - left, 255 - right))
     assert grey[20, 20] == (255 if drawing else 0)
