@@ -90,14 +90,27 @@ def png_chunks(data: bytes, most: int) -> list[bytes]:
     return [kind for kind, _ in _png_chunk_lengths(data, most)]
 
 
+def png_exif(data: bytes) -> bytes | None:
+    """The body of a PNG's eXIf chunk, wherever it lies (before or after the pixels), or None."""
+    for kind, start, length in _png_chunk_spans(data, MAX_PNG_CHUNKS):
+        if kind == b"eXIf":
+            return data[start : start + length]
+    return None
+
+
 def _png_chunk_lengths(data: bytes, most: int) -> list[tuple[bytes, int]]:
+    return [(kind, length) for kind, _, length in _png_chunk_spans(data, most)]
+
+
+def _png_chunk_spans(data: bytes, most: int) -> list[tuple[bytes, int, int]]:
+    """(type, where its data starts, its declared length) of each chunk, as ``png_chunks`` walks them."""
     if not data.startswith(PNG_MAGIC):
         return []
-    chunks: list[tuple[bytes, int]] = []
+    chunks: list[tuple[bytes, int, int]] = []
     pos = len(PNG_MAGIC)
     while pos + 8 <= len(data) and len(chunks) <= most:
         length, kind = struct.unpack_from(">I4s", data, pos)
-        chunks.append((kind, length))
+        chunks.append((kind, pos + 8, length))
         if kind == b"IEND":
             break
         pos += 12 + length  # length, type, data, CRC

@@ -8,6 +8,7 @@ header, only then pixels.
 
 from __future__ import annotations
 
+import logging
 import math
 import warnings
 from collections.abc import Callable
@@ -17,10 +18,15 @@ import cv2
 import imagecodecs
 import numpy as np
 from PIL import Image
+from PIL.PngImagePlugin import PngImageFile
 
 from digits.normalise import WORK_SIDE, border_pixels, grey_percentile, grey_percentiles, shrink
 from service.errors import ImageTooLarge, InvalidImage, MultiFrameImage, ServiceError
-from service.inputs.file_structure import check_structure, sniff_format
+from service.inputs.file_structure import check_structure, png_exif, sniff_format
+
+# libpng's warnings (one per odd chunk, every interlaced picture) are about the file, which is answered or refused
+# on its own; as log lines they would let one upload write a thousand.
+logging.getLogger("imagecodecs").disabled = True
 
 # JPEGs larger than this are decoded at 1/2, 1/4 or 1/8 scale, the smallest that still covers it:
 # libjpeg skips the detail in its DCT for free, which bounds time and memory. A 1600 px photo arrives
@@ -90,10 +96,11 @@ def decode_luma(data: bytes, *, max_side: int, max_pixels: int) -> np.ndarray:
                 _check_size(*img.size, max_side=max_side, max_pixels=max_pixels)
                 # A JPEG's further images (MPO: a camera's previews, a phone's depth map) are no frames: Pillow
                 # reads the primary one. An animated PNG has no one picture to read.
-                if fmt == "PNG" and getattr(img, "is_animated", False):  # an APNG of more than one frame
+                if isinstance(img, PngImageFile) and img.is_animated:  # an APNG of more than one frame
                     raise MultiFrameImage("animated or multi-frame images are not accepted: send one frame")
-                turn = _exif_turn(img)
-                grey = to_grey(_png_pixels(data) if fmt == "PNG" else _jpeg_pixels(img))
+                # A PNG's EXIF block may follow its pixels, where Pillow reads only when it decodes them.
+                turn = _exif_turn(png_exif(data) if fmt == "PNG" else img.info.get("exif"))
+                grey = to_grey(_png_pixels(data, img.mode) if fmt == "PNG" else _jpeg_pixels(img))
     except ServiceError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -107,10 +114,18 @@ def decode_luma(data: bytes, *, max_side: int, max_pixels: int) -> np.ndarray:
     return grey if turn is None else np.ascontiguousarray(turn(grey))
 
 
-def _png_pixels(data: bytes) -> np.ndarray:
-    # libpng (through imagecodecs) decodes a 280x280 canvas in about half the time Pillow's PNG decoder takes
-    # (benchmarks/README.md); palettes and their transparency come back expanded to RGB or RGBA.
-    return imagecodecs.png_decode(data)
+def _png_pixels(data: bytes, mode: str) -> np.ndarray:
+    """libpng's pixels (through imagecodecs: a 280x280 canvas in about half the time Pillow's PNG decoder takes,
+    benchmarks/README.md); palettes and their transparency come back expanded to RGB or RGBA.
+
+    ``mode`` is Pillow's for the file. libpng turns a grey or RGB picture's colour key (tRNS) into an alpha band:
+    that band is dropped. The key is the paper's own colour, as the picture shows it, so the picture reads right
+    on white or on dark paper; as a binary alpha the key would make every faint edge pixel full-strength ink.
+    """
+    pixels = imagecodecs.png_decode(data)
+    if mode not in ("LA", "RGBA", "P") and pixels.ndim == 3 and pixels.shape[2] in (2, 4):
+        return pixels[..., 0] if pixels.shape[2] == 2 else pixels[..., :3]
+    return pixels
 
 
 def _jpeg_pixels(img: Image.Image) -> np.ndarray:
@@ -120,16 +135,18 @@ def _jpeg_pixels(img: Image.Image) -> np.ndarray:
         img.draft("L", (math.ceil(img.width * ratio), math.ceil(img.height * ratio)))
     img.load()
     # A JPEG decodes to L, RGB or CMYK; Adobe's inverted CMYK is put right by Pillow's decoder.
-    return np.asarray(img if img.mode in ("L", "RGB") else img.convert("RGB"))
+    return np.asarray(img.convert("RGB") if img.mode == "CMYK" else img)
 
 
-def _exif_turn(img: Image.Image) -> Callable[[np.ndarray], np.ndarray] | None:
+def _exif_turn(block: bytes | None) -> Callable[[np.ndarray], np.ndarray] | None:
     # ImageOps.exif_transpose's turns, on the grey plane, without its rewrite of the EXIF block (Exif.tobytes: 0.9 s
     # for a crafted 60 KB block) that nothing here reads. A corrupt EXIF block must not refuse good pixels.
-    if "exif" not in img.info:  # no EXIF block (a PNG's hex text form of one is not read: its size is not bounded)
+    if not block:  # no EXIF block (a PNG's hex text form of one is not read: its size is not bounded)
         return None
+    exif = Image.Exif()
     try:
-        return _EXIF_TURNS.get(img.getexif().get(_EXIF_ORIENTATION))
+        exif.load(block)
+        return _EXIF_TURNS.get(exif.get(_EXIF_ORIENTATION))
     except Exception:
         return None
 
@@ -142,16 +159,14 @@ def to_grey(pixels: np.ndarray) -> np.ndarray:
     """
     if pixels.dtype == np.uint16:
         pixels = _sixteen_bit_to_uint8(pixels)
-    if pixels.dtype != np.uint8 or not (pixels.ndim == 2 or (pixels.ndim == 3 and 1 <= pixels.shape[2] <= 4)):
+    if pixels.dtype != np.uint8 or not (pixels.ndim == 2 or (pixels.ndim == 3 and 2 <= pixels.shape[2] <= 4)):
         raise InvalidImage(f"unsupported pixel layout {pixels.dtype} {pixels.shape}")
     if pixels.ndim == 2:
         return pixels
     bands = pixels.shape[2]
-    if bands == 1:
-        return pixels[..., 0]
     if bands == 2:
         return _composite(pixels[..., 0], pixels[..., 1])
-    luma = cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY if bands == 3 else cv2.COLOR_RGBA2GRAY)  # alpha ignored
+    luma = cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY)  # from 3 or 4 bands, the fourth (alpha) ignored
     return luma if bands == 3 else _composite(luma, pixels[..., 3])
 
 
@@ -171,8 +186,9 @@ def _composite(luma: np.ndarray, alpha: np.ndarray) -> np.ndarray:
 def _sixteen_bit_to_uint8(values: np.ndarray) -> np.ndarray:
     # Some tools write 8-bit values into a 16-bit file: read as 16-bit, such a picture would be nearly black.
     full_scale = 255.0 if int(values.max()) <= 255 else 65535.0
-    # A PNG's 16-bit values lie in 0..full_scale, so the product lies in 0..255: no clip.
-    return np.rint(values * (255.0 / full_scale)).astype(np.uint8)
+    # One pass straight to uint8, rounded to the nearest level (v / 257 is never halfway): float copies of a 2000 px
+    # RGBA picture took 200 MB more.
+    return cv2.convertScaleAbs(values, alpha=255.0 / full_scale)
 
 
 def make_ink_bright(grey: np.ndarray) -> np.ndarray:

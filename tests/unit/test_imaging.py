@@ -113,10 +113,14 @@ def test_every_mode_a_png_or_jpeg_decodes_to_gives_the_same_grey(fmt: str, mode:
     assert np.abs(grey - reference).mean() < 3.0, mode
 
 
-def test_pixels_no_png_or_jpeg_decodes_to_are_refused_by_their_layout() -> None:
+@pytest.mark.parametrize(
+    ("dtype", "shape"), [(np.float32, (4, 4)), (np.uint8, (4, 4, 1)), (np.uint8, (4, 4, 5)), (np.uint8, (2, 4, 4, 3))]
+)
+def test_pixels_no_png_or_jpeg_decodes_to_are_refused_by_their_layout(dtype: type, shape: tuple[int, ...]) -> None:
+    # The decoders give grey [H, W] or 2-4 bands (grey and alpha, RGB, RGBA); anything else is no picture of ours.
     with pytest.raises(InvalidImage) as info:
-        to_grey(np.zeros((4, 4), dtype=np.float32))
-    assert info.value.message == "unsupported pixel layout float32 (4, 4)"
+        to_grey(np.zeros(shape, dtype=dtype))
+    assert info.value.message == f"unsupported pixel layout {np.dtype(dtype)} {shape}"
 
 
 @pytest.mark.parametrize("ink", [(0, 0, 0), (255, 255, 255), (200, 30, 30)])
