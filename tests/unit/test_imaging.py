@@ -384,3 +384,14 @@ def test_every_exif_orientation_turns_the_picture_as_pillow_does(orientation: in
     with Image.open(BytesIO(data)) as img:
         upright = np.asarray(ImageOps.exif_transpose(img))
     np.testing.assert_array_equal(decode(data), make_ink_bright(upright))
+
+
+def test_a_jpeg_orientation_in_xmp_alone_is_applied() -> None:
+    # An EXIF block without the orientation tag, the orientation in the XMP packet (some editors write it there):
+    # Pillow's EXIF reading falls back to it, and so does the service.
+    exif = Image.Exif()
+    exif[0x010F] = "camera"
+    xmp = b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:Description tiff:Orientation="6"/></x:xmpmeta>'
+    picture = seven_small("L").crop((0, 0, 140, 100))
+    data = encode(picture, "JPEG", quality=95, exif=exif, xmp=xmp)
+    assert decode_luma(data, max_side=MAX_SIDE, max_pixels=MAX_PIXELS).shape == (140, 100)

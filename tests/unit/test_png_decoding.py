@@ -56,7 +56,9 @@ def test_a_colour_key_is_the_papers_colour_not_transparency(mode: str, paper: in
     grey[5:35, 17] = grey[5:35, 22] = (paper + ink) // 2
     img = Image.fromarray(grey).convert(mode)
     key = paper if mode == "L" else (paper, paper, paper)
-    np.testing.assert_array_equal(luma(encode(img, "PNG", transparency=key)), grey)
+    read = luma(encode(img, "PNG", transparency=key))
+    np.testing.assert_array_equal(read, grey)
+    assert read.flags.c_contiguous  # not a view holding libpng's alpha band too
 
 
 def test_a_coloured_picture_with_a_colour_key_is_read_by_its_luminance() -> None:
