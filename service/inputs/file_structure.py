@@ -87,7 +87,7 @@ def png_chunks(data: bytes, most: int) -> list[bytes]:
     """The chunk types of PNG ``data`` in file order up to IEND, read from their length fields without decoding;
     empty when ``data`` does not start like a PNG. It stops after ``most + 1``: more than ``most`` is all a
     caller bounding the work needs to know, and the walk costs no more than that on hostile files."""
-    return [kind for kind, _ in _png_chunk_lengths(data, most)]
+    return [kind for kind, _, _ in _png_chunk_spans(data, most)]
 
 
 def png_exif(data: bytes) -> bytes | None:
@@ -96,10 +96,6 @@ def png_exif(data: bytes) -> bytes | None:
         if kind == b"eXIf":
             return data[start : start + length]
     return None
-
-
-def _png_chunk_lengths(data: bytes, most: int) -> list[tuple[bytes, int]]:
-    return [(kind, length) for kind, _, length in _png_chunk_spans(data, most)]
 
 
 def _png_chunk_spans(data: bytes, most: int) -> list[tuple[bytes, int, int]]:
@@ -157,14 +153,14 @@ def _jpeg_segments(data: bytes, most: int) -> list[tuple[int, int]]:
 def check_structure(data: bytes, fmt: str) -> None:
     """Refuse a file whose chunks or markers alone would cost Pillow seconds (``MAX_PNG_CHUNKS`` and the rest)."""
     if fmt == "PNG":
-        chunks = _png_chunk_lengths(data, MAX_PNG_CHUNKS)
+        chunks = _png_chunk_spans(data, MAX_PNG_CHUNKS)
         if len(chunks) > MAX_PNG_CHUNKS:
             raise InvalidImage(f"the PNG holds more than {MAX_PNG_CHUNKS} chunks")
-        if sum(kind in _COMPRESSED_METADATA for kind, _ in chunks) > MAX_PNG_COMPRESSED_METADATA:
+        if sum(kind in _COMPRESSED_METADATA for kind, _, _ in chunks) > MAX_PNG_COMPRESSED_METADATA:
             raise InvalidImage(
                 f"the PNG holds more than {MAX_PNG_COMPRESSED_METADATA} compressed text or profile chunks"
             )
-        exif = [length for kind, length in chunks if kind == b"eXIf"]
+        exif = [length for kind, _, length in chunks if kind == b"eXIf"]
         if len(exif) > 1 or sum(exif) > MAX_EXIF_BYTES:
             raise InvalidImage(f"the PNG's EXIF must be one block of at most {MAX_EXIF_BYTES} bytes")
         return

@@ -67,11 +67,17 @@ def encode(img: Image.Image, fmt: str, **params: object) -> bytes:
     return buf.getvalue()
 
 
-def decoded_grey(img: Image.Image, fmt: str = "PNG", **params: object) -> np.ndarray:
-    """``img`` saved as ``fmt`` and read back by the service's decoder: the grey plane as sent, polarity untouched."""
+def read_luma(data: bytes) -> np.ndarray:
+    """PNG or JPEG bytes read by the service's decoder under the corpus's limits: the grey plane as sent, polarity
+    untouched."""
     from service.inputs.imaging import decode_luma
 
-    return decode_luma(encode(img, fmt, **params), max_side=MAX_SIDE, max_pixels=MAX_PIXELS)
+    return decode_luma(data, max_side=MAX_SIDE, max_pixels=MAX_PIXELS)
+
+
+def decoded_grey(img: Image.Image, fmt: str = "PNG", **params: object) -> np.ndarray:
+    """``img`` saved as ``fmt`` and read back by ``read_luma``."""
+    return read_luma(encode(img, fmt, **params))
 
 
 def png_chunk(kind: bytes, body: bytes) -> bytes:

@@ -17,12 +17,7 @@ import pytest
 from PIL import Image
 
 from service.inputs.file_structure import PNG_MAGIC
-from service.inputs.imaging import decode_luma
-from tests.unit.input_corpus import MAX_PIXELS, MAX_SIDE, encode, png_chunk, seven_small
-
-
-def luma(data: bytes) -> np.ndarray:
-    return decode_luma(data, max_side=MAX_SIDE, max_pixels=MAX_PIXELS)
+from tests.unit.input_corpus import decoded_grey, encode, png_chunk, read_luma, seven_small
 
 
 def test_libpng_warnings_about_a_file_write_no_log_line_and_nothing_on_stderr(
@@ -40,7 +35,7 @@ def test_libpng_warnings_about_a_file_write_no_log_line_and_nothing_on_stderr(
         + png_chunk(b"IEND", b"")
     )
     with caplog.at_level(logging.INFO):  # Pillow's own debug lines are a debug level's business
-        assert luma(data).tolist() == [[128]]
+        assert read_luma(data).tolist() == [[128]]
     assert caplog.records == []
     assert capfd.readouterr().err == ""
 
@@ -56,7 +51,7 @@ def test_a_colour_key_is_the_papers_colour_not_transparency(mode: str, paper: in
     grey[5:35, 17] = grey[5:35, 22] = (paper + ink) // 2
     img = Image.fromarray(grey).convert(mode)
     key = paper if mode == "L" else (paper, paper, paper)
-    read = luma(encode(img, "PNG", transparency=key))
+    read = decoded_grey(img, transparency=key)
     np.testing.assert_array_equal(read, grey)
     assert read.flags.c_contiguous  # not a view holding libpng's alpha band too
 
@@ -64,7 +59,7 @@ def test_a_colour_key_is_the_papers_colour_not_transparency(mode: str, paper: in
 def test_a_coloured_picture_with_a_colour_key_is_read_by_its_luminance() -> None:
     rgb = np.full((40, 40, 3), 255, dtype=np.uint8)
     rgb[5:35, 18:22] = (200, 30, 30)  # red ink: its luminance, not its red band
-    grey = luma(encode(Image.fromarray(rgb), "PNG", transparency=(255, 255, 255)))
+    grey = decoded_grey(Image.fromarray(rgb), transparency=(255, 255, 255))
     np.testing.assert_array_equal(grey, cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY))
     assert grey[20, 20] == 81  # 0.299 x 200 + 0.587 x 30 + 0.114 x 30
 
@@ -81,7 +76,7 @@ def test_a_pictures_own_transparency_is_kept(mode: str) -> None:
         data = encode(img, "PNG", transparency=0)
     else:
         data = encode(Image.fromarray(np.dstack([np.zeros_like(alpha)] * (len(mode) - 1) + [alpha]), mode), "PNG")
-    np.testing.assert_array_equal(luma(data), alpha)
+    np.testing.assert_array_equal(read_luma(data), alpha)
 
 
 @pytest.mark.parametrize("after_the_pixels", [False, True], ids=["before", "after"])
@@ -97,7 +92,7 @@ def test_an_exif_orientation_is_applied_wherever_its_chunk_lies(after_the_pixels
         end = data.index(b"IEND") - 4
         data = data[:end] + chunk + data[end:]
         assert data.index(b"eXIf") > data.index(b"IDAT")
-    np.testing.assert_array_equal(luma(data), np.rot90(np.asarray(picture), -1))
+    np.testing.assert_array_equal(read_luma(data), np.rot90(np.asarray(picture), -1))
 
 
 def test_a_16_bit_colour_picture_is_brought_to_8_bits_without_float_copies() -> None:
@@ -107,7 +102,7 @@ def test_a_16_bit_colour_picture_is_brought_to_8_bits_without_float_copies() -> 
     assert ok
     tracemalloc.start()
     try:
-        grey = luma(encoded.tobytes())
+        grey = read_luma(encoded.tobytes())
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
