@@ -70,7 +70,9 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, le=256 * 1024 * 1024, description="Request body cap.")
     max_batch_images: int = Field(256, ge=1, le=10_000, description="Most images in one /predict/batch request.")
     max_image_side: int = Field(4096, ge=28, le=20_000, description="Largest image width or height in pixels.")
-    max_image_pixels: int = Field(4_000_000, ge=784, le=89_000_000, description="Largest width x height.")
+    max_image_pixels: int = Field(
+        4_000_000, ge=784, le=89_000_000, description="Largest width x height decoded (large JPEGs at 1/2-1/8 scale)."
+    )
     decode_timeout_s: float = Field(2.0, gt=0, le=60, description="Time budget for decoding one image.")
     body_timeout_s: float = Field(
         10.0, gt=0, le=600, description="Deadline for receiving a whole request body; slower clients get 408."

@@ -68,12 +68,16 @@ _EXIF_TURNS: dict[int, Callable[[np.ndarray], np.ndarray]] = {
 }
 
 
-def _check_size(width: int, height: int, *, max_side: int, max_pixels: int) -> None:
+def _check_side(width: int, height: int, max_side: int) -> None:
     # A header of no pixels never gets here: Pillow refuses to open a PNG or JPEG claiming one.
     if width > max_side or height > max_side:
         raise ImageTooLarge(f"image is {width}x{height} px; the limit is {max_side} px a side")
+
+
+def _check_pixels(width: int, height: int, max_pixels: int, drafted: bool) -> None:
     if width * height > max_pixels:
-        raise ImageTooLarge(f"image is {width}x{height} = {width * height} px; the limit is {max_pixels} px")
+        size = f"{width}x{height} = {width * height} px" + (" at its smallest decoding scale" if drafted else "")
+        raise ImageTooLarge(f"image is {size}; the limit is {max_pixels} px")
 
 
 def decode_luma(data: bytes, *, max_side: int, max_pixels: int) -> np.ndarray:
@@ -93,11 +97,14 @@ def decode_luma(data: bytes, *, max_side: int, max_pixels: int) -> np.ndarray:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             # Pillow reads the header and the chunks or segments before the pixels: the size, the frames, a JPEG's EXIF.
             with Image.open(BytesIO(data), formats=[fmt]) as img:
-                _check_size(*img.size, max_side=max_side, max_pixels=max_pixels)
+                _check_side(*img.size, max_side)
                 # A JPEG's further images (MPO: a camera's previews, a phone's depth map) are no frames: Pillow
                 # reads the primary one. An animated PNG has no one picture to read.
                 if isinstance(img, PngImageFile) and img.is_animated:  # an APNG of more than one frame
                     raise MultiFrameImage("animated or multi-frame images are not accepted: send one frame")
+                # The pixel limit bounds what is decoded: a 12-megapixel phone photo (4000x3000) decodes at 500x375.
+                drafted = fmt == "JPEG" and _draft(img)
+                _check_pixels(*img.size, max_pixels, drafted)
                 turn = _exif_turn(img, data)
                 grey = to_grey(_png_pixels(data, img.mode) if fmt == "PNG" else _jpeg_pixels(img))
     except ServiceError:
@@ -127,11 +134,16 @@ def _png_pixels(data: bytes, mode: str) -> np.ndarray:
     return pixels
 
 
+def _draft(img: Image.Image) -> bool:
+    """Set a large JPEG to decode at 1/2, 1/4 or 1/8 scale (``img.size`` becomes that size); whether it will."""
+    if max(img.size) <= JPEG_DRAFT_SIDE:
+        return False
+    ratio = JPEG_DRAFT_SIDE / max(img.size)
+    # Grey straight from the decoder where the JPEG allows (YCbCr: its luma plane).
+    return img.draft("L", (math.ceil(img.width * ratio), math.ceil(img.height * ratio))) is not None
+
+
 def _jpeg_pixels(img: Image.Image) -> np.ndarray:
-    if max(img.size) > JPEG_DRAFT_SIDE:
-        ratio = JPEG_DRAFT_SIDE / max(img.size)
-        # Grey straight from the decoder where the JPEG allows (YCbCr: its luma plane).
-        img.draft("L", (math.ceil(img.width * ratio), math.ceil(img.height * ratio)))
     img.load()
     # A JPEG decodes to L, RGB or CMYK; Adobe's inverted CMYK is put right by Pillow's decoder.
     return np.asarray(img.convert("RGB") if img.mode == "CMYK" else img)
@@ -152,7 +164,7 @@ def _exif_turn(img: Image.Image, data: bytes) -> Callable[[np.ndarray], np.ndarr
                 return None
             exif = Image.Exif()
             exif.load(block)
-        elif "exif" in img.info:
+        elif "exif" in img.info or "xmp" in img.info:
             exif = img.getexif()
         else:
             return None

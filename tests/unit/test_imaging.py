@@ -64,6 +64,16 @@ def test_size_checked_from_header_before_decoding() -> None:
         decode_luma(png_claiming(100, 100), max_side=4096, max_pixels=1000)
 
 
+def test_a_twelve_megapixel_phone_photo_is_limited_by_the_size_it_decodes_at() -> None:
+    # 4000x3000, three times the default pixel limit: a JPEG that large decodes at 1/8 scale, and that is what counts.
+    photo = encode(seven_small("RGB").resize((4000, 3000)), "JPEG", quality=85)
+    assert decode_luma(photo, max_side=MAX_SIDE, max_pixels=MAX_PIXELS).shape == (375, 500)
+    with pytest.raises(ImageTooLarge, match="500x375 = 187500 px at its smallest decoding scale"):
+        decode_luma(photo, max_side=MAX_SIDE, max_pixels=100_000)
+    with pytest.raises(ImageTooLarge, match="4000x3000 = 12000000 px; the limit"):  # a PNG decodes whole
+        decode_luma(png_claiming(4000, 3000), max_side=MAX_SIDE, max_pixels=MAX_PIXELS)
+
+
 def test_pillow_bomb_limit_is_a_domain_error() -> None:
     with pytest.raises(ImageTooLarge):
         decode_luma(png_claiming(12_000, 12_000), max_side=20_000, max_pixels=400_000_000)
@@ -387,12 +397,13 @@ def test_every_exif_orientation_turns_the_picture_as_pillow_does(orientation: in
     np.testing.assert_array_equal(decode(data), make_ink_bright(upright))
 
 
-def test_a_jpeg_orientation_in_xmp_alone_is_applied() -> None:
-    # An EXIF block without the orientation tag, the orientation in the XMP packet (some editors write it there):
-    # Pillow's EXIF reading falls back to it, and so does the service.
+@pytest.mark.parametrize("with_exif_block", [True, False])
+def test_a_jpeg_orientation_in_xmp_alone_is_applied(with_exif_block: bool) -> None:
+    # The orientation in the XMP packet only (some editors write it there), beside an EXIF block without the tag or
+    # with no EXIF block at all: Pillow's EXIF reading falls back to it, and so does the service.
     exif = Image.Exif()
     exif[0x010F] = "camera"
     xmp = b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:Description tiff:Orientation="6"/></x:xmpmeta>'
     picture = seven_small("L").crop((0, 0, 140, 100))
-    data = encode(picture, "JPEG", quality=95, exif=exif, xmp=xmp)
+    data = encode(picture, "JPEG", quality=95, xmp=xmp, **({"exif": exif} if with_exif_block else {}))
     assert read_luma(data).shape == (140, 100)
