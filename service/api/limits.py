@@ -45,8 +45,13 @@ def _head_fields(scope: Scope) -> dict[bytes, str]:
     return found
 
 
+# Older names clients still send for the two formats; the bytes decide the format anyway.
+_IMAGE_ALIASES = {"image/jpg": "image/jpeg", "image/pjpeg": "image/jpeg", "image/x-png": "image/png"}
+
+
 def media_type(content_type: str | None) -> str:
-    return (content_type or "").split(";", 1)[0].strip().lower()
+    kind = (content_type or "").split(";", 1)[0].strip().lower()
+    return _IMAGE_ALIASES.get(kind, kind)
 
 
 def body_timeout(timeout_s: float) -> RequestTimeout:

@@ -30,6 +30,12 @@ _KNOWN_OTHERS: tuple[tuple[bytes, str], ...] = (
     (b"\xff\x0a", "JPEG XL"),
     (b"\x00\x00\x00\x0cjP  ", "JPEG 2000"),
 )
+# ISO base media files (a phone's HEIC photo, AVIF) name their brand after "ftyp" at byte 4.
+_FTYP_BRANDS = {b"heic": "HEIC", b"heix": "HEIC", b"heim": "HEIC", b"heis": "HEIC", b"hevc": "HEIC",
+                b"mif1": "HEIF", b"msf1": "HEIF", b"avif": "AVIF", b"avis": "AVIF"}  # fmt: skip
+# A picture pasted as text: a data: URL, or the base64 of PNG's or JPEG's first bytes.
+_AS_TEXT = (b"data:", b"iVBORw0KGgo", b"/9j/")
+_UTF8_BOM = b"\xef\xbb\xbf"
 
 # What Pillow walks in Python, or inflates, before any pixel: every chunk or marker (a few µs each), each
 # colour profile and compressed text (up to 1 MiB each), each JPEG scan (a pass over the whole picture: a
@@ -63,10 +69,14 @@ def sniff_format(data: bytes) -> str:
         return "JPEG"
     if not data:
         raise UnsupportedImageFormat("empty image: send PNG or JPEG bytes")
-    head = data[:64].lstrip()
+    head = data[:64].removeprefix(_UTF8_BOM).lstrip()
+    if head.startswith(_AS_TEXT):
+        raise UnsupportedImageFormat("an image as base64 text (a data: URL?): send the decoded PNG or JPEG bytes")
     name = next((label for magic, label in _KNOWN_OTHERS if data.startswith(magic)), None)
     if name is None and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         name = "WebP"
+    if name is None and data[4:8] == b"ftyp":
+        name = _FTYP_BRANDS.get(data[8:12])
     if name is None and head[:1] == b"<" and (b"<svg" in data[:1024].lower() or head[:5].lower() == b"<?xml"):
         name = "SVG/XML"
     if name:

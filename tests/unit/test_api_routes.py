@@ -39,6 +39,8 @@ def test_predict_raw_png_and_multipart(make_client: ClientFactory) -> None:
     client = make_client()
     raw = client.post("/predict", content=PNG, headers={"Content-Type": "image/png"})
     assert raw.status_code == 200, raw.text
+    for alias in ("image/jpg", "image/pjpeg", "image/x-png", "Image/JPG; q=1"):  # older names clients still send
+        assert client.post("/predict", content=PNG, headers={"Content-Type": alias}).status_code == 200, alias
     form = client.post("/predict", files={"file": ("whatever.exe", PNG, "application/octet-stream")})
     assert form.status_code == 200, form.text
 

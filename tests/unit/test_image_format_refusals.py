@@ -20,8 +20,11 @@ UNRECOGNISED = "unrecognised image bytes: only PNG and JPEG are accepted"
         (b'<?xml version="1.0"?><note>not a picture</note>', "SVG/XML"),
         (b"<!-- " + b"drawn by hand " * 60 + b"--><SVG width='28'/>", "SVG/XML"),
         (b"GIF89a\x1c\x00\x1c\x00", "GIF"),
+        (b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic", "HEIC"),  # an iPhone's photo
+        (b"\x00\x00\x00\x1cftypavif\x00\x00\x00\x00avifmif1miaf", "AVIF"),
+        (b'\xef\xbb\xbf<?xml version="1.0" encoding="UTF-8"?><svg/>', "SVG/XML"),  # saved with a byte-order mark
     ],
-    ids=["webp", "svg", "xml-declared-svg", "xml", "svg-after-a-long-comment", "gif"],
+    ids=["webp", "svg", "xml-declared-svg", "xml", "svg-after-a-long-comment", "gif", "heic", "avif", "svg-with-bom"],
 )
 def test_a_known_format_is_named(data: bytes, name: str) -> None:
     with pytest.raises(UnsupportedImageFormat) as info:
@@ -44,3 +47,18 @@ def test_anything_else_is_unrecognised(data: bytes) -> None:
     with pytest.raises(UnsupportedImageFormat) as info:
         sniff_format(data)
     assert info.value.message == UNRECOGNISED
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAABwAAAAcCAAAAABXZoBIAAAA",  # canvas.toDataURL() as sent
+        b"iVBORw0KGgoAAAANSUhEUgAAABwAAAAcCAAAAABXZoBIAAAA",  # a PNG's base64 alone
+        b"/9j/4AAQSkZJRgABAQAAAQABAAD/2wBDAAgGBgcGBQgHBwcJ",  # a JPEG's
+        b"\n  data:image/jpeg;base64,/9j/4AAQ",
+    ],
+    ids=["data-url", "png-base64", "jpeg-base64", "data-url-after-whitespace"],
+)
+def test_a_picture_sent_as_base64_text_is_told_to_send_the_bytes(data: bytes) -> None:
+    with pytest.raises(UnsupportedImageFormat, match=r"base64 text .* send the decoded PNG or JPEG bytes"):
+        sniff_format(data)
