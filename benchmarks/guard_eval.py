@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from digits.guards import Guards
 from registry import Registry, layout
 from service.errors import NoDigit, ServiceError
+from service.inference.loaded_model import model_input_step
 from service.inputs.json_input import parse_json_image
 from service.inputs.normalise import image_to_mnist
 
@@ -54,10 +55,10 @@ def main(argv: list[str] | None = None) -> int:
     guards = Guards(json.loads((folder / layout.GUARDS_FILE).read_text()))
     session = ort.InferenceSession(str(folder / layout.ONNX_FILE), providers=["CPUExecutionProvider"])
     prep = facts.preprocessing
-    scale = prep.pixel_scale
+    model_input = model_input_step(prep)  # softened and scaled, as the service does it
 
     def refused(arrays: list[np.ndarray]) -> list[str | None]:
-        x = (np.stack(arrays).astype(np.float32) * scale)[..., None]
+        x = model_input(np.stack(arrays).astype(np.float32)[..., None])
         probs, feats = session.run(["probabilities", "features"], {"image": guards.expand(x)})
         _, verdicts = guards.judge(x, probs, feats)
         return [v.refusal for v in verdicts]

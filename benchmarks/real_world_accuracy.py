@@ -40,6 +40,7 @@ from benchmarks.renders import KINDS, render
 from digits.guards import REFUSALS, Guards
 from registry import Registry, layout
 from service.errors import ServiceError
+from service.inference.loaded_model import model_input_step
 from service.inputs import normalise
 from service.inputs.json_input import parse_json_image
 from service.settings import Settings
@@ -85,14 +86,15 @@ class Model:
 
         facts = registry.model_metadata(version)
         folder = registry.version_dir(version)
-        self.scale, self.input_name, self.labels = facts.preprocessing.pixel_scale, facts.input.name, facts.labels
+        self.input_name, self.labels = facts.input.name, facts.labels
+        self.model_input = model_input_step(facts.preprocessing)  # softened and scaled, as the service does it
         self.guards = Guards(registry.read_json_file(version, layout.GUARDS_FILE)) if use_guards else None
         self.session = ort.InferenceSession(str(folder / layout.ONNX_FILE), providers=["CPUExecutionProvider"])
 
     def answer(self, images: list[np.ndarray]) -> list[tuple[int | None, str | None]]:
         out: list[tuple[int | None, str | None]] = []
         for start in range(0, len(images), CHUNK):
-            x = (np.stack(images[start : start + CHUNK]).astype(np.float32) * self.scale)[..., None]
+            x = self.model_input(np.stack(images[start : start + CHUNK]).astype(np.float32)[..., None])
             if self.guards is None:
                 (probs,) = self.session.run([layout.OUTPUT_PROBABILITIES], {self.input_name: x})
                 codes = np.zeros(len(x), np.int8)

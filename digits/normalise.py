@@ -48,11 +48,6 @@ SCENE_FACTOR = 3
 RULE_THICKNESS = 1.5
 # Paper may be this much brighter than the brightest of the border (grey levels).
 BORDER_MARGIN = 12.0
-# A fitted picture is softened by a Gaussian of this sigma (28x28 pixels). A brush or a marker leaves strokes with
-# a hard edge, and scaled down to the digit box they stay box-shaped in profile where a pen scanned for MNIST
-# fades out. The guards read that hard edge as far from MNIST: canvases refused 2.8 -> 1.2 %, answered right
-# 95.8 -> 97.6 %, on four render seeds each way (benchmarks/README.md); photos unchanged.
-STROKE_SOFTENING = 0.7
 # A canvas-sized picture is already shaped like MNIST (a dataset digit saved as a PNG) when its paper is
 # black, its ink reaches full strength, the ink's longer side is the digit box (to this many pixels: MNIST's
 # own digits measure 17-20 at INK_LEVEL, 20 from their faintest pixel) and its centre of mass is on the
@@ -76,6 +71,7 @@ def check_not_blank(arr: np.ndarray) -> None:
 
 def to_mnist(grey: np.ndarray, *, canvas: int, digit_box: int) -> np.ndarray:
     """uint8 grey [H, W] with bright ink -> float32 [canvas, canvas] in 0..255, the digit fitted to ``digit_box``.
+    Not softened: every input alike is, before the model (``digits.softening``).
 
     Raises BlankImage when no ink stands out from the background.
     """
@@ -93,7 +89,7 @@ def to_mnist(grey: np.ndarray, *, canvas: int, digit_box: int) -> np.ndarray:
     if area < max(MIN_INK_PIXELS_28 // 2, MIN_INK_FRACTION * ink.size):
         raise BlankImage(f"no digit found: the ink covers only {area} of {ink.size} pixels")
     patch = _scale_to_box(_crop_to_ink(ink), digit_box)
-    out = _soften(_place_by_centre_of_mass(patch, canvas))
+    out = _place_by_centre_of_mass(patch, canvas)
     check_not_blank(out)
     return out
 
@@ -274,18 +270,6 @@ def _at_full_strength(image: np.ndarray) -> np.ndarray:
     if peak > 0:
         image *= 255.0 / peak
     return np.clip(image, 0.0, 255.0, out=image)  # float rounding may leave the peak a hair over 255
-
-
-def _soften(image: np.ndarray) -> np.ndarray:
-    """The fitted digit blurred by STROKE_SOFTENING, its ink back at full strength as MNIST's always is.
-
-    The blur's faint rim adds about a pixel to each side of the digit box. The outermost ring stays empty,
-    as in MNIST, where a digit placed against the canvas edge would otherwise spill its rim onto it.
-    """
-    soft = cv2.GaussianBlur(image, (0, 0), STROKE_SOFTENING, borderType=cv2.BORDER_CONSTANT)
-    soft[[0, -1], :] = 0.0
-    soft[:, [0, -1]] = 0.0
-    return _at_full_strength(soft)
 
 
 def _place_by_centre_of_mass(patch: np.ndarray, canvas: int) -> np.ndarray:

@@ -13,18 +13,20 @@ stay JSON objects as written (``registry.report`` types their recipe and test sc
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from registry import layout
 from registry.errors import InvalidMetadata
+from registry.json_fields import Fields, Shape, is_int
 from registry.report import Evaluation, Recipe, check_report
-
-Shape = tuple[int | None, ...]  # None: a free dimension (the batch)
 
 INK_BRIGHT = "bright"  # 0 is background, full scale is ink: MNIST's polarity, the only one the service makes
 CENTRE_MASS = "mass"  # the digit's centre of mass on the canvas centre, as MNIST placed its digits
+# The softening of a version written before ``preprocessing.softening`` was: its pictures were softened this much, and
+# its training digits blurred about as much by their augmentation.
+UNRECORDED_SOFTENING = 0.7
+MAX_SOFTENING = 3.0  # a sigma past this blurs a 28x28 digit into a blob: a mistake, not a recipe
 REPORT_SECTIONS = ("training_config", "data", "metrics", "guards_calibration", "training", "promotion")
 _OPTIONAL_SCALARS = ("created", "git_commit", "parameters")
 _NAMED = {
@@ -61,6 +63,9 @@ class Preprocessing:
     digit_box: int  # the digit's longer side is scaled to this many px before it is centred
     ink: str = INK_BRIGHT
     centre: str = CENTRE_MASS
+    # Every input is blurred by a Gaussian of this sigma (px) before the model, as training's digits were by their
+    # augmentation (digits.normalise.soften); 0: taken as it is.
+    softening: float = UNRECORDED_SOFTENING
 
 
 @dataclass(frozen=True)
@@ -89,7 +94,7 @@ class ModelMetadata:
     @classmethod
     def from_dict(cls, doc: object) -> ModelMetadata:
         """Parse a metadata.json document; InvalidMetadata names the first missing or bad field."""
-        top = _Fields(doc, "")
+        top = Fields(doc, "")
         schema = top.integer("schema_version")
         if schema > layout.METADATA_SCHEMA_VERSION:
             raise InvalidMetadata(
@@ -142,6 +147,7 @@ class ModelMetadata:
                 "canvas": self.preprocessing.canvas,
                 "digit_box": self.preprocessing.digit_box,
                 "centre": self.preprocessing.centre,
+                "softening": self.preprocessing.softening,
             },
             labels=list(self.labels),
             library_versions=dict(self.library_versions),
@@ -157,7 +163,7 @@ def _tensor_dict(spec: TensorSpec) -> dict[str, Any]:
     return {"name": spec.name} if spec.shape is None else {"name": spec.name, "shape": list(spec.shape)}
 
 
-def _input(fields: _Fields) -> InputSpec:
+def _input(fields: Fields) -> InputSpec:
     return InputSpec(
         name=fields.text("name"),
         shape=fields.shape("shape"),
@@ -166,7 +172,7 @@ def _input(fields: _Fields) -> InputSpec:
     )
 
 
-def _outputs(fields: _Fields) -> dict[str, TensorSpec]:
+def _outputs(fields: Fields) -> dict[str, TensorSpec]:
     specs = {}
     for role in (layout.OUTPUT_PROBABILITIES, layout.OUTPUT_FEATURES):
         spec = fields.object(role)
@@ -174,26 +180,27 @@ def _outputs(fields: _Fields) -> dict[str, TensorSpec]:
     return specs
 
 
-def _preprocessing(fields: _Fields) -> Preprocessing:
+def _preprocessing(fields: Fields) -> Preprocessing:
     return Preprocessing(
         pixel_scale=fields.positive_number("pixel_scale"),
         canvas=fields.integer("canvas"),
         digit_box=fields.integer("digit_box"),
         ink=fields.text("ink", choices=(INK_BRIGHT,)),
         centre=fields.text("centre", choices=(CENTRE_MASS,)),
+        softening=fields.number("softening", 0.0, MAX_SOFTENING, default=UNRECORDED_SOFTENING),
     )
 
 
-def _labels(top: _Fields) -> tuple[int, ...]:
+def _labels(top: Fields) -> tuple[int, ...]:
     labels = top.value("labels")
-    if not isinstance(labels, list) or not labels or not all(_is_int(label) for label in labels):
+    if not isinstance(labels, list) or not labels or not all(is_int(label) for label in labels):
         raise top.bad("labels", "a non-empty list of integers")
     if len(set(labels)) != len(labels):
         raise top.bad("labels", "a list without repeats")
     return tuple(labels)
 
 
-def _files(top: _Fields) -> dict[str, str]:
+def _files(top: Fields) -> dict[str, str]:
     files = top.value("files")
     if not isinstance(files, dict) or not all(isinstance(v, str) for v in files.values()):
         raise top.bad("files", "an object of relative path -> sha256")
@@ -219,82 +226,3 @@ def _check_consistent(facts: ModelMetadata) -> None:
             f"metadata.json: labels has {len(facts.labels)} entries but outputs.probabilities.shape "
             f"ends in {probabilities[-1]}"
         )
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _shown(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
-_ABSENT = object()
-
-
-class _Fields:
-    """One JSON object of metadata.json, read field by field; every refusal names the field's path."""
-
-    def __init__(self, obj: object, path: str) -> None:
-        if not isinstance(obj, dict):
-            raise InvalidMetadata(f"metadata.json: {path or 'the document'} must be a JSON object, got {_shown(obj)}")
-        self.obj: dict[str, Any] = obj
-        self.path = path
-
-    def name(self, key: str) -> str:
-        return f"{self.path}.{key}" if self.path else key
-
-    def bad(self, key: str, expected: str) -> InvalidMetadata:
-        return InvalidMetadata(f"metadata.json: {self.name(key)} must be {expected}, got {_shown(self.obj[key])}")
-
-    def value(self, key: str, *, optional: bool = False) -> Any:
-        if key in self.obj:
-            return self.obj[key]
-        if optional:
-            return _ABSENT
-        raise InvalidMetadata(f"metadata.json: {self.name(key)} is missing")
-
-    def object(self, key: str) -> _Fields:
-        return _Fields(self.value(key), self.name(key))
-
-    def section(self, key: str) -> dict[str, Any]:
-        """A report section: any JSON object, empty when absent."""
-        value = self.value(key, optional=True)
-        if value is _ABSENT:
-            return {}
-        if not isinstance(value, dict):
-            raise self.bad(key, "a JSON object")
-        return value
-
-    def text(self, key: str, *, optional: bool = False, choices: tuple[str, ...] = ()) -> str | None:
-        value = self.value(key, optional=optional)
-        if value is _ABSENT or (optional and value is None):
-            return None
-        if not isinstance(value, str) or not value:
-            raise self.bad(key, "a non-empty string")
-        if choices and value not in choices:
-            raise self.bad(key, " or ".join(repr(c) for c in choices))
-        return value
-
-    def integer(self, key: str, *, optional: bool = False) -> int | None:
-        value = self.value(key, optional=optional)
-        if value is _ABSENT or (optional and value is None):
-            return None
-        if not _is_int(value) or value < 1:
-            raise self.bad(key, "a positive integer")
-        return value
-
-    def positive_number(self, key: str) -> float:
-        value = self.value(key)
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
-            raise self.bad(key, "a positive finite number")
-        return float(value)
-
-    def shape(self, key: str, *, optional: bool = False) -> Shape | None:
-        value = self.value(key, optional=optional)
-        if value is _ABSENT:
-            return None
-        if not isinstance(value, list) or not value or not all(d is None or (_is_int(d) and d > 0) for d in value):
-            raise self.bad(key, "a list of positive integers (null for the batch dimension)")
-        return tuple(value)

@@ -14,6 +14,7 @@ from importlib import metadata as importlib_metadata
 from typing import Any
 
 from digits.normalise import MNIST_DIGIT_BOX
+from digits.softening import INPUT_SOFTENING
 from registry import InputSpec, ModelMetadata, Preprocessing, TensorSpec, layout
 from training.config import TrainConfig
 from training.data import Splits
@@ -36,8 +37,11 @@ def version_metadata(
             layout.OUTPUT_PROBABILITIES: TensorSpec(layout.OUTPUT_PROBABILITIES, (None, layout.NUM_CLASSES)),
             layout.OUTPUT_FEATURES: TensorSpec(layout.OUTPUT_FEATURES, (None, features)),
         },
-        # What as_model_input and the outliers' as_served did to every training image.
-        preprocessing=Preprocessing(pixel_scale=PIXEL_SCALE, canvas=side, digit_box=MNIST_DIGIT_BOX),
+        # What as_model_input and the outliers' as_served did to every training image; the softening matches what its
+        # augmentation does to them (digits.normalise.INPUT_SOFTENING).
+        preprocessing=Preprocessing(
+            pixel_scale=PIXEL_SCALE, canvas=side, digit_box=MNIST_DIGIT_BOX, softening=INPUT_SOFTENING
+        ),
         labels=tuple(range(layout.NUM_CLASSES)),
         created=datetime.now(UTC).isoformat(timespec="seconds"),
         git_commit=_git_commit(),

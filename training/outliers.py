@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from digits import normalise
+from digits.softening import INPUT_SOFTENING, soften
 from registry.layout import IMAGE_SIDE as SIDE
 
 LETTERS = [c for c in string.ascii_letters if c not in "DQUuJjLlTtGCcOoIiSsZzgqbB"]  # drop digit look-alikes
@@ -104,13 +105,15 @@ def scrambled_digit(digit: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def as_served(arr: np.ndarray) -> np.ndarray | None:
-    """The outlier as the service's image path presents it: cropped, 20 px, centred by mass (None if blank)."""
+    """The outlier as the service's image path presents it: cropped, 20 px, centred by mass, softened (None if
+    blank)."""
     try:
-        return normalise.to_mnist(
+        fitted = normalise.to_mnist(
             np.clip(arr, 0, 255).astype(np.uint8), canvas=SIDE, digit_box=normalise.MNIST_DIGIT_BOX
         )
     except normalise.BlankImage:
         return None
+    return soften(fitted[np.newaxis], INPUT_SOFTENING)[0]
 
 
 def synthetic_outliers(n: int, digits: np.ndarray, seed: int) -> np.ndarray:

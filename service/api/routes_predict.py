@@ -20,6 +20,7 @@ from fastapi.routing import APIRoute
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from digits.softening import soften
 from service import errors as svc
 from service.api.access import MODEL_VERSION_HEADER
 from service.api.errors import entry_error
@@ -78,8 +79,8 @@ INCLUDE_PARAMETER = {
     "required": False,
     "description": (
         "Opt-in extras, comma-separated or repeated. `input` adds `input` to each answer: the normalised 28x28 "
-        "image the model was given, integers 0..255 (0 = background, 255 = ink). Any other value is refused "
-        "with 422 `unknown_include`."
+        "image the model was given (softened, as every input is), integers 0..255 (0 = background, 255 = ink). "
+        "Any other value is refused with 422 `unknown_include`."
     ),
     "schema": {"type": "array", "items": {"type": "string", "enum": sorted(INCLUDES)}, "minItems": 1},
     "style": "form",
@@ -101,9 +102,11 @@ def requested_includes(request: Request) -> frozenset[str]:
     return frozenset(wanted)
 
 
-def model_input(image: np.ndarray) -> np.ndarray:
-    """The 28x28 as whole numbers 0..255, the form a client can draw (orjson writes the array as lists)."""
-    return np.ascontiguousarray(np.clip(np.rint(image), 0, 255).astype(np.uint8))
+def model_input(image: np.ndarray, softening: float) -> np.ndarray:
+    """The 28x28 the model was given, softened as every input is, as whole numbers 0..255: the form a client can
+    draw (orjson writes the array as lists)."""
+    soft = soften(image[np.newaxis], softening)[0]
+    return np.ascontiguousarray(np.clip(np.rint(soft), 0, 255).astype(np.uint8))
 
 
 def prediction_answer(prediction: Any, settings: Settings) -> dict[str, Any]:
@@ -165,7 +168,7 @@ async def predict(request: Request) -> Response:
         raise result
     answer = prediction_answer(result, state.settings)
     if includes:
-        answer[INCLUDE_INPUT] = model_input(image)
+        answer[INCLUDE_INPUT] = model_input(image, state.manager.preprocessing.softening)
     count_prediction(result)
     return _json(answer, result.model_version)
 
@@ -204,7 +207,7 @@ async def predict_batch(request: Request) -> Response:
         else:
             entry = prediction_answer(result, state.settings)
             if includes and isinstance(slot, np.ndarray):
-                entry[INCLUDE_INPUT] = model_input(slot)
+                entry[INCLUDE_INPUT] = model_input(slot, state.manager.preprocessing.softening)
             entries.append(entry)
             count_prediction(result)
     # Every image refused: the version being served, from memory; none served: the service cannot answer yet.

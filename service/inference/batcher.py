@@ -231,12 +231,9 @@ class Batcher:
         """Prepare ``batch`` on the loop and queue its model call; ``_answer`` routes the rows when it ends."""
         runner = batch[0].runner
         try:
-            scale = np.float32(runner.input_scale)
-            if len(batch) == 1:
-                images = batch[0].images * scale  # a copy: the caller's array stays as it was
-            else:
-                images = np.concatenate([i.images for i in batch], axis=0)
-                images *= scale
+            images = batch[0].images if len(batch) == 1 else np.concatenate([i.images for i in batch], axis=0)
+            if runner.model_input is not None:
+                images = runner.model_input(images)
             rows = runner.prepare(images) if runner.prepare is not None else images
         except Exception as exc:
             self._fail(batch, exc)

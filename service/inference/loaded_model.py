@@ -19,10 +19,11 @@ from typing import Any
 import numpy as np
 
 from digits.guards import VIEWS, Guards
+from digits.softening import soften
 from registry import CorruptVersion, InvalidMetadata, ModelMetadata, Preprocessing, Registry, RegistryError, layout
 from service.errors import DeviceUnavailable, ModelLoadError
 from service.inference.backends import Backend, load_backend
-from service.inference.runner import FinishFn, PrepareFn, Runner
+from service.inference.runner import FinishFn, InputFn, PrepareFn, Runner
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,7 @@ class LoadedModel:
     metadata: dict[str, Any]  # metadata.json as JSON, for display; the facts are in ``facts``
     backend: Backend
     guards: Guards | None
-    runner: Runner  # carries the input scaling (metadata's pixel_scale) too
+    runner: Runner  # carries the version's preprocessing too (softening, pixel_scale)
     input_shape: tuple[int, ...]  # one image, e.g. (28, 28, 1)
     labels: list[int]
     facts: ModelMetadata  # metadata.json, typed and checked
@@ -51,7 +52,7 @@ class LoadedModel:
 
     @property
     def preprocessing(self) -> Preprocessing:
-        """How pictures become this model's input: pixel_scale, canvas, digit_box (see registry.metadata)."""
+        """How pictures become this model's input: canvas, digit_box, softening, pixel_scale (see registry.metadata)."""
         return self.facts.preprocessing
 
 
@@ -73,7 +74,7 @@ def load_version(registry: Registry, version: int, settings: Settings) -> Loaded
     except OSError as exc:
         raise VersionRefused("io", f"version {version}: cannot read its files: {exc!s}") from exc
     meta = facts.to_dict()
-    scale, shape, labels = facts.preprocessing.pixel_scale, facts.input.image_shape, list(facts.labels)
+    shape, labels = facts.input.image_shape, list(facts.labels)
 
     guards = None
     if settings.guards:
@@ -85,7 +86,8 @@ def load_version(registry: Registry, version: int, settings: Settings) -> Loaded
     backend = _backend(version, folder, meta, settings)
     prepare, finish = guard_steps(guards)
     views = VIEWS if guards is not None else 1
-    runner = Runner(backend.run, str(version), backend.name, backend.device, prepare, finish, views, scale)
+    to_input = model_input_step(facts.preprocessing)
+    runner = Runner(backend.run, str(version), backend.name, backend.device, prepare, finish, views, to_input)
     model = LoadedModel(version, meta, backend, guards, runner, shape, labels, facts)
     try:
         warm_up(model, settings.max_batch_size)
@@ -128,6 +130,19 @@ def _backend(version: int, folder: Path, meta: dict[str, Any], settings: Setting
         raise VersionRefused("load", f"version {version}: {exc.message}") from exc
     except Exception as exc:  # a runtime's own error types; the message says which
         raise VersionRefused("load", f"version {version}: {type(exc).__name__}: {str(exc)[:300]}") from exc
+
+
+def model_input_step(preprocessing: Preprocessing) -> InputFn:
+    """The version's preprocessing of a gathered batch ([N, H, W, 1] in 0..255): every image softened as its
+    training digits were (``preprocessing.softening``), then scaled (``pixel_scale``)."""
+    scale, sigma = np.float32(preprocessing.pixel_scale), preprocessing.softening
+
+    def to_model_input(images: np.ndarray) -> np.ndarray:
+        soft = soften(images.reshape(images.shape[:3]), sigma)
+        soft *= scale
+        return soft.reshape(images.shape)
+
+    return to_model_input
 
 
 def guard_steps(guards: Guards | None) -> tuple[PrepareFn | None, FinishFn]:

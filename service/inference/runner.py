@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+# The version's preprocessing of a gathered batch, on the event loop: [N, ...] 0..255 -> a new array, the model input.
+InputFn = Callable[[np.ndarray], np.ndarray]
 # The model call, on the model thread: [rows, ...] -> two arrays with one row per input row.
 ModelFn = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 # Batch-wide steps around it, on the event loop: images -> model rows; (images, *model outputs) -> one row per image.
@@ -31,6 +33,7 @@ class Runner:
     # Model rows one image becomes in prepare (3 with the guards' squeezed copies): max_batch_size bounds the
     # rows of one model call, so such a runner takes max_batch_size // rows_per_image images a batch.
     rows_per_image: int = 1
-    # The model's input scaling (metadata's pixel_scale), applied to each gathered batch before prepare: one
-    # multiplication a batch instead of one a request. finish sees the scaled images.
-    input_scale: float = 1.0
+    # Pictures, JSON and tensors (0..255) -> the model's input: the version's preprocessing (softened, scaled:
+    # ``model_input_step``), once per gathered batch before prepare, into a new array (the callers' stay as they
+    # were). finish sees its output. None: the images as they are.
+    model_input: InputFn | None = None

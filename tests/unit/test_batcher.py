@@ -341,7 +341,7 @@ def test_the_queue_depth_gauge_shows_images_waiting_behind_a_busy_model_and_empt
     assert while_busy == 4 and after == 0
 
 
-def test_the_runner_scales_each_gathered_batch_and_leaves_the_callers_arrays_alone():
+def test_the_runners_input_step_runs_on_each_gathered_batch_and_leaves_the_callers_arrays_alone():
     model = FakeModel(delay_s=0.01)
     seen_by_finish: list[np.ndarray] = []
 
@@ -349,7 +349,7 @@ def test_the_runner_scales_each_gathered_batch_and_leaves_the_callers_arrays_alo
         seen_by_finish.append(images[:, 0, 0, 0].copy())
         return probs, features
 
-    scaled = Runner(model, "1", "fake", "cpu", finish=finish, input_scale=0.5)
+    scaled = Runner(model, "1", "fake", "cpu", finish=finish, model_input=lambda images: images * 0.5)
     submissions = [images_with_ids(i) for i in (2.0, 4.0, 6.0)]
 
     async def body(batcher: Batcher) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -105,3 +105,70 @@ def test_onnx_with_external_data_is_refused(tmp_path: Path):
     probs, features = backend.run(np.ones((2, 4), dtype=np.float32))
     assert probs.shape == (2, 4) and features.shape == (2, 4) and backend.device == "cpu"
     backend.close()
+
+
+def publish_echo_model(root: Path, softening: float) -> int:
+    """A version whose model answers its input back as features: what the service fed it is visible."""
+    import dataclasses
+
+    from onnx import TensorProto, helper, numpy_helper
+
+    side = layout.IMAGE_SIDE
+    graph = helper.make_graph(
+        [
+            helper.make_node("Reshape", ["image", "flat_shape"], [layout.OUTPUT_FEATURES]),
+            helper.make_node("MatMul", [layout.OUTPUT_FEATURES, "w"], ["logits"]),
+            helper.make_node("Softmax", ["logits"], [layout.OUTPUT_PROBABILITIES]),
+        ],
+        "echo",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, [None, side, side, 1])],
+        [
+            helper.make_tensor_value_info(layout.OUTPUT_PROBABILITIES, TensorProto.FLOAT, [None, 10]),
+            helper.make_tensor_value_info(layout.OUTPUT_FEATURES, TensorProto.FLOAT, [None, side * side]),
+        ],
+        [
+            numpy_helper.from_array(np.array([-1, side * side], dtype=np.int64), "flat_shape"),
+            numpy_helper.from_array(np.full((side * side, 10), 0.01, dtype=np.float32), "w"),
+        ],
+    )
+    registry = Registry(root)
+    staging = registry.new_staging_dir()
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    (staging / layout.ONNX_FILE).write_bytes(model.SerializeToString())
+    facts = model_facts()
+    facts = dataclasses.replace(
+        facts,
+        preprocessing=dataclasses.replace(facts.preprocessing, softening=softening),
+        outputs={
+            **facts.outputs,
+            layout.OUTPUT_FEATURES: dataclasses.replace(
+                facts.outputs[layout.OUTPUT_FEATURES], shape=(None, side * side)
+            ),
+        },
+    )
+    return registry.publish(staging, facts)
+
+
+@pytest.mark.parametrize("softening", [0.7, 0.0])
+def test_every_input_reaches_the_model_softened_and_scaled_as_its_version_says(tmp_path: Path, softening: float):
+    """A JSON digit, a picture's fitted digit, an OIP tensor: all reach the model through ``ModelManager.predict``,
+    softened as the version's training digits were, then scaled."""
+    from digits.softening import soften
+    from tests.helpers import synthetic_digit
+
+    publish_echo_model(tmp_path, softening)
+    digits = np.stack([synthetic_digit(d) for d in (1, 7)]).astype(np.float32)
+
+    async def scenario() -> list:
+        manager = ModelManager(Settings(model_dir=tmp_path, poll_interval_s=0, guards=False, device="cpu"))
+        await manager.start()
+        try:
+            assert manager.ready, manager.not_ready_reason
+            return await manager.predict(digits, features=True)
+        finally:
+            await manager.stop()
+
+    answers = asyncio.run(scenario())
+    given = np.stack([np.asarray(answer.features).reshape(28, 28) for answer in answers])
+    np.testing.assert_allclose(given, soften(digits, softening) / 255, atol=1e-6)
+    assert (given != digits / 255).any() == (softening > 0)

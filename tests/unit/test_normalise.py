@@ -7,6 +7,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from digits.normalise import MNIST_DIGIT_BOX
+from digits.softening import INPUT_SOFTENING, soften
 from registry.layout import IMAGE_SIDE
 from service.errors import NoDigit
 from service.inputs import normalise as inputs
@@ -17,10 +18,15 @@ from tests.unit.input_corpus import MAX_PIXELS, MAX_SIDE, draw_one_rgba, draw_se
 CENTRE = 14.0  # where MNIST's centres of mass sit (measured: mean 14.0, spread 13.5..14.5)
 
 
-def normalise(data: bytes) -> np.ndarray:
+def fitted(data: bytes) -> np.ndarray:
     return inputs.image_to_mnist(
         data, max_side=MAX_SIDE, max_pixels=MAX_PIXELS, canvas=IMAGE_SIDE, digit_box=MNIST_DIGIT_BOX
     )
+
+
+def normalise(data: bytes) -> np.ndarray:
+    """What the model is given for a picture: fitted like MNIST, then softened as every input is."""
+    return soften(fitted(data)[np.newaxis], INPUT_SOFTENING)[0]
 
 
 def to_mnist(grey: np.ndarray, canvas: int = IMAGE_SIDE, digit_box: int = MNIST_DIGIT_BOX) -> np.ndarray:
@@ -34,7 +40,7 @@ def centre_of_mass(arr: np.ndarray) -> tuple[float, float]:
 
 
 def box_size(arr: np.ndarray, level: float = 128.0) -> tuple[int, int]:
-    # At half strength: the fitted body of the digit, without the faint rim the softening adds (digits.normalise).
+    # At half strength: the fitted body of the digit, without the faint rim the softening adds (digits.softening).
     rows = np.flatnonzero((arr >= level).any(axis=1))
     cols = np.flatnonzero((arr >= level).any(axis=0))
     return int(rows[-1] - rows[0] + 1), int(cols[-1] - cols[0] + 1)
@@ -211,7 +217,7 @@ def test_a_digit_already_shaped_like_mnist_comes_back_unchanged(mode: str) -> No
         img = Image.fromarray(255 - digit if mode == "inverted" else digit, "L")
         if mode in ("RGB", "RGBA"):
             img = img.convert(mode)
-        np.testing.assert_array_equal(normalise(encode(img, "PNG")), digit.astype(np.float32))
+        np.testing.assert_array_equal(fitted(encode(img, "PNG")), digit.astype(np.float32))
 
 
 def _moved(digit: np.ndarray, rows: int, cols: int) -> np.ndarray:
@@ -364,4 +370,4 @@ def test_a_picture_shaped_like_mnist_on_uneven_paper_still_gets_the_polarity_tes
     data = encode(Image.fromarray(card), "PNG")
     luma = decode_luma(data, max_side=MAX_SIDE, max_pixels=MAX_PIXELS)
     assert not np.array_equal(make_ink_bright(luma), luma)  # the test inverts this one
-    np.testing.assert_array_equal(normalise(data), to_mnist(make_ink_bright(luma)))
+    np.testing.assert_array_equal(fitted(data), to_mnist(make_ink_bright(luma)))

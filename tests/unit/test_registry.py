@@ -22,6 +22,7 @@ from registry import (
     layout,
     parse_version,
 )
+from registry.metadata import UNRECORDED_SOFTENING
 from registry.report import Evaluation, Recipe
 from tests.helpers import model_facts
 
@@ -242,6 +243,14 @@ def test_metadata_round_trips_through_the_schema(tmp_path: Path) -> None:
     assert registry.metadata(version) == read.to_dict()
 
 
+def test_a_version_written_before_the_softening_was_recorded_is_softened_as_its_pictures_were() -> None:
+    doc = dict(model_facts().to_dict(), version=1, files={layout.ONNX_FILE: "0" * 64})
+    assert ModelMetadata.from_dict(_with(doc, "preprocessing.softening", 0)).preprocessing.softening == 0.0
+    older = ModelMetadata.from_dict(_with(doc, "preprocessing.softening", ...))
+    assert older.preprocessing.softening == UNRECORDED_SOFTENING == 0.7
+    assert older.to_dict()["preprocessing"]["softening"] == 0.7  # written back, it says so
+
+
 def test_fields_the_schema_does_not_name_are_kept(tmp_path: Path) -> None:
     registry = Registry(tmp_path)
     doc = dict(model_facts().to_dict(), notes={"by": "hand"}, git_commit=None)
@@ -276,6 +285,9 @@ def _with(doc: dict, path: str, value: object) -> dict:
         ("preprocessing.canvas", 32, "preprocessing.canvas must be the input's side 28, got 32"),
         ("preprocessing.digit_box", 40, r"preprocessing.digit_box must be in 1..28 \(the canvas\), got 40"),
         ("preprocessing.ink", "dark", "preprocessing.ink must be 'bright', got 'dark'"),
+        ("preprocessing.softening", -0.5, "preprocessing.softening must be a number from 0 to 3, got -0.5"),
+        ("preprocessing.softening", 40, "preprocessing.softening must be a number from 0 to 3, got 40"),
+        ("preprocessing.softening", "0.7", "preprocessing.softening must be a number from 0 to 3, got '0.7'"),
         ("input.name", ..., "input.name is missing"),
         ("input.shape", [None, 32, 32, 1], r"input.shape must be \[null, 28, 28, 1\]"),
         ("outputs.features", ..., "outputs.features is missing"),
