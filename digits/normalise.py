@@ -46,6 +46,9 @@ SCENE_FACTOR = 3
 # On such a page, a group this many pixels thick or thinner (on average along its length) is what is left of a
 # rule of lined or squared paper, not a stroke, which is thicker at the working side.
 RULE_THICKNESS = 1.5
+# A group covering at least this share of one side of the frame is scene (a photo's desk or page edge, a shadow's
+# band), never a digit, whose strokes touch an edge only where they run off it: dropped when something else is left.
+EDGE_CONTACT = 0.5
 # Paper may be this much brighter than the brightest of the border (grey levels).
 BORDER_MARGIN = 12.0
 # A canvas-sized picture is already shaped like MNIST (a dataset digit saved as a PNG) when its paper is
@@ -224,6 +227,9 @@ def _drop_speckle(ink: np.ndarray) -> np.ndarray:
         return ink
     areas = stats[:, cv2.CC_STAT_AREA].copy()
     areas[0] = 0
+    along = _along_an_edge(labels, count)
+    if areas[~along].any():
+        areas[along] = 0
     keep = areas >= MIN_COMPONENT_SHARE * areas.max()
     left, top = stats[:, cv2.CC_STAT_LEFT], stats[:, cv2.CC_STAT_TOP]
     right, bottom = left + stats[:, cv2.CC_STAT_WIDTH], top + stats[:, cv2.CC_STAT_HEIGHT]
@@ -247,6 +253,15 @@ def _drop_speckle(ink: np.ndarray) -> np.ndarray:
     rim = 1 + max(ink.shape) // _CC_SIDE
     kept = cv2.dilate(kept, cv2.getStructuringElement(cv2.MORPH_RECT, (2 * rim + 1, 2 * rim + 1)))
     return np.where(kept.view(bool), ink, np.float32(0.0))
+
+
+def _along_an_edge(labels: np.ndarray, count: int) -> np.ndarray:
+    """Per group, whether it covers EDGE_CONTACT or more of one side of the frame (the background never)."""
+    h, w = labels.shape
+    contact = np.zeros(count)
+    for line, length in ((labels[0], w), (labels[-1], w), (labels[:, 0], h), (labels[:, -1], h)):
+        contact = np.maximum(contact, np.bincount(line, minlength=count) / length)
+    return (contact >= EDGE_CONTACT) & (np.arange(count) > 0)
 
 
 def _crop_to_ink(ink: np.ndarray) -> np.ndarray:
