@@ -64,7 +64,7 @@ class Preprocessing:
     ink: str = INK_BRIGHT
     centre: str = CENTRE_MASS
     # Every input is blurred by a Gaussian of this sigma (px) before the model, as training's digits were by their
-    # augmentation (digits.normalise.soften); 0: taken as it is.
+    # augmentation (digits.softening); 0: taken as it is.
     softening: float = UNRECORDED_SOFTENING
 
 

@@ -38,9 +38,12 @@ def version_metadata(
             layout.OUTPUT_FEATURES: TensorSpec(layout.OUTPUT_FEATURES, (None, features)),
         },
         # What as_model_input and the outliers' as_served did to every training image; the softening matches what its
-        # augmentation does to them (digits.normalise.INPUT_SOFTENING).
+        # augmentation does to them (digits.softening.INPUT_SOFTENING; none without augmentation).
         preprocessing=Preprocessing(
-            pixel_scale=PIXEL_SCALE, canvas=side, digit_box=MNIST_DIGIT_BOX, softening=INPUT_SOFTENING
+            pixel_scale=PIXEL_SCALE,
+            canvas=side,
+            digit_box=MNIST_DIGIT_BOX,
+            softening=INPUT_SOFTENING if config.augment else 0.0,
         ),
         labels=tuple(range(layout.NUM_CLASSES)),
         created=datetime.now(UTC).isoformat(timespec="seconds"),

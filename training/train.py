@@ -36,7 +36,9 @@ PIXEL_SCALE = 1.0 / 255.0
 
 
 def as_model_input(images: np.ndarray) -> np.ndarray:
-    """uint8 [N,28,28] -> float32 [N,28,28,1] in 0..1: pixel * PIXEL_SCALE, the version's preprocessing."""
+    """uint8 [N,28,28] -> float32 [N,28,28,1] in 0..1: pixel * PIXEL_SCALE, the version's scaling. Training fits,
+    evaluates and calibrates on the digits as they are; the service also softens every input as the augmentation
+    blurs the training digits (``preprocessing.softening``, digits/softening.py)."""
     return (images.astype(np.float32) / 255.0)[..., None]
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from service.api.limits import LimitsMiddleware
+from service.api.limits import LimitsMiddleware, media_type
 from service.errors import PayloadTooLarge
 from tests.unit.api_fakes import call, scope_for
 
@@ -184,6 +184,21 @@ def test_a_lifespan_scope_goes_straight_through() -> None:
 def test_a_content_type_with_several_parameters_is_judged_by_its_media_type() -> None:
     headers = {"content-type": "multipart/form-data; boundary=x; charset=utf-8", "content-length": "2"}
     assert post(headers, sending(b"{}"))[0] == 200
+
+
+@pytest.mark.parametrize(
+    ("sent", "read_as"),
+    [
+        ("image/jpg", "image/jpeg"),
+        ("Image/PJPEG; q=1", "image/jpeg"),
+        ("image/x-png", "image/png"),
+        ("text/plain", "text/plain"),
+    ],
+)
+def test_older_names_of_the_two_image_types_are_read_as_them(sent: str, read_as: str) -> None:
+    assert media_type(sent) == read_as
+    status = post({"content-type": sent, "content-length": "2"}, sending(b"{}"))[0]
+    assert status == (415 if read_as == "text/plain" else 200)
 
 
 def test_an_early_refusal_keeps_its_own_headers_and_adds_close() -> None:
