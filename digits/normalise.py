@@ -46,9 +46,11 @@ SCENE_FACTOR = 3
 # On such a page, a group this many pixels thick or thinner (on average along its length) is what is left of a
 # rule of lined or squared paper, not a stroke, which is thicker at the working side.
 RULE_THICKNESS = 1.5
-# A group covering at least this share of one side of the frame is scene (a photo's desk or page edge, a shadow's
-# band), never a digit, whose strokes touch an edge only where they run off it: dropped when something else is left.
+# A group along this share of one side of the frame or more is scene (a photo's desk or page edge, a shadow's band),
+# not a digit, whose strokes touch an edge only where they run off it: dropped when another group of at least
+# EDGE_REST of the frame is left (four times the least ink a digit has: no speck of dust stands in for a digit).
 EDGE_CONTACT = 0.5
+EDGE_REST = 4 * MIN_INK_FRACTION
 # Paper may be this much brighter than the brightest of the border (grey levels).
 BORDER_MARGIN = 12.0
 # A canvas-sized picture is already shaped like MNIST (a dataset digit saved as a PNG) when its paper is
@@ -228,7 +230,7 @@ def _drop_speckle(ink: np.ndarray) -> np.ndarray:
     areas = stats[:, cv2.CC_STAT_AREA].copy()
     areas[0] = 0
     along = _along_an_edge(labels, count)
-    if areas[~along].any():
+    if areas[~along].max() >= EDGE_REST * ink.size:
         areas[along] = 0
     keep = areas >= MIN_COMPONENT_SHARE * areas.max()
     left, top = stats[:, cv2.CC_STAT_LEFT], stats[:, cv2.CC_STAT_TOP]

@@ -74,6 +74,16 @@ def test_a_twelve_megapixel_phone_photo_is_limited_by_the_size_it_decodes_at() -
         decode_luma(png_claiming(4000, 3000), max_side=MAX_SIDE, max_pixels=MAX_PIXELS)
 
 
+def test_a_progressive_jpeg_is_limited_by_its_full_size() -> None:
+    # Its decoder keeps every coefficient of the whole picture and passes over them once a scan, whatever the scale.
+    picture = seven_small("RGB").resize((1200, 1000))
+    baseline, progressive = encode(picture, "JPEG", quality=85), encode(picture, "JPEG", quality=85, progressive=True)
+    assert decode_luma(baseline, max_side=MAX_SIDE, max_pixels=1_000_000).shape == (250, 300)  # at 1/4
+    with pytest.raises(ImageTooLarge, match="1200x1000 = 1200000 px; the limit is 1000000 px"):
+        decode_luma(progressive, max_side=MAX_SIDE, max_pixels=1_000_000)
+    assert decode_luma(progressive, max_side=MAX_SIDE, max_pixels=MAX_PIXELS).shape == (250, 300)
+
+
 def test_pillow_bomb_limit_is_a_domain_error() -> None:
     with pytest.raises(ImageTooLarge):
         decode_luma(png_claiming(12_000, 12_000), max_side=20_000, max_pixels=400_000_000)
@@ -250,6 +260,34 @@ def test_a_blank_page_with_a_shadow_is_left_to_the_border(seed: int, board: bool
     if board:
         grey = 255 - grey
     np.testing.assert_array_equal(make_ink_bright(grey), grey if board else 255 - grey)
+
+
+def _bold_zero(side: int, ring: int) -> np.ndarray:
+    """A bold 0 cropped tight to its ink, dark on white: its ink covers about half the picture."""
+    yy, xx = np.mgrid[:side, :side]
+    r = np.hypot(yy - side / 2, xx - side / 2)
+    return np.where((r < side / 2 - 8) & (r > side / 2 - 8 - ring), 20, 235).astype(np.uint8)
+
+
+def test_a_bold_digit_cropped_to_its_ink_keeps_its_polarity() -> None:
+    # Its ink covers more of the picture than the border's paper (the sheet-on-a-desk rule's share), but a digit
+    # keeps its counter: only a filled region is a sheet (a review found tight crops and fat brushes inverted).
+    zero = _bold_zero(120, 30)
+    assert (zero < 128).mean() > 0.4
+    np.testing.assert_array_equal(make_ink_bright(zero), 255 - zero)
+
+
+@pytest.mark.parametrize("share", [0.35, 0.6])
+def test_a_sheet_filling_the_picture_inside_a_desk_is_the_paper(share: float) -> None:
+    # A light sheet with a dark pen stroke on a darker desk that is all the border shows: past the share the
+    # sheet is the paper (the picture is inverted, the stroke becomes the bright ink), short of it the border decides.
+    side, inner = 200, round(200 * share**0.5)
+    grey = np.full((side, side), 70, np.uint8)
+    top = (side - inner) // 2
+    grey[top : top + inner, top : top + inner] = 220
+    grey[side // 2 - 20 : side // 2 + 20, side // 2 - 2 : side // 2 + 2] = 30  # the stroke
+    expected = 255 - grey if share > 0.4 else grey
+    np.testing.assert_array_equal(make_ink_bright(grey), expected)
 
 
 def test_a_thick_brush_on_a_plain_canvas_keeps_its_ink_bright() -> None:
