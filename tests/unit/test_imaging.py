@@ -72,6 +72,9 @@ def test_a_twelve_megapixel_phone_photo_is_limited_by_the_size_it_decodes_at() -
         decode_luma(photo, max_side=MAX_SIDE, max_pixels=100_000)
     with pytest.raises(ImageTooLarge, match="4000x3000 = 12000000 px; the limit"):  # a PNG decodes whole
         decode_luma(png_claiming(4000, 3000), max_side=MAX_SIDE, max_pixels=MAX_PIXELS)
+    small = encode(seven_small("RGB").resize((150, 100)), "JPEG", quality=85)  # under the draft side: whole
+    with pytest.raises(ImageTooLarge, match=r"150x100 = 15000 px; the limit is 10000 px$"):
+        decode_luma(small, max_side=MAX_SIDE, max_pixels=10_000)
 
 
 def test_a_progressive_jpeg_is_limited_by_its_full_size() -> None:
@@ -278,16 +281,19 @@ def test_a_bold_digit_cropped_to_its_ink_keeps_its_polarity() -> None:
 
 
 @pytest.mark.parametrize("share", [0.35, 0.6])
-def test_a_sheet_filling_the_picture_inside_a_desk_is_the_paper(share: float) -> None:
-    # A light sheet with a dark pen stroke on a darker desk that is all the border shows: past the share the
-    # sheet is the paper (the picture is inverted, the stroke becomes the bright ink), short of it the border decides.
+@pytest.mark.parametrize(("desk", "sheet", "stroke"), [(70, 220, 30), (230, 50, 240)], ids=["pen", "chalk"])
+def test_a_sheet_filling_the_picture_inside_a_desk_is_the_paper(
+    share: float, desk: int, sheet: int, stroke: int
+) -> None:
+    # A sheet (light paper with a pen stroke, or a slate with chalk) on a desk that is all the border shows: past
+    # the share the sheet is the paper and the stroke the ink, short of it the border decides.
     side, inner = 200, round(200 * share**0.5)
-    grey = np.full((side, side), 70, np.uint8)
+    grey = np.full((side, side), desk, np.uint8)
     top = (side - inner) // 2
-    grey[top : top + inner, top : top + inner] = 220
-    grey[side // 2 - 20 : side // 2 + 20, side // 2 - 2 : side // 2 + 2] = 30  # the stroke
-    expected = 255 - grey if share > 0.4 else grey
-    np.testing.assert_array_equal(make_ink_bright(grey), expected)
+    grey[top : top + inner, top : top + inner] = sheet
+    grey[side // 2 - 20 : side // 2 + 20, side // 2 - 2 : side // 2 + 2] = stroke
+    ink_bright = make_ink_bright(grey)[side // 2, side // 2] > make_ink_bright(grey)[side // 2, side // 2 - 10]
+    assert ink_bright == (share > 0.4)  # the stroke brighter than its sheet: read as the ink
 
 
 def test_a_thick_brush_on_a_plain_canvas_keeps_its_ink_bright() -> None:
