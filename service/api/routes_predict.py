@@ -109,6 +109,12 @@ def model_input(image: np.ndarray, softening: float) -> np.ndarray:
     return np.ascontiguousarray(np.clip(np.rint(soft), 0, 255).astype(np.uint8))
 
 
+def answering_softening(manager: Any) -> float:
+    """The softening of the version that will answer: read right before ``manager.predict``, which takes the served
+    version before its first await, so a hot swap while the answer is computed cannot change it."""
+    return float(manager.preprocessing.softening)
+
+
 def prediction_answer(prediction: Any, settings: Settings) -> dict[str, Any]:
     """One answer: confidence and probabilities rounded to six decimals. Without probabilities
     (``MNIST_RETURN_PROBABILITIES=false``) the confidence has two: model-extraction hygiene, since a
@@ -163,12 +169,13 @@ async def predict(request: Request) -> Response:
     state = request.app.state
     includes = requested_includes(request)
     image = await single_image(request, state.decoder)
+    softening = answering_softening(state.manager) if includes else 0.0
     (result,) = await state.manager.predict(image[np.newaxis])
     if isinstance(result, ServiceError):
         raise result
     answer = prediction_answer(result, state.settings)
     if includes:
-        answer[INCLUDE_INPUT] = model_input(image, state.manager.preprocessing.softening)
+        answer[INCLUDE_INPUT] = model_input(image, softening)
     count_prediction(result)
     return _json(answer, result.model_version)
 
@@ -196,6 +203,7 @@ async def predict_batch(request: Request) -> Response:
     slots: list[Slot] = await batch_images(request, state.decoder.on_pool, state.settings.max_batch_images)
     good = [i for i, slot in enumerate(slots) if isinstance(slot, np.ndarray)]
     results: list[Any] = list(slots)
+    softening = answering_softening(state.manager) if includes and good else 0.0
     if good:
         stacked = np.stack([slots[i] for i in good])
         for i, result in zip(good, await state.manager.predict(stacked), strict=True):
@@ -207,7 +215,7 @@ async def predict_batch(request: Request) -> Response:
         else:
             entry = prediction_answer(result, state.settings)
             if includes and isinstance(slot, np.ndarray):
-                entry[INCLUDE_INPUT] = model_input(slot, state.manager.preprocessing.softening)
+                entry[INCLUDE_INPUT] = model_input(slot, softening)
             entries.append(entry)
             count_prediction(result)
     # Every image refused: the version being served, from memory; none served: the service cannot answer yet.

@@ -10,6 +10,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from digits.softening import soften
+from registry import Preprocessing
 from registry.metadata import UNRECORDED_SOFTENING
 from service.api import routes_predict
 from tests.helpers import as_json_rows, synthetic_digit
@@ -118,3 +119,27 @@ def test_a_request_without_a_query_string_skips_the_query_parse() -> None:
             raise AssertionError("parsed a query string that was not there")
 
     assert routes_predict.requested_includes(NoQueryParse()) == frozenset()  # type: ignore[arg-type]
+
+
+class SwappingManager(FakeManager):
+    """A manager whose served version changes, to one of another softening, while an answer is computed."""
+
+    softening: float = UNRECORDED_SOFTENING
+
+    @property
+    def preprocessing(self) -> Preprocessing:
+        return Preprocessing(pixel_scale=1 / 255, canvas=28, digit_box=20, softening=self.softening)
+
+    async def predict(self, images: np.ndarray) -> list[Any]:
+        answers = await super().predict(images)
+        self.softening = 2.0  # a hot swap lands while the answer travels back
+        return answers
+
+
+@pytest.mark.parametrize("route", ["/predict", "/predict/batch"])
+def test_include_input_shows_what_the_answering_version_was_given(make_client: ClientFactory, route: str) -> None:
+    image = synthetic_digit(7)
+    body = {"image": image.tolist()} if route == "/predict" else {"images": [image.tolist()]}
+    answer = make_client(SwappingManager()).post(f"{route}?include=input", json=body).json()
+    shown = answer["input"] if route == "/predict" else answer["predictions"][0]["input"]
+    assert shown == as_given(image)  # softened at the answering version's 0.7, not the next version's 2.0
