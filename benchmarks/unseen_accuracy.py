@@ -23,7 +23,7 @@ import numpy as np
 
 from training.config import parse_config
 from training.data import load_splits
-from training.train import as_model_input, fit
+from training.train import fit, served_input, version_preprocessing
 
 
 def main() -> None:
@@ -40,7 +40,7 @@ def main() -> None:
         splits = load_splits(seed=seed, allow_download=False)
         started = time.perf_counter()
         fitted = fit(splits, config, verbose=0)
-        x = as_model_input(np.concatenate([splits.x_val, splits.x_test]))
+        x = served_input(np.concatenate([splits.x_val, splits.x_test]), version_preprocessing(config))
         y = np.concatenate([splits.y_val, splits.y_test])
         accuracy = float((fitted.classifier.predict(x, batch_size=512, verbose=0).argmax(1) == y).mean())
         row = {"recipe": label, "seed": seed, "accuracy": accuracy, "n": len(y), "fit_s": fitted.seconds}

@@ -143,14 +143,15 @@ def _run_all(
 def _one_run(label: str, config: TrainConfig, splits: Splits) -> tuple[RunResult, Fitted]:
     """Fit, score on the test digits, and time the ONNX export on one CPU thread like every version's card."""
     from training import evaluate, export
-    from training.train import as_model_input, fit
+    from training.train import fit, served_input, version_preprocessing
 
     fitted = fit(splits, config, verbose=0)
-    probs, _ = evaluate.predict(fitted.model, as_model_input(splits.x_test))
+    x_test = served_input(splits.x_test, version_preprocessing(config))
+    probs, _ = evaluate.predict(fitted.model, x_test)
     with tempfile.TemporaryDirectory() as tmp:
         onnx = Path(tmp) / "model.onnx"
         export.export_onnx(fitted.model, onnx)
-        latency = export.onnx_latency_us(onnx, as_model_input(splits.x_test[:64]))["batch_64"]
+        latency = export.onnx_latency_us(onnx, x_test[:64])["batch_64"]
     result = RunResult(
         label=label,
         config=config,

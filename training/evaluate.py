@@ -23,7 +23,6 @@ from digits.guards import (
 )
 from training.attacks import fgsm_numpy
 from training.data import DataError, read_idx
-from training.train import as_model_input
 
 FGSM_EPSILONS = (0.05, 0.1, 0.2)
 BIT_DEPTH = 1
@@ -143,15 +142,14 @@ def refusal_rate(guards: Guards, model: keras.Model, x: np.ndarray) -> float:
     return float(np.mean([r is not None for r in refusals(guards, model, x)]))
 
 
-def fashion_refusal(folder: Path | None, guards: Guards, model: keras.Model) -> float | None:
-    """Share of clothing images refused, when a Fashion-MNIST copy is at hand (Debian: dataset-fashion-mnist)."""
+def fashion_images(folder: Path | None) -> np.ndarray | None:
+    """1,000 clothing images, uint8 [N, 28, 28], when a Fashion-MNIST copy is at hand (dataset-fashion-mnist)."""
     if folder is None or not folder.is_dir():
         return None
     try:
-        images = read_idx(next(folder.glob("t10k-images-idx3-ubyte*")))[:1000]
+        return read_idx(next(folder.glob("t10k-images-idx3-ubyte*")))[:1000]
     except (StopIteration, OSError, DataError):
         return None
-    return refusal_rate(guards, model, as_model_input(images))
 
 
 def plot_confusion(confusion: list[list[int]], path: Path) -> None:

@@ -13,12 +13,10 @@ from datetime import UTC, datetime
 from importlib import metadata as importlib_metadata
 from typing import Any
 
-from digits.normalise import MNIST_DIGIT_BOX
-from digits.softening import INPUT_SOFTENING
-from registry import InputSpec, ModelMetadata, Preprocessing, TensorSpec, layout
+from registry import InputSpec, ModelMetadata, TensorSpec, layout
 from training.config import TrainConfig
 from training.data import Splits
-from training.train import PIXEL_SCALE, Fitted
+from training.train import Fitted, version_preprocessing
 
 
 def version_metadata(
@@ -37,14 +35,7 @@ def version_metadata(
             layout.OUTPUT_PROBABILITIES: TensorSpec(layout.OUTPUT_PROBABILITIES, (None, layout.NUM_CLASSES)),
             layout.OUTPUT_FEATURES: TensorSpec(layout.OUTPUT_FEATURES, (None, features)),
         },
-        # What as_model_input and the outliers' as_served did to every training image; the softening matches what its
-        # augmentation does to them (digits.softening.INPUT_SOFTENING; none without augmentation).
-        preprocessing=Preprocessing(
-            pixel_scale=PIXEL_SCALE,
-            canvas=side,
-            digit_box=MNIST_DIGIT_BOX,
-            softening=INPUT_SOFTENING if config.augment else 0.0,
-        ),
+        preprocessing=version_preprocessing(config),
         labels=tuple(range(layout.NUM_CLASSES)),
         created=datetime.now(UTC).isoformat(timespec="seconds"),
         git_commit=_git_commit(),

@@ -72,8 +72,8 @@ def _about(meta: ModelMetadata) -> list[str]:
         f"- Input: `{meta.input.name}` {meta.input.dtype} [{shape}], pixel/{round(1 / prep.pixel_scale, 6):g}, "
         f"0 = background, 1 = ink; pictures are cropped to the ink, scaled to {prep.digit_box} px and centred "
         f"by mass on {prep.canvas}×{prep.canvas}; the service softens every input by a Gaussian of "
-        f"{prep.softening:g} px first, as the augmentation blurs the training digits (the scores below are on raw "
-        f"digits). Outputs: {outputs}.",
+        f"{prep.softening:g} px first, as the augmentation blurs the training digits; the scores below are on "
+        f"test digits softened so, as the service presents them. Outputs: {outputs}.",
         "",
     ]
 

@@ -10,6 +10,7 @@ import numpy as np
 from registry import Registry, RegistryError, layout
 from training import evaluate
 from training.export import onnx_session, run_onnx
+from training.train import served_input
 
 
 @dataclass(frozen=True)
@@ -21,10 +22,11 @@ class Decision:
 
 
 def champion_accuracy(registry: Registry, version: int, x: np.ndarray, y: np.ndarray) -> float:
-    """The production model scored on the challenger's test data, so the comparison is fair."""
-    scale = registry.model_metadata(version).preprocessing.pixel_scale
+    """The production model scored on the challenger's test digits (uint8) as the service serves it, with its own
+    preprocessing, so the comparison is fair."""
+    preprocessing = registry.model_metadata(version).preprocessing
     session = onnx_session(registry.version_dir(version) / layout.ONNX_FILE)
-    probs, _ = run_onnx(session, (x.astype(np.float32) * scale)[..., None])
+    probs, _ = run_onnx(session, served_input(x, preprocessing))
     return float((probs.argmax(1) == y).mean())
 
 
@@ -48,7 +50,8 @@ def decide(registry: Registry, accuracy: float, floor: float, x_test: np.ndarray
 def production_comparison(
     registry: Registry, x_test: np.ndarray, y_test: np.ndarray, x_rob: np.ndarray, y_rob: np.ndarray
 ) -> dict[str, Any] | None:
-    """Clean and FGSM accuracy of the current production model on this run's data.
+    """Clean and FGSM accuracy of the current production model on this run's digits (uint8), each made into its
+    input as the service does with the production version's preprocessing.
 
     This is how the card of an adversarially trained model shows the plain
     model beside it (and the other way round).
@@ -65,11 +68,12 @@ def production_comparison(
         print(f"note: production v{version} not compared ({exc})")
         return None
     classifier = keras.Model(reference.inputs, reference.outputs[0])
-    adversarial = evaluate.fgsm_robustness(classifier, x_rob, y_rob)
+    adversarial = evaluate.fgsm_robustness(classifier, served_input(x_rob, facts.preprocessing), y_rob)
+    probs, _ = evaluate.predict(reference, served_input(x_test, facts.preprocessing))
     return {
         "version": version,
         "adversarial": facts.training_config.get("adversarial"),
-        "test_accuracy": float((evaluate.predict(reference, x_test)[0].argmax(1) == y_test).mean()),
+        "test_accuracy": float((probs.argmax(1) == y_test).mean()),
         "fgsm": {
             eps: float((evaluate.predict(reference, x_adv)[0].argmax(1) == y_rob).mean())
             for eps, x_adv in adversarial.items()

@@ -10,6 +10,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from digits.normalise import MNIST_DIGIT_BOX
+from digits.softening import INPUT_SOFTENING, model_input
+from registry import Preprocessing, layout
 from training import optim
 from training.attacks import fgsm, pgd
 from training.config import TrainConfig
@@ -36,10 +39,29 @@ PIXEL_SCALE = 1.0 / 255.0
 
 
 def as_model_input(images: np.ndarray) -> np.ndarray:
-    """uint8 [N,28,28] -> float32 [N,28,28,1] in 0..1: pixel * PIXEL_SCALE, the version's scaling. Training fits,
-    evaluates and calibrates on the digits as they are; the service also softens every input as the augmentation
-    blurs the training digits (``preprocessing.softening``, digits/softening.py)."""
+    """uint8 [N,28,28] -> float32 [N,28,28,1] in 0..1: pixel * PIXEL_SCALE, what the model is fitted on (the
+    augmentation then blurs each digit as the service's softening does) and the guards calibrated on;
+    ``served_input`` is what it is scored on."""
     return (images.astype(np.float32) / 255.0)[..., None]
+
+
+def version_preprocessing(config: TrainConfig) -> Preprocessing:
+    """What the service does to every input of a version this config trains (metadata.json ``preprocessing``):
+    scaled by PIXEL_SCALE, the digit fitted to MNIST's box, softened as much as the augmentation blurs the training
+    digits (digits.softening.INPUT_SOFTENING; not at all without augmentation)."""
+    return Preprocessing(
+        pixel_scale=PIXEL_SCALE,
+        canvas=layout.IMAGE_SIDE,
+        digit_box=MNIST_DIGIT_BOX,
+        softening=INPUT_SOFTENING if config.augment else 0.0,
+    )
+
+
+def served_input(images: np.ndarray, preprocessing: Preprocessing) -> np.ndarray:
+    """uint8 [N,28,28] -> float32 [N,28,28,1]: these digits as the model gets them when they are sent to the service
+    (softened and scaled by the version's ``preprocessing``). Validation, evaluation, the guards' refusal rates and
+    the champion's comparison use it, so a version's figures are those of the digits as served."""
+    return model_input(images, preprocessing.softening, preprocessing.pixel_scale)[..., None]
 
 
 def _dataset(x: np.ndarray, y: np.ndarray, config: TrainConfig) -> tf.data.Dataset:
@@ -87,7 +109,7 @@ def fit(splits: Splits, config: TrainConfig, verbose: int = 1) -> Fitted:
         outliers = synthetic_outliers(int(len(x_train) * OUTLIER_SHARE), x_train, config.seed)
         x_train = np.concatenate([x_train, outliers])
         y_train = np.concatenate([y_train, np.full(len(outliers), -1, dtype=y_train.dtype)])
-    x, xv = as_model_input(x_train), as_model_input(splits.x_val)
+    x, xv = as_model_input(x_train), served_input(splits.x_val, version_preprocessing(config))
     model = build(config.model)
     classifier = keras.Model(model.inputs, model.outputs[0], name=f"{model.name}_classifier")
     steps = int(np.ceil(len(x) / config.batch_size))

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from digits.guards import VIEWS, Guards
-from digits.softening import soften
+from digits.softening import model_input
 from registry import CorruptVersion, InvalidMetadata, ModelMetadata, Preprocessing, Registry, RegistryError, layout
 from service.errors import DeviceUnavailable, ModelLoadError
 from service.inference.backends import Backend, load_backend
@@ -135,12 +135,10 @@ def _backend(version: int, folder: Path, meta: dict[str, Any], settings: Setting
 def model_input_step(preprocessing: Preprocessing) -> InputFn:
     """The version's preprocessing of a gathered batch ([N, H, W, 1] in 0..255): every image softened as its
     training digits were (``preprocessing.softening``), then scaled (``pixel_scale``)."""
-    scale, sigma = np.float32(preprocessing.pixel_scale), preprocessing.softening
+    sigma, scale = preprocessing.softening, preprocessing.pixel_scale
 
     def to_model_input(images: np.ndarray) -> np.ndarray:
-        soft = soften(images.reshape(images.shape[:3]), sigma)
-        soft *= scale
-        return soft.reshape(images.shape)
+        return model_input(images.reshape(images.shape[:3]), sigma, scale).reshape(images.shape)
 
     return to_model_input
 

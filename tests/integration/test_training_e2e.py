@@ -6,14 +6,18 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import numpy as np
 import onnxruntime as ort
 import pytest
 
 from registry import Registry, layout
-from tests.helpers import ROOT, TINY_TRAINING
+from tests.conftest import ServerHandle
+from tests.helpers import ROOT, TINY_TRAINING, as_json_rows
+from training.data import load_splits
 
 
 def test_quick_training_leaves_a_complete_verified_promoted_version(tiny_registry: Path) -> None:
@@ -78,3 +82,46 @@ def test_a_worse_model_is_registered_but_not_promoted(registry_copy: Path) -> No
     assert registry.aliases()[layout.PRODUCTION] == before
     assert registry.latest() == before + 1
     assert registry.metadata(before + 1)["promotion"]["verdict"] == "keep"
+
+
+def _answers(base_url: str, digits: np.ndarray) -> list[dict]:
+    with httpx.Client(base_url=base_url, timeout=60) as client:
+        answers = []
+        for start in range(0, len(digits), 250):  # under MNIST_MAX_BATCH_IMAGES
+            body = {"images": [as_json_rows(d) for d in digits[start : start + 250]]}
+            response = client.post("/predict/batch", json=body)
+            assert response.status_code == 200, response.text
+            answers += response.json()["predictions"]
+    return answers
+
+
+def test_the_model_card_figures_are_what_the_service_answers_for_the_same_test_digits(
+    tiny_registry: Path, served: ServerHandle, start_server: Callable[..., ServerHandle]
+) -> None:
+    """A version's recorded accuracy and digit refusals are the service's own on its test digits sent as JSON:
+    training scores and calibrates the guards on digits made into inputs as the service makes them."""
+    registry = Registry(tiny_registry)
+    meta = registry.verify(registry.resolve())
+    config = meta["training_config"]
+    splits = load_splits(seed=config["seed"], allow_download=False).limited(config["limit"])
+    assert splits.sha256() == meta["data"]["sha256"]  # the very digits the run scored
+    refused = [a["error"]["code"] for a in _answers(served.base_url, splits.x_test) if "error" in a]
+    assert set(refused) <= {"not_a_digit", "suspected_adversarial"}
+    assert len(refused) == round(meta["metrics"]["guards"]["test_digits_refused"] * len(splits.y_test))
+    unguarded = start_server(env={"MNIST_GUARDS": "false"}, registry=tiny_registry)
+    digits = [a["digit"] for a in _answers(unguarded.base_url, splits.x_test)]
+    assert sum(np.asarray(digits) == splits.y_test) == round(meta["metrics"]["test_accuracy"] * len(splits.y_test))
+
+
+def test_the_champion_is_scored_as_it_serves(tiny_registry: Path) -> None:
+    """The promotion gate scores production on a challenger's test digits as production serves them: the tiny
+    version, as champion of its own test digits, scores what its card recorded."""
+    from training import promotion
+
+    registry = Registry(tiny_registry)
+    version = registry.resolve()
+    meta = registry.verify(version)
+    config = meta["training_config"]
+    splits = load_splits(seed=config["seed"], allow_download=False).limited(config["limit"])
+    accuracy = promotion.champion_accuracy(registry, version, splits.x_test, splits.y_test)
+    assert accuracy == pytest.approx(meta["metrics"]["test_accuracy"], abs=1e-9)
