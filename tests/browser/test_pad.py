@@ -26,13 +26,12 @@ from tests.browser.pad_driver import (
     Pad,
     by_testid,
     drawable_digits,
-    held_out_digits,
     post_png,
     refused_scribble,
     summary_ms,
 )
 from tests.conftest import ServerHandle
-from tests.helpers import to_png
+from tests.helpers import held_out_digits, to_png
 
 # Targets of the issue: an answer painted within 150 ms of a stroke's end (median over every stroke drawn here).
 STROKE_TO_SHOWN_MS = 150.0

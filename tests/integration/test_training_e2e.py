@@ -16,8 +16,7 @@ import pytest
 
 from registry import Registry, layout
 from tests.conftest import ServerHandle
-from tests.helpers import ROOT, TINY_TRAINING, as_json_rows
-from training.data import load_splits
+from tests.helpers import ROOT, TINY_TRAINING, as_json_rows, held_out_digits, publish_copy
 
 
 def test_quick_training_leaves_a_complete_verified_promoted_version(tiny_registry: Path) -> None:
@@ -99,29 +98,29 @@ def test_the_model_card_figures_are_what_the_service_answers_for_the_same_test_d
     tiny_registry: Path, served: ServerHandle, start_server: Callable[..., ServerHandle]
 ) -> None:
     """A version's recorded accuracy and digit refusals are the service's own on its test digits sent as JSON:
-    training scores and calibrates the guards on digits made into inputs as the service makes them."""
-    registry = Registry(tiny_registry)
-    meta = registry.verify(registry.resolve())
-    config = meta["training_config"]
-    splits = load_splits(seed=config["seed"], allow_download=False).limited(config["limit"])
-    assert splits.sha256() == meta["data"]["sha256"]  # the very digits the run scored
-    refused = [a["error"]["code"] for a in _answers(served.base_url, splits.x_test) if "error" in a]
+    training scores digits made into inputs as the service makes them."""
+    meta = Registry(tiny_registry).metadata(Registry(tiny_registry).resolve())
+    x_test, y_test = held_out_digits(tiny_registry)
+    refused = [a["error"]["code"] for a in _answers(served.base_url, x_test) if "error" in a]
     assert set(refused) <= {"not_a_digit", "suspected_adversarial"}
-    assert len(refused) == round(meta["metrics"]["guards"]["test_digits_refused"] * len(splits.y_test))
+    assert len(refused) == round(meta["metrics"]["guards"]["test_digits_refused"] * len(y_test))
     unguarded = start_server(env={"MNIST_GUARDS": "false"}, registry=tiny_registry)
-    digits = [a["digit"] for a in _answers(unguarded.base_url, splits.x_test)]
-    assert sum(np.asarray(digits) == splits.y_test) == round(meta["metrics"]["test_accuracy"] * len(splits.y_test))
+    digits = [a["digit"] for a in _answers(unguarded.base_url, x_test)]
+    assert sum(np.asarray(digits) == y_test) == round(meta["metrics"]["test_accuracy"] * len(y_test))
 
 
-def test_the_champion_is_scored_as_it_serves(tiny_registry: Path) -> None:
+def test_the_champion_is_scored_as_it_serves_with_its_own_preprocessing(registry_copy: Path) -> None:
     """The promotion gate scores production on a challenger's test digits as production serves them: the tiny
-    version, as champion of its own test digits, scores what its card recorded."""
+    version scores what its card recorded, and a copy that serves its digits unsoftened scores them unsoftened."""
     from training import promotion
 
-    registry = Registry(tiny_registry)
+    registry = Registry(registry_copy)
     version = registry.resolve()
-    meta = registry.verify(version)
-    config = meta["training_config"]
-    splits = load_splits(seed=config["seed"], allow_download=False).limited(config["limit"])
-    accuracy = promotion.champion_accuracy(registry, version, splits.x_test, splits.y_test)
-    assert accuracy == pytest.approx(meta["metrics"]["test_accuracy"], abs=1e-9)
+    x_test, y_test = held_out_digits(registry_copy)
+    recorded = registry.metadata(version)["metrics"]["test_accuracy"]
+    assert promotion.champion_accuracy(registry, version, x_test, y_test) == pytest.approx(recorded, abs=1e-9)
+    sharp = publish_copy(registry_copy, version, softening=0.0)
+    session = ort.InferenceSession(str(registry.version_dir(sharp) / layout.ONNX_FILE))
+    (probs,) = session.run(["probabilities"], {"image": (x_test / np.float32(255.0))[..., None].astype(np.float32)})
+    unsoftened = float((probs.argmax(1) == y_test).mean())
+    assert promotion.champion_accuracy(registry, sharp, x_test, y_test) == pytest.approx(unsoftened, abs=1e-9)
