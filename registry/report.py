@@ -69,6 +69,9 @@ class Recipe:
 class Evaluation:
     test_accuracy: float | None = None
     test_loss: float | None = None  # mean cross-entropy on the test digits; absent before issue #15
+    # The figures are on digits softened and scaled as the service serves them; absent (false) before training
+    # scored so, when they were on the digits unsoftened (a version's own card says which).
+    scored_as_served: bool = False
 
     @classmethod
     def from_metrics(cls, metrics: dict[str, Any]) -> Evaluation:
@@ -76,6 +79,7 @@ class Evaluation:
         return cls(
             test_accuracy=read.number("test_accuracy", None, low=0.0, high=1.0, high_open=False),
             test_loss=read.number("test_loss", None, low=0.0),
+            scored_as_served=read.flag("scored_as_served", False),
         )
 
 

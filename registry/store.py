@@ -39,6 +39,7 @@ class VersionInfo:
     model: str
     test_accuracy: float | None
     aliases: list[str] = field(default_factory=list)
+    scored_as_served: bool = False  # test_accuracy on digits as served (registry.report.Evaluation)
 
 
 class Registry:
@@ -156,6 +157,7 @@ class Registry:
                     model=str(facts.training_config.get("model", "?")) if facts else "?",
                     test_accuracy=facts.metrics.get("test_accuracy") if facts else None,
                     aliases=sorted(by_version.get(version, [])),
+                    scored_as_served=facts.evaluation.scored_as_served if facts else False,
                 )
             )
         return rows

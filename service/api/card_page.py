@@ -128,6 +128,8 @@ def versions_table(rows: Sequence[VersionInfo], served: int | None) -> str:
     for row in rows:
         accuracy = _number(row.test_accuracy)
         shown = "n/a" if accuracy is None else f"{100 * accuracy:.2f} %"
+        if accuracy is not None and not row.scored_as_served:
+            shown += " (on unsoftened digits)"  # recorded before training scored digits as served
         aliases = [*row.aliases, *(["served here"] if row.version == served else [])]
         lines.append(
             f'<tr><td><a href="/models/{int(row.version)}/card">{int(row.version)}</a></td>'

@@ -178,6 +178,20 @@ def test_the_card_page_lists_versions_and_aliases_and_the_served_one(make_client
     assert '<td><a href="/models/1/card">1</a></td><td>production, served here</td>' in page
 
 
+@pytest.mark.parametrize(
+    ("metrics", "shown"),
+    [
+        ({"test_accuracy": 0.982}, "<td>98.20 % (on unsoftened digits)</td>"),
+        ({"test_accuracy": 0.99, "scored_as_served": True}, "<td>99.00 %</td>"),
+    ],
+)
+def test_the_versions_table_says_which_accuracy_was_scored_on_unsoftened_digits(
+    make_client: Client, tmp_path: Path, metrics: dict[str, Any], shown: str
+) -> None:
+    page = make_client(publish(tmp_path / "r", metrics=metrics)).get("/models/1/card").text
+    assert shown in page
+
+
 def test_the_robustness_chart_is_drawn_from_the_metrics(make_client: Client, tmp_path: Path) -> None:
     metrics = {
         "test_accuracy": 0.9,

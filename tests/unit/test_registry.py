@@ -302,6 +302,7 @@ def _with(doc: dict, path: str, value: object) -> dict:
         ("training_config.optimizer", "", "training_config.optimizer must be a non-empty string"),
         ("metrics.test_loss", -1.0, r"metrics.test_loss must be a number in \[0, inf\)"),
         ("metrics.test_accuracy", 1.5, r"metrics.test_accuracy must be a number in \[0, 1\]"),
+        ("metrics.scored_as_served", "yes", "metrics.scored_as_served must be true or false"),
     ],
 )
 def test_a_bad_metadata_field_is_refused_by_name(path: str, value: object, message: str) -> None:
@@ -365,9 +366,28 @@ def test_the_registry_list_keeps_its_columns_whatever_the_model_names(
     for model in ("mlp", "cnn_bn"):
         staging = registry.new_staging_dir()
         (staging / layout.ONNX_FILE).write_bytes(model.encode())
-        registry.publish(staging, dataclasses.replace(model_facts(), training_config={"model": model}))
+        served = {"test_accuracy": 0.99, "scored_as_served": True}
+        registry.publish(staging, dataclasses.replace(model_facts(), training_config={"model": model}, metrics=served))
     registry.promote(2)
     assert registry_cli.main(["--registry", str(tmp_path), "list"]) == 0
     header, *rows = capsys.readouterr().out.splitlines()
     assert [line.index("%") for line in rows] == [header.index("accuracy") + len("accuracy") - 1] * 2
     assert rows[1].split()[:2] == ["2", "cnn_bn"] and rows[1].endswith("production")
+
+
+def test_the_registry_list_marks_an_accuracy_scored_on_unsoftened_digits(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Versions trained before training scored digits as served recorded a lower accuracy than they serve: the list
+    marks them, so 98.2 % beside a newer 99.0 % is not read as a point better."""
+    from training import registry_cli
+
+    registry = Registry(tmp_path)
+    for metrics in ({"test_accuracy": 0.982}, {"test_accuracy": 0.99, "scored_as_served": True}):
+        staging = registry.new_staging_dir()
+        (staging / layout.ONNX_FILE).write_bytes(b"onnx")
+        registry.publish(staging, dataclasses.replace(model_facts(), metrics=metrics))
+    assert registry_cli.main(["--registry", str(tmp_path), "list"]) == 0
+    _, old, new, note = capsys.readouterr().out.splitlines()
+    assert "98.20%*" in old and "99.00% " in new and "*" not in new
+    assert note == registry_cli.UNSOFTENED_NOTE and note.startswith("* scored on the test digits unsoftened")
