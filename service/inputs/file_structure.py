@@ -101,10 +101,11 @@ def png_chunks(data: bytes, most: int) -> list[bytes]:
 
 
 def png_exif(data: bytes) -> bytes | None:
-    """The body of a PNG's eXIf chunk, wherever it lies (before or after the pixels), or None."""
+    """The body of a PNG's eXIf chunk, wherever it lies (before or after the pixels), or None; None too for one that
+    claims more bytes than the file holds (a cut block's orientation is not trusted)."""
     for kind, start, length in _png_chunk_spans(data, MAX_PNG_CHUNKS):
         if kind == b"eXIf":
-            return data[start : start + length]
+            return data[start : start + length] if start + length <= len(data) else None
     return None
 
 

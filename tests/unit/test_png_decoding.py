@@ -95,6 +95,25 @@ def test_an_exif_orientation_is_applied_wherever_its_chunk_lies(after_the_pixels
     np.testing.assert_array_equal(read_luma(data), np.rot90(np.asarray(picture), -1))
 
 
+@pytest.mark.parametrize("overstated", [1000, 0], ids=["cut", "whole-without-its-crc"])
+def test_an_exif_chunk_that_runs_past_the_file_turns_nothing(overstated: int) -> None:
+    """A truncated file's last chunk, an eXIf whose length claims more bytes than are left: its EXIF is cut, so
+    whatever orientation its first bytes hold is not trusted; the pixels read as they are. One whose block is
+    whole, though the file ends before its checksum, still turns the picture."""
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    picture = seven_small("L").crop((0, 0, 140, 100))
+    data = encode(picture, "PNG", exif=exif)
+    at = data.index(b"eXIf") - 4
+    length = struct.unpack(">I", data[at : at + 4])[0]
+    chunk = data[at : at + 12 + length]
+    data = data.replace(chunk, b"")
+    # The end chunk lost; the eXIf last, without its checksum.
+    data = data[: data.index(b"IEND") - 4] + struct.pack(">I", length + overstated) + chunk[4:-4]
+    upright = np.asarray(picture) if overstated else np.rot90(np.asarray(picture), -1)
+    np.testing.assert_array_equal(read_luma(data), upright)
+
+
 def test_a_16_bit_colour_picture_is_brought_to_8_bits_without_float_copies() -> None:
     rgba = np.full((1000, 1000, 4), 65535, dtype=np.uint16)
     rgba[..., :3] = 257 * 100
