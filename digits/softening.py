@@ -41,8 +41,8 @@ def soften(images: np.ndarray, sigma: float) -> np.ndarray:
 
 def model_input(images: np.ndarray, softening: float, pixel_scale: float) -> np.ndarray:
     """[N, H, W] in 0..255 -> float32 [N, H, W]: a version's preprocessing of its inputs, softened by its
-    ``softening`` then scaled by its ``pixel_scale``. The service applies it to every gathered batch; training scores,
-    calibrates the guards and compares versions on digits made into inputs by it, so its figures are the served ones."""
+    ``softening`` then scaled by its ``pixel_scale``. The service applies it to every gathered batch; training scores
+    and compares versions on digits made into inputs by it, so its figures are the served ones."""
     soft = soften(images, softening)
     soft *= np.float32(pixel_scale)
     return soft
