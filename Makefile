@@ -51,7 +51,7 @@ compare: $(STAMP)
 
 serve: $(STAMP)
 	@if [ -z "$$(ls -d $(MODELS)/mnist/[0-9]* 2>/dev/null)" ]; then \
-		echo "Registry $(MODELS) is empty: training a first version (about 2 minutes)..."; \
+		echo "Registry $(MODELS) is empty: training a first version (about 3 minutes on 2 cores)..."; \
 		$(BIN)/python -m training --registry $(MODELS) || exit 1; \
 	fi
 	MNIST_MODEL_DIR=$(MODELS) $(BIN)/python -m service --host $(HOST) --port $(PORT)
