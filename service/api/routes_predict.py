@@ -102,9 +102,9 @@ def requested_includes(request: Request) -> frozenset[str]:
     return frozenset(wanted)
 
 
-def model_input(image: np.ndarray, softening: float) -> np.ndarray:
-    """The 28x28 the model was given, softened as every input is, as whole numbers 0..255: the form a client can
-    draw (orjson writes the array as lists)."""
+def shown_input(image: np.ndarray, softening: float) -> np.ndarray:
+    """The 28x28 the model was given (``?include=input``), softened as every input is, as whole numbers 0..255:
+    the form a client can draw (orjson writes the array as lists)."""
     soft = soften(image[np.newaxis], softening)[0]
     return np.ascontiguousarray(np.clip(np.rint(soft), 0, 255).astype(np.uint8))
 
@@ -175,7 +175,7 @@ async def predict(request: Request) -> Response:
         raise result
     answer = prediction_answer(result, state.settings)
     if includes:
-        answer[INCLUDE_INPUT] = model_input(image, softening)
+        answer[INCLUDE_INPUT] = shown_input(image, softening)
     count_prediction(result)
     return _json(answer, result.model_version)
 
@@ -215,7 +215,7 @@ async def predict_batch(request: Request) -> Response:
         else:
             entry = prediction_answer(result, state.settings)
             if includes and isinstance(slot, np.ndarray):
-                entry[INCLUDE_INPUT] = model_input(slot, softening)
+                entry[INCLUDE_INPUT] = shown_input(slot, softening)
             entries.append(entry)
             count_prediction(result)
     # Every image refused: the version being served, from memory; none served: the service cannot answer yet.
