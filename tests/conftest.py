@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from loadtests import server
 
@@ -24,6 +25,13 @@ ROOT = Path(__file__).resolve().parents[1]
 # A test's tier is the directory it lives in (markers declared in pyproject.toml): a new file cannot drop out
 # of a tier by forgetting a ``pytestmark`` line, and `-m unit` selects exactly what `pytest tests/unit` runs.
 TIERS = ("unit", "integration", "browser", "tools", "images", "e2e")
+
+# The property tests' example counts. `make test` (and CI) runs the full profile; `make test-fast`, the
+# edit-and-rerun loop, loads "fast" through hypothesis's own --hypothesis-profile flag: a quarter of the
+# examples, the same properties.
+settings.register_profile("full", max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("fast", settings.get_profile("full"), max_examples=50)
+settings.load_profile("full")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
@@ -13,8 +13,6 @@ from service.errors import ServiceError
 from service.inputs.json_input import parse_json_batch, parse_json_image
 from service.inputs.normalise import image_to_mnist, to_mnist
 from tests.unit.input_corpus import MAX_PIXELS, MAX_SIDE, draw_one_rgba, draw_seven, encode, seven_small
-
-FEW = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 SEEDS: tuple[bytes, ...] = (
     encode(seven_small(), "PNG"),
@@ -43,13 +41,11 @@ def run_bytes(data: bytes) -> None:
     )
 
 
-@FEW
 @given(st.binary(max_size=4096))
 def test_any_bytes(data: bytes) -> None:
     run_bytes(data)
 
 
-@FEW
 @given(st.sampled_from([b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff"]), st.binary(max_size=2048))
 def test_any_bytes_behind_valid_magic(magic: bytes, rest: bytes) -> None:
     run_bytes(magic + rest)
@@ -76,13 +72,11 @@ def mutated(draw: st.DrawFn) -> bytes:
     return bytes(data)
 
 
-@FEW
 @given(mutated())
 def test_mutated_png_and_jpeg(data: bytes) -> None:
     run_bytes(data)
 
 
-@FEW
 @given(arrays(np.uint8, st.tuples(st.integers(1, 80), st.integers(1, 80))))
 def test_any_grey_array(grey: np.ndarray) -> None:
     assert_array_or_domain_error(lambda: to_mnist(grey, canvas=IMAGE_SIDE, digit_box=MNIST_DIGIT_BOX))
@@ -99,7 +93,6 @@ json_values = st.recursive(
 )
 
 
-@FEW
 @given(json_values)
 def test_any_json_value(obj: object) -> None:
     assert_array_or_domain_error(lambda: parse_json_image(obj))
@@ -111,7 +104,6 @@ valid_rows = st.one_of(
 )
 
 
-@FEW
 @given(valid_rows, st.integers(0, 27), st.integers(0, 27), json_values)
 def test_nearly_valid_json(rows: list[list[object]], r: int, c: int, value: object) -> None:
     rows[r][c] = value
