@@ -254,9 +254,16 @@ async def start(app: Any, host: str, port: int) -> grpc.aio.Server:
         # Without this, grpc core answers streams past the cap on one connection with RST_STREAM (UNAVAILABLE,
         # uncounted) instead of letting the client queue them as the advertised limit asks.
         ("grpc.http.overload_protection", 0),
+        # grpc has no deadline for a call's message to arrive (HTTP's is MNIST_BODY_TIMEOUT_S): a call that stalls
+        # mid-message would hold its place among the calls below for ever. So a connection is told to go (GOAWAY,
+        # which clients answer by opening another) once it is a body deadline old, and its calls get the time one
+        # needs, a body and an inference, before it is closed under them: a stalled call is cancelled within
+        # 2 x MNIST_BODY_TIMEOUT_S + MNIST_REQUEST_TIMEOUT_S.
+        ("grpc.max_connection_age_ms", round(1000 * settings.body_timeout_s)),
+        ("grpc.max_connection_age_grace_ms", round(1000 * (settings.body_timeout_s + settings.request_timeout_s))),
     ]
-    # Each call holds up to a message of memory, and a stalled one never times out: beyond the cap, a call is
-    # answered RESOURCE_EXHAUSTED at once, as uvicorn answers 503 beyond it over HTTP.
+    # Each call holds up to a message of memory: beyond the cap, a call is answered RESOURCE_EXHAUSTED at once, as
+    # uvicorn answers 503 beyond it over HTTP.
     server = grpc.aio.server(
         options=options, maximum_concurrent_rpcs=settings.limit_concurrency, interceptors=[UnparsedRefused()]
     )

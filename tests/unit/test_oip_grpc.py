@@ -48,16 +48,21 @@ class Manager:
         return [FakePrediction(7, 0.9, [0.01] * 7 + [0.9] + [0.01] * 2, 3) for _ in images]
 
 
-def fake_app() -> SimpleNamespace:
+def fake_app(body_timeout_s: float = 10.0, request_timeout_s: float = 5.0) -> SimpleNamespace:
     settings = SimpleNamespace(
-        max_body_bytes=4 * 1024 * 1024, max_batch_images=8, return_probabilities=True, limit_concurrency=LIMIT
+        max_body_bytes=4 * 1024 * 1024,
+        max_batch_images=8,
+        return_probabilities=True,
+        limit_concurrency=LIMIT,
+        body_timeout_s=body_timeout_s,
+        request_timeout_s=request_timeout_s,
     )
     return SimpleNamespace(state=SimpleNamespace(manager=Manager(), settings=settings), version="test")
 
 
 @contextlib.asynccontextmanager
-async def serving() -> AsyncIterator[tuple[SimpleNamespace, str]]:
-    app, port = fake_app(), free_port()
+async def serving(**timeouts: float) -> AsyncIterator[tuple[SimpleNamespace, str]]:
+    app, port = fake_app(**timeouts), free_port()
     server = await start(app, "127.0.0.1", port)
     try:
         yield app, f"127.0.0.1:{port}"
@@ -282,6 +287,60 @@ def test_calls_beyond_the_cap_are_resource_exhausted_and_one_channel_waits_its_t
     assert queued_while_full == LIMIT
     assert all(isinstance(answer, service_pb2.ModelInferResponse) for answer in answers), answers
     assert isinstance(after, service_pb2.ModelInferResponse)
+
+
+def test_calls_stalled_before_their_message_arrives_are_ended_and_their_places_freed() -> None:
+    """grpc waits for a call's message without a deadline: a connection's maximum age and grace end such calls, as
+    HTTP's body deadline ends a stalled body, while a call already at the model finishes within the grace."""
+    body_s, request_s = 0.4, 0.6
+    bound_s = 2 * body_s + request_s
+
+    async def never_sends() -> AsyncIterator[bytes]:
+        await asyncio.sleep(3600)
+        yield b""
+
+    async def scenario() -> tuple[Any, Any, float, list[Any], Any]:
+        async with serving(body_timeout_s=body_s, request_timeout_s=request_s) as (app, address):
+            manager = app.state.manager
+            at_the_model = asyncio.ensure_future(infer(address, digit_request()))
+            while manager.waiting < 1:
+                await asyncio.sleep(0.01)
+            channels: list[grpc.aio.Channel] = []
+            stalled: list[asyncio.Future[Any]] = []
+
+            def stall() -> None:
+                """A call on a connection of its own that sends its headers, then nothing: no message comes."""
+                channels.append(grpc.aio.insecure_channel(address, options=[("grpc.use_local_subchannel_pool", 1)]))
+                call = channels[-1].stream_unary(SERVICE_INFER)(never_sends())
+                stalled.append(asyncio.ensure_future(call))
+
+            for _ in range(LIMIT - 1):
+                stall()
+            await asyncio.sleep(0.1)
+            start = asyncio.get_running_loop().time()
+            while_stalled = await infer(address, digit_request())
+            await asyncio.sleep(body_s * 1.2)  # past the first connection's age, within its grace
+            manager.release.set()
+            finished = await at_the_model
+            stall()  # its place taken again: only ending stalled calls lets another in
+            await asyncio.sleep(0.1)
+            answered = None
+            while answered is None and asyncio.get_running_loop().time() - start < 3 * bound_s:
+                reply = await infer(address, digit_request())
+                answered = reply if isinstance(reply, service_pb2.ModelInferResponse) else None
+            waited = asyncio.get_running_loop().time() - start
+            await asyncio.wait(stalled, timeout=bound_s)
+            ended = [call.exception() if call.done() else "still waiting" for call in stalled]
+            for channel in channels:
+                await channel.close()
+            return while_stalled, finished, waited if answered else float("inf"), ended, answered
+
+    while_stalled, finished, waited, ended, answered = asyncio.run(scenario())
+    assert isinstance(while_stalled, grpc.aio.AioRpcError)
+    assert while_stalled.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert isinstance(finished, service_pb2.ModelInferResponse), finished
+    assert isinstance(answered, service_pb2.ModelInferResponse) and waited <= 1.5 * bound_s, waited
+    assert all(isinstance(e, grpc.aio.AioRpcError) and e.code() == grpc.StatusCode.UNAVAILABLE for e in ended), ended
 
 
 def test_a_message_that_is_not_protobuf_is_invalid_argument_counted_and_logged_like_any_refusal() -> None:
