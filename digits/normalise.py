@@ -164,18 +164,6 @@ def grey_percentiles(values: np.ndarray, *qs: float) -> tuple[int, ...]:
     return tuple(int(i) for i in np.searchsorted(cumulative, targets))
 
 
-def median(values: np.ndarray) -> float:
-    """np.median of a small array, by one partition: without np.median's conversions and NaN check, which cost
-    more than the partition on a picture's border or its strongest ink (measured 11 us against 66 us on a
-    canvas's border, 45 against 100 on its ink). The callers' values are never NaN."""
-    flat = values.ravel()
-    half = flat.size // 2
-    if flat.size % 2:
-        return float(np.partition(flat, half)[half])
-    middle = np.partition(flat, (half - 1, half))
-    return (float(middle[half - 1]) + float(middle[half])) / 2
-
-
 def _working_copy(grey: np.ndarray) -> np.ndarray:
     """uint8 [h, w] with the longer side at most WORK_SIDE and pixel-sized noise averaged away."""
     grey = np.ascontiguousarray(grey, dtype=np.uint8)
@@ -214,8 +202,8 @@ def suppress_background(x: np.ndarray) -> np.ndarray:
     # The paper's level and noise come from the border: when a shape fills most
     # of the picture, the median pixel is the shape, not the paper.
     sample = border_pixels(d)
-    level = median(sample)
-    sigma = 1.4826 * median(np.abs(sample - level))
+    level = float(np.median(sample))
+    sigma = 1.4826 * float(np.median(np.abs(sample - level)))
     peak = float(d.max())
     contrast = peak - level
     if contrast < MIN_CONTRAST:
@@ -224,7 +212,7 @@ def suppress_background(x: np.ndarray) -> np.ndarray:
     if floor >= peak:
         raise BlankImage("no digit found: nothing stands out from the noise")
     strong = d[d > (floor + peak) / 2]
-    ink_level = max(median(strong), floor + 1.0)
+    ink_level = max(float(np.median(strong)), floor + 1.0)
     d -= floor
     d *= 255.0 / (ink_level - floor)
     return np.clip(d, 0.0, 255.0, out=d)

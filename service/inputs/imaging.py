@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 from PIL.PngImagePlugin import PngImageFile
 
-from digits.normalise import WORK_SIDE, border_pixels, grey_percentile, grey_percentiles, median, shrink
+from digits.normalise import WORK_SIDE, border_pixels, grey_percentile, grey_percentiles, shrink
 from service.errors import ImageTooLarge, InvalidImage, MultiFrameImage, ServiceError
 from service.inputs.file_structure import check_structure, png_exif, sniff_format
 
@@ -203,7 +203,7 @@ def to_grey(pixels: np.ndarray) -> np.ndarray:
 
 def _composite(luma: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     low, high = int(alpha.min()), int(alpha.max())
-    if median(border_pixels(alpha)) < 127.5 and high - low > 63:
+    if float(np.median(border_pixels(alpha))) < 127.5 and high - low > 63:
         # A drawing on a transparent layer (what canvas apps export): the painted pixels are the ink,
         # whatever their colour; light strokes would vanish on white paper, dark ones on black.
         return np.ascontiguousarray(alpha)

@@ -336,20 +336,6 @@ def test_grey_percentile_is_numpys_inverted_cdf(q: float) -> None:
         assert grey_percentile(values, q) == int(np.percentile(values, q, method="inverted_cdf"))
 
 
-@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
-@pytest.mark.parametrize("size", [1, 2, 3, 560, 561])
-def test_median_is_numpys(dtype: type, size: int) -> None:
-    from digits.normalise import median
-
-    rng = np.random.default_rng(size)
-    for values in (
-        rng.integers(0, 256, size=size).astype(dtype),
-        (rng.integers(-255, 256, size=(size, 1)) + 0.5).astype(np.float32),  # a border less a half level
-        np.full(size, 42, dtype),
-    ):
-        assert median(values) == float(np.median(values))
-
-
 @pytest.mark.parametrize(
     ("shape", "limit"), [((1200, 1600), 512), ((280, 280), 256), ((3, 4000), 512), ((90, 60), 512)]
 )
