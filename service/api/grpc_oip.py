@@ -2,8 +2,9 @@
 
 It runs in the HTTP server's process and event loop, so it shares the model manager, the batcher and the
 guards; its requests take the same steps as ``POST /v2/models/mnist/infer`` (``oip_input.tensor_images``,
-``oip_answer.predict_all``) under the same limits: the largest message is ``MNIST_MAX_BODY_BYTES``, the
-inference deadline ``MNIST_REQUEST_TIMEOUT_S``, the calls at once ``MNIST_LIMIT_CONCURRENCY``. Errors go
+``oip_answer.predict_all``) under the same limits: the largest message is ``MNIST_MAX_BODY_BYTES``, its
+arrival's deadline ``MNIST_BODY_TIMEOUT_S``, the inference deadline ``MNIST_REQUEST_TIMEOUT_S``, the calls at
+once ``MNIST_LIMIT_CONCURRENCY``. Errors go
 through the one table (``errors.refusal``) and leave as the gRPC status that matches their HTTP one. Each
 call is counted (``protocol="grpc"``) and logged like an HTTP request. The stubs are the ones tritonclient
 ships: Triton's superset of the protocol, whose extra calls (model control, shared memory, statistics)
@@ -26,6 +27,7 @@ from tritonclient.grpc import service_pb2, service_pb2_grpc
 from registry import RegistryError, layout
 from service.api.access import CLIENT_CLOSED_REQUEST
 from service.api.errors import GRPC_CODE_BY_STATUS, refusal
+from service.api.limits import body_timeout
 from service.api.oip_answer import model_metadata, output_tensor, predict_all, served_model
 from service.api.routes_oip import EXTENSIONS, SERVER_NAME
 from service.errors import InvalidInput, ServiceError
@@ -45,18 +47,25 @@ def _request_id(context: grpc.aio.ServicerContext) -> str:
     return os.urandom(16).hex()
 
 
-# What a handler gets for a message that does not parse as its call's protobuf type (``UnparsedRefused``).
+# What a handler gets for a message that does not parse as its call's protobuf type, and for one that has not
+# arrived within MNIST_BODY_TIMEOUT_S of the call's start (``MessageReader``).
 UNPARSED = object()
+UNARRIVED = object()
 
 
-class UnparsedRefused(grpc.aio.ServerInterceptor):
-    """A message that does not parse reaches its handler as ``UNPARSED``, which ``observed`` refuses as invalid_input.
+class MessageReader(grpc.aio.ServerInterceptor):
+    """Reads each unary call's message for its handler: within ``body_timeout_s``, and leniently parsed.
 
-    Left to grpc, four bytes of garbage were answered UNKNOWN naming the parser's exception class, written to
-    the log as an error with its traceback, and neither counted nor given an access line.
+    A message that does not parse reaches the handler as ``UNPARSED``, which ``observed`` refuses as invalid_input:
+    left to grpc, four bytes of garbage were answered UNKNOWN naming the parser's exception class, written to the
+    log as an error with its traceback, and neither counted nor given an access line. grpc itself waits for a
+    unary call's message without a deadline, so a call that stalls mid-message would hold its place among the
+    calls at once for ever: the handler is registered as taking a stream, reads the one message itself under the
+    body deadline HTTP has, and gets ``UNARRIVED`` past it (408, DEADLINE_EXCEEDED, counted and logged).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, body_timeout_s: float) -> None:
+        self.body_timeout_s = body_timeout_s
         self._handlers: dict[str, grpc.RpcMethodHandler] = {}  # by method: only the registered ones, a few
 
     async def intercept_service(
@@ -68,12 +77,24 @@ class UnparsedRefused(grpc.aio.ServerInterceptor):
             handler = await continuation(details)
             if handler is None or handler.request_deserializer is None or not _unary(handler):
                 return handler  # an unknown method, or one of Triton's streams, which answer UNIMPLEMENTED
-            handler = self._handlers[details.method] = grpc.unary_unary_rpc_method_handler(
-                handler.unary_unary,
+            handler = self._handlers[details.method] = grpc.stream_unary_rpc_method_handler(
+                self._message_within_deadline(handler.unary_unary),
                 request_deserializer=_lenient(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         return handler
+
+    def _message_within_deadline(self, unary: Callable[[Any, Any], Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        async def call(_: Any, context: grpc.aio.ServicerContext) -> Any:
+            try:
+                async with asyncio.timeout(self.body_timeout_s):
+                    request = await context.read()
+            except TimeoutError:
+                request = UNARRIVED
+            # The client closed its side without a message: nothing to parse, refused as a garbled one is.
+            return await unary(UNPARSED if request is grpc.aio.EOF else request, context)
+
+        return call
 
 
 def _unary(handler: grpc.RpcMethodHandler) -> bool:
@@ -101,6 +122,8 @@ def observed(handler: Handler) -> Handler:
         try:
             if request is UNPARSED:
                 raise InvalidInput(f"the {handler.__name__} message is not valid protobuf for its type")
+            if request is UNARRIVED:
+                raise body_timeout(self.state.settings.body_timeout_s)
             response = await handler(self, request, context)
             version = getattr(response, "model_version", "") if handler.__name__ == "ModelInfer" else ""
             return response
@@ -254,18 +277,13 @@ async def start(app: Any, host: str, port: int) -> grpc.aio.Server:
         # Without this, grpc core answers streams past the cap on one connection with RST_STREAM (UNAVAILABLE,
         # uncounted) instead of letting the client queue them as the advertised limit asks.
         ("grpc.http.overload_protection", 0),
-        # grpc has no deadline for a call's message to arrive (HTTP's is MNIST_BODY_TIMEOUT_S): a call that stalls
-        # mid-message would hold its place among the calls below for ever. So a connection is told to go (GOAWAY,
-        # which clients answer by opening another) once it is a body deadline old, and its calls get the time one
-        # needs, a body and an inference, before it is closed under them: a stalled call is cancelled within
-        # 2 x MNIST_BODY_TIMEOUT_S + MNIST_REQUEST_TIMEOUT_S.
-        ("grpc.max_connection_age_ms", round(1000 * settings.body_timeout_s)),
-        ("grpc.max_connection_age_grace_ms", round(1000 * (settings.body_timeout_s + settings.request_timeout_s))),
     ]
     # Each call holds up to a message of memory: beyond the cap, a call is answered RESOURCE_EXHAUSTED at once, as
     # uvicorn answers 503 beyond it over HTTP.
     server = grpc.aio.server(
-        options=options, maximum_concurrent_rpcs=settings.limit_concurrency, interceptors=[UnparsedRefused()]
+        options=options,
+        maximum_concurrent_rpcs=settings.limit_concurrency,
+        interceptors=[MessageReader(settings.body_timeout_s)],
     )
     service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(app), server)
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
