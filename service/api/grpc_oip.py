@@ -4,7 +4,7 @@ It runs in the HTTP server's process and event loop, so it shares the model mana
 guards; its requests take the same steps as ``POST /v2/models/mnist/infer`` (``oip_input.tensor_images``,
 ``oip_answer.predict_all``) under the same limits: the largest message is ``MNIST_MAX_BODY_BYTES``, its
 arrival's deadline ``MNIST_BODY_TIMEOUT_S``, the inference deadline ``MNIST_REQUEST_TIMEOUT_S``, the calls at
-once ``MNIST_LIMIT_CONCURRENCY``. Errors go
+once ``MNIST_LIMIT_CONCURRENCY``, an idle connection's life ``MNIST_TIMEOUT_KEEP_ALIVE_S``. Errors go
 through the one table (``errors.refusal``) and leave as the gRPC status that matches their HTTP one. Each
 call is counted (``protocol="grpc"``) and logged like an HTTP request. The stubs are the ones tritonclient
 ships: Triton's superset of the protocol, whose extra calls (model control, shared memory, statistics)
@@ -277,6 +277,9 @@ async def start(app: Any, host: str, port: int) -> grpc.aio.Server:
         # Without this, grpc core answers streams past the cap on one connection with RST_STREAM (UNAVAILABLE,
         # uncounted) instead of letting the client queue them as the advertised limit asks.
         ("grpc.http.overload_protection", 0),
+        # A connection with no call open is closed after HTTP's keep-alive timeout, as uvicorn closes an idle one:
+        # otherwise one that never opens a call stays for ever (clients open another for their next call).
+        ("grpc.max_connection_idle_ms", 1000 * settings.timeout_keep_alive_s),
     ]
     # Each call holds up to a message of memory: beyond the cap, a call is answered RESOURCE_EXHAUSTED at once, as
     # uvicorn answers 503 beyond it over HTTP.

@@ -48,13 +48,14 @@ class Manager:
         return [FakePrediction(7, 0.9, [0.01] * 7 + [0.9] + [0.01] * 2, 3) for _ in images]
 
 
-def fake_app(body_timeout_s: float = 10.0) -> SimpleNamespace:
+def fake_app(body_timeout_s: float = 10.0, timeout_keep_alive_s: int = 5) -> SimpleNamespace:
     settings = SimpleNamespace(
         max_body_bytes=4 * 1024 * 1024,
         max_batch_images=8,
         return_probabilities=True,
         limit_concurrency=LIMIT,
         body_timeout_s=body_timeout_s,
+        timeout_keep_alive_s=timeout_keep_alive_s,
     )
     return SimpleNamespace(state=SimpleNamespace(manager=Manager(), settings=settings), version="test")
 
@@ -339,6 +340,35 @@ def test_a_call_whose_message_does_not_arrive_in_time_is_deadline_exceeded_count
     assert REGISTRY.get_sample_value("mnist_requests_total", labels) == before + LIMIT
     assert service_pb2.ModelInferResponse.FromString(in_time).outputs[0].name == "probabilities"
     assert isinstance(after, service_pb2.ModelInferResponse)
+
+
+def test_a_connection_without_a_call_is_closed_after_the_keep_alive_timeout_and_the_client_reconnects() -> None:
+    """As uvicorn closes an idle HTTP connection: a connection that never opens a call no longer stays for ever,
+    nor does one that sends not a byte."""
+
+    async def scenario() -> tuple[float, float, Any]:
+        async with serving(timeout_keep_alive_s=1) as (app, address):
+            app.state.manager.release.set()  # the model answers at once
+            host, port = address.split(":")
+            reader, writer = await asyncio.open_connection(host, int(port))
+            start = asyncio.get_running_loop().time()
+            await asyncio.wait_for(reader.read(), timeout=5)  # to the end: the server closed it
+            silent_closed_after = asyncio.get_running_loop().time() - start
+            writer.close()
+            async with grpc.aio.insecure_channel(address) as channel:
+                await channel.channel_ready()
+                loop = asyncio.get_running_loop()
+                start = loop.time()
+                while channel.get_state() == grpc.ChannelConnectivity.READY and loop.time() - start < 5:
+                    await asyncio.sleep(0.02)
+                closed_after = loop.time() - start
+                answer = await channel.unary_unary(SERVICE_INFER)(digit_request().SerializeToString(), timeout=10)
+            return silent_closed_after, closed_after, service_pb2.ModelInferResponse.FromString(answer)
+
+    silent_closed_after, closed_after, answer = asyncio.run(scenario())
+    assert 0.8 <= silent_closed_after <= 2.5, silent_closed_after
+    assert 0.8 <= closed_after <= 2.5, closed_after
+    assert answer.outputs[0].name == "probabilities"
 
 
 def test_a_message_that_is_not_protobuf_is_invalid_argument_counted_and_logged_like_any_refusal() -> None:
