@@ -47,21 +47,41 @@ def _request_id(context: grpc.aio.ServicerContext) -> str:
     return os.urandom(16).hex()
 
 
-# What a handler gets for a message that does not parse as its call's protobuf type, and for one that has not
-# arrived within MNIST_BODY_TIMEOUT_S of the call's start (``MessageReader``).
+# What a handler gets for a message that does not parse as its call's protobuf type (``_lenient``).
 UNPARSED = object()
-UNARRIVED = object()
+# grpc ends a read with EOF when the call has failed (the client cancelled, its deadline passed, its message was over
+# MNIST_MAX_BODY_BYTES), then cancels the handler a moment later; a client that sent no message is still there.
+CALL_FAILED_GRACE_S = 0.1
+
+
+class PendingMessage:
+    """A unary call's one message, not read yet: ``observed`` reads it, so the wait is timed, counted and logged."""
+
+    def __init__(self, context: grpc.aio.ServicerContext, timeout_s: float) -> None:
+        self.context, self.timeout_s = context, timeout_s
+
+    async def read(self, method: str) -> Any:
+        """The message (or UNPARSED); RequestTimeout past the deadline, InvalidInput when the client sent none."""
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                message = await self.context.read()
+        except TimeoutError:
+            raise body_timeout(self.timeout_s) from None
+        if message is grpc.aio.EOF:
+            await asyncio.sleep(CALL_FAILED_GRACE_S)  # a failed call is cancelled here: 499, as HTTP's hang-ups
+            raise InvalidInput(f"no {method} message was sent")
+        return message
 
 
 class MessageReader(grpc.aio.ServerInterceptor):
-    """Reads each unary call's message for its handler: within ``body_timeout_s``, and leniently parsed.
+    """Gives each unary call's handler its message to read under ``body_timeout_s``, leniently parsed.
 
     A message that does not parse reaches the handler as ``UNPARSED``, which ``observed`` refuses as invalid_input:
     left to grpc, four bytes of garbage were answered UNKNOWN naming the parser's exception class, written to the
     log as an error with its traceback, and neither counted nor given an access line. grpc itself waits for a
-    unary call's message without a deadline, so a call that stalls mid-message would hold its place among the
-    calls at once for ever: the handler is registered as taking a stream, reads the one message itself under the
-    body deadline HTTP has, and gets ``UNARRIVED`` past it (408, DEADLINE_EXCEEDED, counted and logged).
+    unary call's message without a deadline of its own, so a call that stalls mid-message would hold its place
+    among the calls at once for ever: the handler is registered as taking a stream and gets a ``PendingMessage``,
+    read under the body deadline HTTP has (past it 408, DEADLINE_EXCEEDED).
     """
 
     def __init__(self, body_timeout_s: float) -> None:
@@ -78,21 +98,15 @@ class MessageReader(grpc.aio.ServerInterceptor):
             if handler is None or handler.request_deserializer is None or not _unary(handler):
                 return handler  # an unknown method, or one of Triton's streams, which answer UNIMPLEMENTED
             handler = self._handlers[details.method] = grpc.stream_unary_rpc_method_handler(
-                self._message_within_deadline(handler.unary_unary),
+                self._with_pending_message(handler.unary_unary),
                 request_deserializer=_lenient(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         return handler
 
-    def _message_within_deadline(self, unary: Callable[[Any, Any], Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    def _with_pending_message(self, unary: Callable[[Any, Any], Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
         async def call(_: Any, context: grpc.aio.ServicerContext) -> Any:
-            try:
-                async with asyncio.timeout(self.body_timeout_s):
-                    request = await context.read()
-            except TimeoutError:
-                request = UNARRIVED
-            # The client closed its side without a message: nothing to parse, refused as a garbled one is.
-            return await unary(UNPARSED if request is grpc.aio.EOF else request, context)
+            return await unary(PendingMessage(context, self.body_timeout_s), context)
 
         return call
 
@@ -120,10 +134,10 @@ def observed(handler: Handler) -> Handler:
         began, status, version = time.perf_counter(), 200, ""
         IN_FLIGHT.inc()
         try:
+            if isinstance(request, PendingMessage):
+                request = await request.read(handler.__name__)
             if request is UNPARSED:
                 raise InvalidInput(f"the {handler.__name__} message is not valid protobuf for its type")
-            if request is UNARRIVED:
-                raise body_timeout(self.state.settings.body_timeout_s)
             response = await handler(self, request, context)
             version = getattr(response, "model_version", "") if handler.__name__ == "ModelInfer" else ""
             return response

@@ -297,7 +297,9 @@ def test_a_call_whose_message_does_not_arrive_in_time_is_deadline_exceeded_count
 
     body_s = 0.8
     labels = {"endpoint": SERVICE_INFER, "method": "POST", "status": "408", "protocol": "grpc"}
+    waits = {"endpoint": SERVICE_INFER, "model_version": "", "protocol": "grpc"}  # the refused calls' latency
     before = REGISTRY.get_sample_value("mnist_requests_total", labels) or 0.0
+    waited_before = REGISTRY.get_sample_value("mnist_request_duration_seconds_sum", waits) or 0.0
     message = digit_request().SerializeToString()
 
     async def sends_after(delay_s: float) -> AsyncIterator[bytes]:
@@ -338,8 +340,47 @@ def test_a_call_whose_message_does_not_arrive_in_time_is_deadline_exceeded_count
     }
     assert body_s <= waited <= 4 * body_s, waited
     assert REGISTRY.get_sample_value("mnist_requests_total", labels) == before + LIMIT
+    # Each 408's latency is its wait for the message, as HTTP's is its wait for the body.
+    assert REGISTRY.get_sample_value("mnist_request_duration_seconds_sum", waits) >= waited_before + LIMIT * body_s
     assert service_pb2.ModelInferResponse.FromString(in_time).outputs[0].name == "probabilities"
     assert isinstance(after, service_pb2.ModelInferResponse)
+
+
+def test_a_call_cancelled_before_its_message_is_a_hang_up_and_one_closed_without_a_message_is_invalid() -> None:
+    """grpc ends the server's read the same way for both: the first is counted 499 as HTTP's hang-ups are, not as
+    the client's error; the second is told what is missing."""
+    from prometheus_client import REGISTRY
+
+    def count(status: str) -> float:
+        labels = {"endpoint": SERVICE_INFER, "method": "POST", "status": status, "protocol": "grpc"}
+        return REGISTRY.get_sample_value("mnist_requests_total", labels) or 0.0
+
+    async def never_sends() -> AsyncIterator[bytes]:
+        await asyncio.sleep(3600)
+        yield b""
+
+    async def sends_nothing() -> AsyncIterator[bytes]:
+        return
+        yield b""
+
+    before = count("499"), count("422")
+
+    async def scenario() -> Any:
+        async with serving() as (_, address), grpc.aio.insecure_channel(address) as channel:
+            cancelled = channel.stream_unary(SERVICE_INFER)(never_sends())
+            await asyncio.sleep(0.2)
+            cancelled.cancel()
+            try:
+                await channel.stream_unary(SERVICE_INFER)(sends_nothing(), timeout=10)
+            except grpc.aio.AioRpcError as error:
+                await asyncio.sleep(0.2)  # the cancelled call's record
+                return error
+            return None
+
+    error = asyncio.run(scenario())
+    assert isinstance(error, grpc.aio.AioRpcError), error
+    assert (error.code(), error.details()) == (grpc.StatusCode.INVALID_ARGUMENT, "no ModelInfer message was sent")
+    assert (count("499"), count("422")) == (before[0] + 1, before[1] + 1)
 
 
 def test_a_connection_without_a_call_is_closed_after_the_keep_alive_timeout_and_the_client_reconnects() -> None:
