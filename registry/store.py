@@ -41,6 +41,11 @@ class VersionInfo:
     aliases: list[str] = field(default_factory=list)
     scored_as_served: bool = False  # test_accuracy on digits as served (registry.report.Evaluation)
 
+    @property
+    def accuracy_unsoftened(self) -> bool:
+        """Whether its accuracy was recorded on the digits unsoftened, before versions were scored as served."""
+        return self.test_accuracy is not None and not self.scored_as_served
+
 
 class Registry:
     """One model's versions and aliases under ``<root>/mnist``."""

@@ -51,10 +51,10 @@ def main(argv: list[str]) -> int:
             print(f"{'version':>7}  {'model':<{width}}  {'accuracy':>8}   {'created':<25}  aliases")
             for row in rows:
                 acc = "?" if row.test_accuracy is None else f"{100 * row.test_accuracy:.2f}%"
-                mark = "*" if row.test_accuracy is not None and not row.scored_as_served else " "
+                mark = "*" if row.accuracy_unsoftened else " "
                 aliases = ", ".join(row.aliases)
                 print(f"{row.version:>7}  {row.model:<{width}}  {acc:>8}{mark}  {row.created:<25}  {aliases}")
-            if any(row.test_accuracy is not None and not row.scored_as_served for row in rows):
+            if any(row.accuracy_unsoftened for row in rows):
                 print(UNSOFTENED_NOTE)
         elif args.command == "promote":
             registry.promote(args.version, args.alias, reason="manual promote (CLI)")

@@ -128,7 +128,7 @@ def versions_table(rows: Sequence[VersionInfo], served: int | None) -> str:
     for row in rows:
         accuracy = _number(row.test_accuracy)
         shown = "n/a" if accuracy is None else f"{100 * accuracy:.2f} %"
-        if accuracy is not None and not row.scored_as_served:
+        if accuracy is not None and row.accuracy_unsoftened:  # "n/a" needs no mark
             shown += " (on unsoftened digits)"  # recorded before training scored digits as served
         aliases = [*row.aliases, *(["served here"] if row.version == served else [])]
         lines.append(
