@@ -43,7 +43,11 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level (JSON logs).")
     timeout_keep_alive_s: int = Field(5, ge=1, le=300, description="Idle keep-alive connection timeout.")
     limit_concurrency: int = Field(
-        1024, ge=8, le=100_000, description="Open connections per worker; beyond it uvicorn answers a plain 503."
+        1024,
+        ge=8,
+        le=100_000,
+        description="Open connections per worker; beyond it uvicorn answers a plain 503 "
+        "(gRPC: calls at once and connections).",
     )
 
     # dynamic batching

@@ -215,6 +215,8 @@ async def start(app: Any, host: str, port: int) -> grpc.aio.Server:
         # A connection with no call open is closed after HTTP's keep-alive timeout, as uvicorn closes an idle one:
         # otherwise one that never opens a call stays for ever (clients open another for their next call).
         ("grpc.max_connection_idle_ms", 1000 * settings.timeout_keep_alive_s),
+        # As many connections as HTTP allows: one beyond it is closed at once (the client sees UNAVAILABLE).
+        ("grpc.max_allowed_incoming_connections", settings.limit_concurrency),
     ]
     # Each call holds up to a message of memory: beyond the cap, a call is answered RESOURCE_EXHAUSTED at once, as
     # uvicorn answers 503 beyond it over HTTP.

@@ -309,16 +309,16 @@ def test_a_call_whose_message_does_not_arrive_in_time_is_deadline_exceeded_count
     async def scenario() -> tuple[Any, list[Any], float, Any, Any]:
         async with serving(body_timeout_s=body_s) as (app, address):
             app.state.manager.release.set()  # the model answers at once
+            # One connection carries the stalled calls (its stream limit is LIMIT), another the one in time.
             channels = [
-                grpc.aio.insecure_channel(address, options=[("grpc.use_local_subchannel_pool", 1)])
-                for _ in range(LIMIT + 1)
+                grpc.aio.insecure_channel(address, options=[("grpc.use_local_subchannel_pool", 1)]) for _ in range(2)
             ]
             await asyncio.gather(*(channel.channel_ready() for channel in channels))
-            calls = [channel.stream_unary(SERVICE_INFER) for channel in channels]
+            stalling, late = (channel.stream_unary(SERVICE_INFER) for channel in channels)
             loop = asyncio.get_running_loop()
             start = loop.time()
             # Headers at once, then no message for an hour: a client that stalls before its message.
-            stalled = [asyncio.ensure_future(call(sends_after(3600))) for call in calls[:LIMIT]]
+            stalled = [asyncio.ensure_future(stalling(sends_after(3600))) for _ in range(LIMIT)]
             while_stalled: Any = None
             while loop.time() - start < body_s / 2 and not isinstance(while_stalled, grpc.aio.AioRpcError):
                 while_stalled = await infer(address, digit_request())  # answered until every place is taken
@@ -326,7 +326,7 @@ def test_a_call_whose_message_does_not_arrive_in_time_is_deadline_exceeded_count
             await asyncio.wait(stalled, timeout=4 * body_s)
             waited = loop.time() - start
             ended = [call.exception() if call.done() else "still waiting" for call in stalled]
-            in_time = await calls[LIMIT](sends_after(body_s / 2), timeout=10)
+            in_time = await late(sends_after(body_s / 2), timeout=10)
             for channel in channels:
                 await channel.close()
             return while_stalled, ended, waited, in_time, await infer(address, digit_request())
@@ -410,6 +410,38 @@ def test_a_connection_without_a_call_is_closed_after_the_keep_alive_timeout_and_
     assert 0.8 <= silent_closed_after <= 2.5, silent_closed_after
     assert 0.8 <= closed_after <= 2.5, closed_after
     assert answer.outputs[0].name == "probabilities"
+
+
+def test_connections_beyond_the_limit_are_closed_at_once_and_the_open_ones_keep_working() -> None:
+    """As HTTP caps its connections at MNIST_LIMIT_CONCURRENCY: before, any number of connections that never open a
+    call each held a socket and grpc's memory for a connection until the keep-alive timeout, and came back."""
+
+    async def scenario() -> tuple[int, Any, Any, Any]:
+        async with serving(timeout_keep_alive_s=30) as (app, address):
+            app.state.manager.release.set()  # the model answers at once
+            host, port = address.split(":")
+            async with grpc.aio.insecure_channel(address, options=[("grpc.use_local_subchannel_pool", 1)]) as held:
+                await held.channel_ready()
+                silent = [await asyncio.open_connection(host, int(port)) for _ in range(2 * LIMIT)]
+                closed = 0
+                for reader, _ in silent:
+                    with contextlib.suppress(TimeoutError):
+                        closed += await asyncio.wait_for(reader.read(1), timeout=0.5) == b""
+                beyond = await infer(address, digit_request())
+                on_the_held_connection = await held.unary_unary(SERVICE_INFER)(
+                    digit_request().SerializeToString(), timeout=10
+                )
+                for _, writer in silent:
+                    writer.close()
+                await asyncio.sleep(0.2)
+                after = await infer(address, digit_request())
+            return closed, beyond, service_pb2.ModelInferResponse.FromString(on_the_held_connection), after
+
+    closed, beyond, held_answer, after = asyncio.run(scenario())
+    assert closed == LIMIT + 1  # the held channel is one of the LIMIT
+    assert isinstance(beyond, grpc.aio.AioRpcError) and beyond.code() == grpc.StatusCode.UNAVAILABLE
+    assert held_answer.outputs[0].name == "probabilities"
+    assert isinstance(after, service_pb2.ModelInferResponse)
 
 
 def test_a_message_that_is_not_protobuf_is_invalid_argument_counted_and_logged_like_any_refusal() -> None:
