@@ -14,6 +14,7 @@ import orjson
 from registry import ModelMetadata, VersionNotFound, layout, parse_version
 from service.api.routes_predict import count_prediction
 from service.errors import InferenceError, InvalidInput, ModelNotFound, ModelNotReady, ServiceError
+from service.inference.answers import named
 from service.inputs.oip_input import InferRequest
 
 # A free dimension, as the protocol writes it.
@@ -44,9 +45,9 @@ async def predict_all(state: Any, images: np.ndarray, features: bool, pinned: in
     if features and not state.settings.return_probabilities:
         raise InvalidInput("the 'features' output is withheld by this server (MNIST_RETURN_PROBABILITIES=false)")
     results = await state.manager.predict(images, features=features)
-    refused = next((r for r in results if isinstance(r, ServiceError)), None)
+    refused = next(((i, r) for i, r in enumerate(results) if isinstance(r, ServiceError)), None)
     if refused is not None:
-        raise refused
+        raise named(refused[1], f"image {refused[0]}")
     if pinned is not None and results[0].model_version != pinned:
         raise VersionNotFound(f"version {pinned} was swapped out; this replica serves {results[0].model_version}")
     for result in results:

@@ -27,6 +27,7 @@ from service.api.errors import entry_error
 from service.api.input_forms import Slot, batch_images, single_image
 from service.api.schemas import BatchOut, PredictionOut, error_responses, predict_request_body
 from service.errors import InferenceError, ServiceError, UnknownInclude
+from service.inference.answers import named
 from service.metrics import PREDICTIONS, confidence_band
 from service.settings import Settings
 
@@ -172,7 +173,7 @@ async def predict(request: Request) -> Response:
     softening = answering_softening(state.manager) if includes else 0.0
     (result,) = await state.manager.predict(image[np.newaxis])
     if isinstance(result, ServiceError):
-        raise result
+        raise named(result, "the image")
     answer = prediction_answer(result, state.settings)
     if includes:
         answer[INCLUDE_INPUT] = shown_input(image, softening)
@@ -206,8 +207,9 @@ async def predict_batch(request: Request) -> Response:
     softening = answering_softening(state.manager) if includes and good else 0.0
     if good:
         stacked = np.stack([slots[i] for i in good])
+        # The model sees only the images that decoded: its refusals are named by their slot in the request.
         for i, result in zip(good, await state.manager.predict(stacked), strict=True):
-            results[i] = result
+            results[i] = named(result, f"image {i}") if isinstance(result, ServiceError) else result
     entries = []
     for slot, result in zip(slots, results, strict=True):
         if isinstance(result, ServiceError):

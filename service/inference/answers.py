@@ -25,14 +25,15 @@ def answers(
     probs: np.ndarray, refusals: np.ndarray, labels: list[int], version: int, features: np.ndarray | None = None
 ) -> list[Prediction | ServiceError]:
     """``probs`` [N, classes] and ``refusals`` [N] (codes indexing ``digits.guards.REFUSALS``, 0 = none);
-    ``features`` [N, F] when the caller asked for them."""
+    ``features`` [N, F] when the caller asked for them. A refusal's message leaves out which image it is: only
+    the caller knows where the image sat in its request (see ``named``)."""
     out: list[Prediction | ServiceError] = []
     for i, (row, code) in enumerate(zip(probs.tolist(), refusals.tolist(), strict=True)):
         if code:
             out.append(
-                NotADigit(f"image {i} does not look like a handwritten digit")
+                NotADigit("does not look like a handwritten digit")
                 if REFUSALS[code] == NOT_A_DIGIT
-                else SuspectedAdversarial(f"image {i} looks altered to mislead the model")
+                else SuspectedAdversarial("looks altered to mislead the model")
             )
             continue
         # The first maximum, as argmax; over ten Python floats, cheaper than numpy's call overhead.
@@ -41,3 +42,8 @@ def answers(
         best = row.index(max(row)) if math.isfinite(sum(row)) else int(np.argmax(row))
         out.append(Prediction(labels[best], row[best], row, version, None if features is None else features[i]))
     return out
+
+
+def named(refusal: ServiceError, subject: str) -> ServiceError:
+    """The guards' refusal saying which image it is, as its request numbers them: "image 3", "the image"."""
+    return type(refusal)(f"{subject} {refusal.message}")

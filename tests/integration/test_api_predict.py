@@ -78,13 +78,37 @@ def test_batch_count_limit_and_shape_errors(served: ServerHandle) -> None:
     assert "images[1]" in bad_shape.json()["error"]["message"]
 
 
-def test_blank_and_noise_are_refused(served: ServerHandle) -> None:
-    noise = np.random.default_rng(1).integers(0, 256, size=(28, 28))
+GUARD_REFUSALS = {
+    "not_a_digit": "does not look like a handwritten digit",
+    "suspected_adversarial": "looks altered to mislead the model",
+}
+
+
+def test_blank_and_noise_are_refused_each_naming_its_image(served: ServerHandle) -> None:
+    """In a batch the model sees only the images that parsed: its refusals named the noise "image 1" when a blank
+    image sat before it in slot 0, and slot 1 held a digit."""
+    noise = np.random.default_rng(1).integers(0, 256, size=(28, 28)).tolist()
+    blank = [[0] * 28] * 28
     with httpx.Client(base_url=served.base_url, timeout=10) as client:
-        blank = client.post("/predict", json={"image": [[0] * 28] * 28})
-        noisy = client.post("/predict", json={"image": noise.tolist()})
-    assert blank.status_code == 422 and blank.json()["error"]["code"] == "no_digit"
-    assert noisy.status_code == 422 and noisy.json()["error"]["code"] in {"not_a_digit", "suspected_adversarial"}
+        alone_blank = client.post("/predict", json={"image": blank})
+        alone_noise = client.post("/predict", json={"image": noise})
+        batch = client.post("/predict/batch", json={"images": [blank, blank, as_json_rows(DIGITS[0]), noise]})
+        oip = client.post(
+            "/v2/models/mnist/infer",
+            json={
+                "inputs": [
+                    {"name": "image", "datatype": "UINT8", "shape": [2, 28, 28], "data": [DIGITS[0].tolist(), noise]}
+                ]
+            },
+        )
+    assert alone_blank.status_code == 422 and alone_blank.json()["error"]["code"] == "no_digit"
+    assert alone_noise.status_code == 422
+    code = alone_noise.json()["error"]["code"]
+    assert alone_noise.json()["error"]["message"] == f"the image {GUARD_REFUSALS[code]}"
+    entries = batch.json()["predictions"]
+    assert [e["error"]["code"] for e in entries[:2]] == ["no_digit", "no_digit"] and "digit" in entries[2]
+    assert entries[3]["error"] == {"code": code, "message": f"image 3 {GUARD_REFUSALS[code]}"}
+    assert oip.status_code == 422 and oip.json()["error"] == f"image 1 {GUARD_REFUSALS[code]}"
 
 
 def test_without_probabilities_only_digit_and_rounded_confidence(start_server, tiny_registry) -> None:
