@@ -64,7 +64,15 @@ def _shape_error(obj: object, where: str) -> InvalidInput:
     if not isinstance(obj, list):
         return InvalidInput(f"{where} must be a list of {expected}, got {kind(obj)}")
     if len(obj) != IMAGE_SIDE:
-        return InvalidInput(f"{where} must have {IMAGE_SIDE} rows of {IMAGE_SIDE} numbers, got {len(obj)} rows")
+        # The two likeliest slips get their own words: a flattened array, and one list around the image too many.
+        first = obj[0] if obj else None
+        if isinstance(first, int | float):
+            got = f"a flat list of {len(obj)} numbers; send the {IMAGE_SIDE} rows as lists"
+        elif len(obj) == 1 and isinstance(first, list) and len(first) == IMAGE_SIDE and isinstance(first[0], list):
+            got = "1 list holding 28 rows: the image is nested one list too deep"
+        else:
+            got = f"{len(obj)} rows"
+        return InvalidInput(f"{where} must have {IMAGE_SIDE} rows of {IMAGE_SIDE} numbers, got {got}")
     for i, row in enumerate(obj):
         if not isinstance(row, list):
             return InvalidInput(f"{where}[{i}] must be a list of {IMAGE_SIDE} numbers, got {kind(row)}")

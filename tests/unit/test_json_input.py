@@ -61,7 +61,7 @@ def test_bad_values_named_by_place(value: object, said: str) -> None:
         ({"image": []}, "got an object"),
         ([], "got 0 rows"),
         ([[0] * 28] * 27, "got 27 rows"),
-        ([0] * 784, "got 784 rows"),
+        ([0] * 784, "got a flat list of 784 numbers"),
         ([[0] * 28] * 27 + [[0] * 29], "image[27] must have 28 numbers, got 29"),
         ([[0] * 28] * 27 + ["x" * 28], "image[27] must be a list of 28 numbers, got a string"),
     ],

@@ -89,11 +89,33 @@ def test_a_body_json_would_refuse_is_not_taken_by_the_fast_path(body: bytes) -> 
     [
         ([SEVEN], 'body must be a JSON object {"image": [[...28x28...]]}, got a list'),
         ({"image": 7}, "image must be a list of 28 rows of 28 numbers in 0..255, got a number"),
+        (
+            {"image": [v for row in SEVEN for v in row]},
+            "image must have 28 rows of 28 numbers, got a flat list of 784 numbers; send the 28 rows as lists",
+        ),
+        (
+            {"image": [SEVEN]},
+            "image must have 28 rows of 28 numbers, got 1 list holding 28 rows: the image is nested one list too deep",
+        ),
+        ({"image": [SEVEN[0]]}, "image must have 28 rows of 28 numbers, got 1 rows"),
+        ({"image": [[[1]]]}, "image must have 28 rows of 28 numbers, got 1 rows"),
+        ({"image": [None]}, "image must have 28 rows of 28 numbers, got 1 rows"),
         ({"image": with_value([1])}, "image[3][17] must be a number in 0..255, got a list (nested too deeply)"),
         ({"image": with_value("7")}, "image[3][17] must be a number in 0..255, got a string"),
         ({"image": SEVEN, "x" * 60: 1}, f'unexpected field "{"x" * 40}": the body holds only "image"'),
     ],
-    ids=["list-body", "number-image", "nested", "string", "long-field-name"],
+    ids=[
+        "list-body",
+        "number-image",
+        "flat",
+        "one-list-too-deep",
+        "one-row",
+        "one-short-nest",
+        "null-row",
+        "nested",
+        "string",
+        "long-field-name",
+    ],
 )
 def test_a_malformed_body_is_named_exactly(body: object, message: str) -> None:
     with pytest.raises(InvalidInput) as info:
