@@ -164,7 +164,6 @@ def create_app(settings: Settings | None = None, *, manager: Any | None = None) 
         app.router.routes.extend(router.routes)
     for router in routers:
         app.include_router(router)
-    routers = [*prediction_routers, *routers]
     app.router.routes.extend(mounts)
     openapi.install(app, settings)
     # add_middleware stacks outward: limits run inside the access log, so refusals are logged and counted.
@@ -180,5 +179,6 @@ def create_app(settings: Settings | None = None, *, manager: Any | None = None) 
             expose_headers=["X-Model-Version", "X-Request-ID", "Retry-After"],
             max_age=600,
         )
-    app.add_middleware(AccessMiddleware, routes=[*(route for router in routers for route in router.routes), *mounts])
+    # Every route in the order the app tries them, FastAPI's own /openapi.json included.
+    app.add_middleware(AccessMiddleware, routes=app.router.routes)
     return app

@@ -103,6 +103,21 @@ def test_metrics_move_and_use_route_templates(client: TestClient) -> None:
     assert 'endpoint="/models/{version}"' in text and "not-a-number" not in text
 
 
+@pytest.mark.parametrize(
+    ("path", "endpoint"),
+    [("/openapi.json", "/openapi.json"), ("/docs", "/docs"), ("/health/live", "/health/live"), ("/ui/pad.js", "/ui")],
+)
+def test_every_route_the_service_answers_is_counted_under_its_own_name(
+    client: TestClient, path: str, endpoint: str
+) -> None:
+    """FastAPI's own /openapi.json was counted and logged as "unmatched", beside requests for paths that exist
+    nowhere."""
+    labels = {"endpoint": endpoint, "method": "GET", "status": "200", "protocol": "rest"}
+    before = REGISTRY.get_sample_value("mnist_requests_total", labels) or 0.0
+    assert client.get(path).status_code == 200
+    assert REGISTRY.get_sample_value("mnist_requests_total", labels) == before + 1
+
+
 def json_lines(stream: io.StringIO) -> list[dict]:
     drain()
     return [json.loads(line) for line in stream.getvalue().splitlines()]
