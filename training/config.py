@@ -113,12 +113,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default=d.data, help="folder with mnist.npz or the four MNIST IDX files")
     _add_recipe_flags(p, d)
     p.add_argument("--seed", type=seed, default=d.seed, help="seed for splits, initialisation and augmentation")
-    p.add_argument("--no-augment", dest="augment", action="store_false", help="turn off shift/rotate/zoom")
+    # On/off pairs: --help then reads "--augment, --no-augment ... (default: True)", not "--no-augment (default:
+    # True)", which looked like augmentation being off.
+    onoff = argparse.BooleanOptionalAction
+    p.add_argument("--augment", action=onoff, default=True, help="shift/rotate/zoom the training digits")
     p.add_argument(
-        "--no-outlier-exposure",
-        dest="outlier_exposure",
-        action="store_false",
-        help="train on digits only (by default synthetic non-digits teach the model to be unsure on them)",
+        "--outlier-exposure",
+        action=onoff,
+        default=True,
+        help="synthetic non-digits teach the model to be unsure on them (off: train on digits only)",
     )
     p.add_argument(
         "--adversarial",
@@ -144,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=d.ood_data,
         help="folder of non-digit IDX images (Fashion-MNIST) for the not_a_digit refusal rate; skipped if absent",
     )
-    p.add_argument("--no-promote", dest="promote", action="store_false", help="register without promoting")
+    p.add_argument("--promote", action=onoff, default=True, help="make the new version production (off: only register)")
     p.add_argument(
         "--download-timeout", type=_positive_float, default=d.download_timeout, help="seconds before going offline"
     )

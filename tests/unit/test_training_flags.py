@@ -28,6 +28,16 @@ def test_the_seed_recipe_flags_land_in_the_config() -> None:
     assert config.to_dict()["optimizer"] == "sgd"
 
 
+def test_the_on_off_flags_are_on_by_default_and_help_shows_both_forms() -> None:
+    """--help said "--no-augment ... (default: True)", which reads as augmentation being off."""
+    on, off = parse_config([]), parse_config(["--no-augment", "--no-outlier-exposure", "--no-promote"])
+    assert (on.augment, on.outlier_exposure, on.promote) == (True, True, True)
+    assert (off.augment, off.outlier_exposure, off.promote) == (False, False, False)
+    text = " ".join(build_parser().format_help().split())
+    for flag in ("augment", "outlier-exposure", "promote"):
+        assert f"--{flag}, --no-{flag}" in text
+
+
 @pytest.mark.parametrize("optimizer", list(OPTIMIZERS))
 def test_an_unset_learning_rate_is_the_optimisers_keras_default(optimizer: str) -> None:
     assert parse_config(["--optimizer", optimizer]).learning_rate == OPTIMIZERS[optimizer]
