@@ -165,7 +165,8 @@ def _validation_message(exc: RequestValidationError) -> str:
     parts = []
     for item in exc.errors()[:3]:
         where = ".".join(str(p) for p in item.get("loc", ()) if p != "body") or "body"
-        parts.append(f"{where}: {item.get('msg', 'invalid')}")
+        # A validator's own ValueError arrives as "Value error, <its message>": pydantic's wording, not ours.
+        parts.append(f"{where}: {str(item.get('msg', 'invalid')).removeprefix('Value error, ')}")
     return "; ".join(parts) or "invalid request"
 
 

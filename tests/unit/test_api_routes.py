@@ -234,6 +234,8 @@ def test_admin_routes_check_the_token_before_the_body_and_read_it_as_strictly_as
         promote = client.post("/admin/promote", json={"version": version}, headers=auth)
         assert promote.status_code == 422 and code_of(promote) == "invalid_input", version
     assert manager.reloads == []
+    said = client.post("/admin/reload", json={"version": "2"}, headers=auth).json()["error"]["message"]
+    assert said == "version: must be a JSON integer, not a string or a boolean"  # pydantic's "Value error, " left out
     # 2.0 is an integer to JSON Schema (the OpenAPI document's "integer"), so it is one here too.
     assert client.post("/admin/reload", json={"version": 2.0}, headers=auth).status_code == 200
     assert manager.reloads == [2]
