@@ -69,7 +69,7 @@ def _shape_error(obj: object, where: str) -> InvalidInput:
         if isinstance(first, int | float):
             got = f"a flat list of {len(obj)} numbers; send the {IMAGE_SIDE} rows as lists"
         elif len(obj) == 1 and isinstance(first, list) and len(first) == IMAGE_SIDE and isinstance(first[0], list):
-            got = "1 list holding 28 rows: the image is nested one list too deep"
+            got = f"1 list holding {IMAGE_SIDE} rows: the image is nested one list too deep"
         else:
             got = f"{len(obj)} rows"
         return InvalidInput(f"{where} must have {IMAGE_SIDE} rows of {IMAGE_SIDE} numbers, got {got}")
