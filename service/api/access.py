@@ -31,13 +31,13 @@ CLIENT_CLOSED_REQUEST = 499
 
 def request_id_from(headers: list[tuple[bytes, bytes]]) -> str:
     """The caller's X-Request-ID when it is safe to log and echo, else a fresh one."""
-    for name, value in headers:
-        if name == b"x-request-id":
-            text = value.decode("latin-1")
-            if _VALID_ID.fullmatch(text):
-                return text
-            break
-    return os.urandom(16).hex()
+    sent = next((value for name, value in headers if name == b"x-request-id"), None)
+    return safe_request_id(None if sent is None else sent.decode("latin-1"))
+
+
+def safe_request_id(sent: str | None) -> str:
+    """``sent`` when it is safe to log and echo (HTTP's header, gRPC's metadata alike), else a fresh id."""
+    return sent if sent is not None and _VALID_ID.fullmatch(sent) else os.urandom(16).hex()
 
 
 def route_label(scope: Scope, routes: Sequence[BaseRoute] = (), root_path: str = "") -> str:

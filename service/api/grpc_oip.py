@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -24,7 +23,7 @@ import grpc
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 from registry import RegistryError, layout
-from service.api.access import CLIENT_CLOSED_REQUEST
+from service.api.access import CLIENT_CLOSED_REQUEST, safe_request_id
 from service.api.errors import GRPC_CODE_BY_STATUS, refusal
 from service.api.grpc_messages import UNPARSED, MessageReader, PendingMessage
 from service.api.oip_answer import model_metadata, output_tensor, predict_all, served_model
@@ -39,11 +38,9 @@ SERVICE = "/inference.GRPCInferenceService/"
 Handler = Callable[[Any, Any, grpc.aio.ServicerContext], Awaitable[Any]]
 
 
-def _request_id(context: grpc.aio.ServicerContext) -> str:
-    for key, value in context.invocation_metadata() or ():
-        if key == "x-request-id" and isinstance(value, str) and 0 < len(value) <= 128 and value.isascii():
-            return value
-    return os.urandom(16).hex()
+def request_id(context: grpc.aio.ServicerContext) -> str:
+    sent = next((value for key, value in context.invocation_metadata() or () if key == "x-request-id"), None)
+    return safe_request_id(sent if isinstance(sent, str) else None)
 
 
 def observed(handler: Handler) -> Handler:
@@ -51,7 +48,7 @@ def observed(handler: Handler) -> Handler:
     endpoint = SERVICE + handler.__name__
 
     async def call(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        token = REQUEST_ID.set(_request_id(context))
+        token = REQUEST_ID.set(request_id(context))
         began, status, version = time.perf_counter(), 200, ""
         IN_FLIGHT.inc()
         try:

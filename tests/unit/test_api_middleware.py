@@ -7,6 +7,7 @@ import json
 import logging
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from prometheus_client import REGISTRY
@@ -190,10 +191,15 @@ def test_a_record_logged_while_serving_carries_the_request_id_and_its_traceback(
 def test_a_request_id_unsafe_to_log_or_echo_is_replaced(sent: bytes) -> None:
     """Ids go raw into access lines and response headers: only [A-Za-z0-9._-]{1,128}, the whole value."""
     from service.api.access import request_id_from
+    from service.api.grpc_oip import request_id
 
-    got = request_id_from([(b"x-request-id", sent)])
-    assert got != sent.decode("latin-1") and len(got) == 32
-    assert request_id_from([(b"x-request-id", b"req-42.a_b")]) == "req-42.a_b"
+    def over_grpc(value: str) -> str:  # a call's metadata, as grpc.aio hands it over
+        return request_id(SimpleNamespace(invocation_metadata=lambda: (("x-request-id", value),)))
+
+    for read in (lambda value: request_id_from([(b"x-request-id", value.encode("latin-1"))]), over_grpc):
+        got = read(sent.decode("latin-1"))
+        assert got != sent.decode("latin-1") and len(got) == 32
+        assert read("req-42.a_b") == "req-42.a_b"
 
 
 def rejections() -> float:
