@@ -210,6 +210,12 @@ async def predict_batch(request: Request) -> Response:
         # The model sees only the images that decoded: its refusals are named by their slot in the request.
         for i, result in zip(good, await state.manager.predict(stacked), strict=True):
             results[i] = named(result, f"image {i}") if isinstance(result, ServiceError) else result
+    # Every image refused: the version being served, from memory; none served: the service cannot answer yet, and
+    # the request is refused as a whole before any of its images is counted as refused.
+    answered = (result.model_version for result in results if not isinstance(result, ServiceError))
+    version = next(answered, state.manager.model_version)
+    if version is None:
+        raise svc.ModelNotReady(state.manager.not_ready_reason or "no model version loaded")
     entries = []
     for slot, result in zip(slots, results, strict=True):
         if isinstance(result, ServiceError):
@@ -220,8 +226,4 @@ async def predict_batch(request: Request) -> Response:
                 entry[INCLUDE_INPUT] = shown_input(slot, softening)
             entries.append(entry)
             count_prediction(result)
-    # Every image refused: the version being served, from memory; none served: the service cannot answer yet.
-    version = next((e["model_version"] for e in entries if "model_version" in e), state.manager.model_version)
-    if version is None:
-        raise svc.ModelNotReady(state.manager.not_ready_reason or "no model version loaded")
     return _json({"predictions": entries, "model_version": version}, version)

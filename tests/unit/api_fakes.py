@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from prometheus_client import REGISTRY
 
 from registry import Preprocessing
 from service.errors import ModelNotReady, NoDigit, NotADigit, QueueFull, ServiceError, UnsupportedImageFormat
@@ -141,3 +142,14 @@ async def call(app: Any, scope: dict[str, Any], receive: Any) -> tuple[int, dict
     start = next(m for m in sent if m["type"] == "http.response.start")
     body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
     return start["status"], dict(start.get("headers", [])), json.loads(body or b"null")
+
+
+def rejections() -> float:
+    """Refused inputs of every reason so far."""
+    return sum(
+        sample.value
+        for metric in REGISTRY.collect()
+        if metric.name == "mnist_rejected_inputs"
+        for sample in metric.samples
+        if sample.name == "mnist_rejected_inputs_total"
+    )

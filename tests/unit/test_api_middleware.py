@@ -16,7 +16,7 @@ from starlette.testclient import TestClient
 from service.app import create_app
 from service.logging_setup import REQUEST_ID, drain, json_handler
 from service.settings import Settings
-from tests.unit.api_fakes import FakeManager
+from tests.unit.api_fakes import FakeManager, rejections
 
 LIMIT = 2048
 
@@ -200,17 +200,6 @@ def test_a_request_id_unsafe_to_log_or_echo_is_replaced(sent: bytes) -> None:
         got = read(sent.decode("latin-1"))
         assert got != sent.decode("latin-1") and len(got) == 32
         assert read("req-42.a_b") == "req-42.a_b"
-
-
-def rejections() -> float:
-    """Refused inputs of every reason so far."""
-    return sum(
-        sample.value
-        for metric in REGISTRY.collect()
-        if metric.name == "mnist_rejected_inputs"
-        for sample in metric.samples
-        if sample.name == "mnist_rejected_inputs_total"
-    )
 
 
 MULTIPART_START = (

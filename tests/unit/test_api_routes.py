@@ -13,7 +13,7 @@ from service.inputs import decoder
 from service.settings import Settings
 from tests.helpers import as_json_rows, synthetic_digit, to_png
 from tests.unit import api_fakes
-from tests.unit.api_fakes import PNG_MAGIC, QUEUE_FULL, FakeManager
+from tests.unit.api_fakes import PNG_MAGIC, QUEUE_FULL, FakeManager, rejections
 
 TOKEN = "s3cret-admin-token-0123"
 PNG = PNG_MAGIC + b"rest-of-a-png"
@@ -139,7 +139,10 @@ def test_a_batch_without_a_model_is_refused_whole_with_retry_after(make_client: 
     says model_not_ready (or whose blank images name no version)."""
     client = make_client(manager=FakeManager(ready=False, not_ready_reason="loading version 3"))
     pictures = client.post("/predict/batch", files=[("files", ("a.png", PNG)), ("files", ("b.png", PNG))])
-    blanks = client.post("/predict/batch", json={"images": [[[0] * 28] * 28]})
+    refused_before = rejections()
+    blanks = client.post("/predict/batch", json={"images": [[[0] * 28] * 28] * 3})
+    # The request is refused, not its images: the refused-input alerts do not see three blank digits.
+    assert rejections() == refused_before
     for response in (pictures, blanks):
         assert response.status_code == 503 and code_of(response) == "model_not_ready", response.text
         assert response.json()["error"]["message"] == "loading version 3"
