@@ -42,9 +42,22 @@ infer_router = APIRouter(prefix="/v2", tags=["open inference protocol"], route_c
 SERVER_NAME = "mnist-serving"
 EXTENSIONS = ["binary_tensor_data"]
 VERSION_HEADER = MODEL_VERSION_HEADER.decode()
-ONLY_MNIST = {"description": "Only `mnist` is served.", "json_schema_extra": {"enum": SERVED_NAMES}}
-ModelName = Annotated[str, Path(pattern=MODEL_NAME_PATTERN, **ONLY_MNIST)]
-Version = Annotated[str, Path(pattern=VERSION_PATTERN, description="The version this replica serves.")]
+# The patterns are documented, not enforced here: a name or version outside them is answered by served_model, as
+# the infer routes answer it (404 model_not_found, 422 invalid_version), not by FastAPI's validation (a 422 in
+# pydantic's words, counted as a refused input).
+ModelName = Annotated[
+    str,
+    Path(
+        description="Only `mnist` is served; any other is 404.",
+        json_schema_extra={"enum": SERVED_NAMES, "pattern": MODEL_NAME_PATTERN},
+    ),
+]
+Version = Annotated[
+    str,
+    Path(
+        description="The version this replica serves; another is 404.", json_schema_extra={"pattern": VERSION_PATTERN}
+    ),
+]
 
 
 def served(request: Request, model_name: str, version: str | None = None) -> tuple[ModelMetadata, int]:
@@ -78,7 +91,7 @@ def _metadata(request: Request, model_name: str, version: str | None) -> dict[st
     "/models/{model_name}",
     summary="Model metadata: the version served, its input and outputs",
     response_model=ModelMetadataOut,
-    responses=oip_errors(404, 422, 503),
+    responses=oip_errors(404, 503),
 )
 async def model(request: Request, model_name: ModelName) -> dict[str, Any]:
     return _metadata(request, model_name, None)
@@ -98,7 +111,7 @@ async def model_version(request: Request, model_name: ModelName, version: Versio
     "/models/{model_name}/ready",
     summary="The model is ready (200), else 404 or 503",
     response_model=ReadyOut,
-    responses=oip_errors(404, 422, 503),
+    responses=oip_errors(404, 503),
 )
 async def model_ready(request: Request, model_name: ModelName) -> dict[str, Any]:
     served(request, model_name)
