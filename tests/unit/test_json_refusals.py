@@ -60,8 +60,10 @@ def test_the_whole_range_is_accepted_by_the_fast_path() -> None:
 
 
 def test_a_blank_canvas_is_no_digit_on_the_fast_path_too() -> None:
-    with pytest.raises(NoDigit):
+    """Said as blank: not told to multiply its zeros by 255."""
+    with pytest.raises(NoDigit) as info:
         parse_compact_request(json.dumps({"image": [[0] * 28] * 28}).encode())
+    assert info.value.message.startswith("image: no digit found")
 
 
 def test_a_full_ink_cell_before_a_bad_one_is_not_named() -> None:
@@ -162,5 +164,10 @@ def test_an_image_mixing_integers_and_floats_is_accepted() -> None:
 
 def test_a_faint_image_peaking_at_2_is_blank_not_the_0_to_1_form() -> None:
     faint = [[2 if value else 0 for value in row] for row in SEVEN]
-    with pytest.raises(NoDigit):
+    with pytest.raises(NoDigit) as info:
         parse_json_image(faint)
+    assert info.value.message.startswith("image: no digit found")
+    on_the_0_to_1_scale = [[1 if value else 0 for value in row] for row in SEVEN]
+    with pytest.raises(NoDigit) as info:
+        parse_json_image(on_the_0_to_1_scale)
+    assert info.value.message.startswith("image values are all <= 1: this API takes 0..255")
