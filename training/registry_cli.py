@@ -20,12 +20,15 @@ def _folder(text: str) -> Path:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m training registry", description="Inspect and manage model versions.")
     parser.add_argument("--registry", default="models", type=_folder, help="registry root")
+    # Also after the command (`registry list --registry X`); there it overrides, and is absent unless given.
+    where = argparse.ArgumentParser(add_help=False)
+    where.add_argument("--registry", default=argparse.SUPPRESS, type=_folder, help="registry root (default: models)")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("list", help="versions, accuracy and aliases")
-    promote = sub.add_parser("promote", help="point an alias (default production) at a version")
+    sub.add_parser("list", parents=[where], help="versions, accuracy and aliases")
+    promote = sub.add_parser("promote", parents=[where], help="point an alias (default production) at a version")
     promote.add_argument("version", help="integer version")
     promote.add_argument("--alias", default=layout.PRODUCTION, choices=layout.KNOWN_ALIASES)
-    rollback = sub.add_parser("rollback", help="point an alias back at its previous version")
+    rollback = sub.add_parser("rollback", parents=[where], help="point an alias back at its previous version")
     rollback.add_argument("--alias", default=layout.PRODUCTION, choices=layout.KNOWN_ALIASES)
     return parser
 

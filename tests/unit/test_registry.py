@@ -371,6 +371,9 @@ def test_the_registry_list_keeps_its_columns_whatever_the_model_names(
     registry.promote(2)
     assert registry_cli.main(["--registry", str(tmp_path), "list"]) == 0
     header, *rows = capsys.readouterr().out.splitlines()
+    # The folder may also follow the command, as people type it; the same list either way.
+    assert registry_cli.main(["list", "--registry", str(tmp_path)]) == 0
+    assert capsys.readouterr().out.splitlines() == [header, *rows]
     assert [line.index("%") for line in rows] == [header.index("accuracy") + len("accuracy") - 1] * 2
     assert rows[1].split()[:2] == ["2", "cnn_bn"] and rows[1].endswith("production")
 
