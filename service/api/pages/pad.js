@@ -10,9 +10,13 @@
   const MAX_PICTURE_SIDE = 1024; // phone photos are scaled down first: the originals can pass the body cap
   const SENT_AS_IS = new Set(['image/png', 'image/jpeg']); // what the service reads; the browser re-encodes the rest
   const NETWORK_RETRY_S = 5; // the service unreachable: ask again this often while a drawing waits
+  // A service that takes the request and never answers (stopped, a proxy that drops it) counts as unreachable; the
+  // service itself answers within MNIST_REQUEST_TIMEOUT_S (5 s by default) or says 504.
+  const REQUEST_TIMEOUT_MS = 10000;
   const MESSAGES = {
     no_digit: 'Nothing to read yet. Draw one digit, 0 to 9, large and in the middle.',
-    not_a_digit: "That doesn't look like a digit to the model. Clear the pad and draw a single digit, 0 to 9, filling most of the box.",
+    // Also what the first stroke of a 4, 5 or 7 gets: it must read as "go on", not "start again".
+    not_a_digit: "That doesn't look like a digit to the model yet. Keep drawing, or clear the pad and draw a single digit, 0 to 9, filling most of the box.",
     suspected_adversarial: 'This picture looks made to fool the model, so it was not read. Clear the pad and draw the digit by hand.',
     payload_too_large: 'That picture is too large to send. Choose a smaller one, or crop it to the digit.',
     image_too_large: 'That picture has too many pixels. Choose a smaller one, or crop it to the digit.',
@@ -122,9 +126,10 @@
   }
 
   function point(event) {
+    // Not clamped to the pad: a stroke that leaves it and comes back is cut at the edge when painted, as drawn.
+    // Clamped, every point outside landed on the border and drew ink there the hand never drew.
     const box = pad.getBoundingClientRect();
-    const clamp = (v) => Math.min(1, Math.max(0, v));
-    return [clamp((event.clientX - box.left) / box.width), clamp((event.clientY - box.top) / box.height)];
+    return [(event.clientX - box.left) / box.width, (event.clientY - box.top) / box.height];
   }
 
   function isEmpty() {
@@ -200,7 +205,8 @@
     if ((event.ctrlKey || event.metaKey) && !event.shiftKey && !event.altKey && event.key.toLowerCase() === 'z') {
       event.preventDefault();
       undo();
-    } else if (event.key === 'Escape' && document.activeElement === pad) {
+    } else if (event.key === 'Escape') {
+      // Anywhere on the page: the pad takes no focus from a pointer (its pointerdown is the drawing's).
       clearPad();
     }
   });
@@ -226,6 +232,11 @@
       bitmap = await createImageBitmap(file);
     } catch {
       bitmap = null; // not a picture this browser reads: send it as it is and let the service say why
+    }
+    if (!bitmap && !SENT_AS_IS.has(file.type)) {
+      // Neither the browser nor the service reads it (a text file, a PDF): said, and the drawing kept.
+      showRefusal({ error: 'invalid_image' });
+      return;
     }
     const tooLarge = bitmap && Math.max(bitmap.width, bitmap.height) > MAX_PICTURE_SIDE;
     if (bitmap && (tooLarge || !SENT_AS_IS.has(file.type))) blob = (await reencoded(bitmap)) || file;
@@ -298,7 +309,11 @@
     form.append('file', blob, 'digit.png');
     let response;
     try {
-      response = await fetch('/predict?include=input', { method: 'POST', body: form });
+      response = await fetch('/predict?include=input', {
+        method: 'POST',
+        body: form,
+        signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
+      });
     } catch {
       return { error: 'network' };
     }
@@ -343,7 +358,8 @@
 
   // ---- the answer ------------------------------------------------------------------------------
 
-  const percent = (p) => `${(100 * p).toFixed(p >= 0.995 || p < 0.005 ? 0 : 1)} %`;
+  // One decimal, rounded down: 0.9951 is "99.5 %", never a certainty the model did not state.
+  const percent = (p) => (p >= 1 ? '100 %' : `${(Math.floor(1000 * Math.max(0, p)) / 10).toFixed(1)} %`);
   const bars = [];
   for (let d = 0; d < 10; d += 1) {
     const item = document.createElement('li');
