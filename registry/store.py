@@ -239,11 +239,17 @@ class Registry:
         state = self._alias_state() if state is None else state
         return alias_file.previous_version(state, alias, lambda v: (self.model_dir / str(v)).is_dir())
 
-    def rollback(self, alias: str = layout.PRODUCTION) -> int:
-        """Point the alias back at the version it had before its current one."""
+    def rollback(self, alias: str = layout.PRODUCTION, *, expected: int | None = None) -> int:
+        """Point the alias back at the version it had before its current one.
+
+        ``expected``: the target the caller checked (``rollback_target``); another one now (a rollback or promotion
+        landed meanwhile) raises AliasMoved, so an alias never moves to a version nobody checked."""
         with locked(self.model_dir):
             state = self._alias_state()
-            self.verify(target := self.rollback_target(alias, state))
+            target = self.rollback_target(alias, state)
+            if expected is not None and target != expected:
+                raise AliasMoved(f"alias {alias!r} changed meanwhile: a rollback now goes to {target}, not {expected}")
+            self.verify(target)
             alias_file.point(state, alias, target, f"rollback from {state['aliases'][alias]}", rollback=True)
             write_json_atomic(self.model_dir / layout.ALIASES_FILE, state)
             if alias == layout.PRODUCTION:

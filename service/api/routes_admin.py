@@ -115,9 +115,13 @@ async def promote(request: Request, body: PromoteIn) -> dict[str, Any]:
 async def rollback(request: Request, body: RollbackIn | None = None) -> dict[str, Any]:
     manager = request.app.state.manager
     alias = _known_alias(body.alias if body else layout.PRODUCTION)
+    checked = None
     with contextlib.suppress(AliasError):  # nothing to go back to: rollback() says so, after its own checks
-        await _loadable(manager, await anyio.to_thread.run_sync(manager.registry.rollback_target, alias))
-    target = await anyio.to_thread.run_sync(manager.registry.rollback, alias)
+        checked = await anyio.to_thread.run_sync(manager.registry.rollback_target, alias)
+        await _loadable(manager, checked)
+    # Only to the version checked here: another rollback or promotion meanwhile is a 409, not a move to a version
+    # nobody load-checked.
+    target = await anyio.to_thread.run_sync(lambda: manager.registry.rollback(alias, expected=checked))
     log.info("admin rollback", extra={"admin_action": "rollback", "alias": alias, "version": target})
     loaded = await manager.reload(None)
     return {"alias": alias, "version": target, "model_version": loaded}

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
 
+from registry import Registry, layout
 from service.inputs import decoder
 from service.settings import Settings
-from tests.helpers import as_json_rows, synthetic_digit, to_png
+from tests.helpers import as_json_rows, model_facts, synthetic_digit, to_png
 from tests.unit import api_fakes
 from tests.unit.api_fakes import PNG_MAGIC, QUEUE_FULL, FakeManager, rejections
 
@@ -244,6 +246,31 @@ def test_admin_routes_check_the_token_before_the_body_and_read_it_as_strictly_as
     assert manager.reloads == [2]
     text = client.post("/admin/reload", content=b"1", headers={**auth, "Content-Type": "text/plain"})
     assert text.status_code == 415 and text.json()["error"]["message"].endswith("use one of application/json")
+
+
+def test_a_rollback_that_lands_while_another_is_load_checked_moves_no_alias_to_an_unchecked_version(
+    make_client: ClientFactory, tmp_path: Path
+) -> None:
+    """Two rollbacks at once: each checked that version 2 loads, one moved production 3 -> 2, and the other then
+    moved it on to 1, which nobody had checked (an unloadable version, served by no replica following the alias)."""
+    registry = Registry(tmp_path / "models")
+    for payload in (b"v1", b"v2", b"v3"):
+        staging = registry.new_staging_dir()
+        (staging / layout.ONNX_FILE).write_bytes(payload)
+        registry.promote(registry.publish(staging, model_facts()))
+    manager = FakeManager(registry=registry)
+    checked: list[int] = []
+
+    async def check_loads(version: int) -> None:
+        checked.append(version)
+        registry.rollback()  # the other caller's rollback lands meanwhile
+
+    manager.check_loads = check_loads  # type: ignore[method-assign]
+    client = make_client(manager=manager, admin_token=TOKEN)
+    answer = client.post("/admin/rollback", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert answer.status_code == 409 and code_of(answer) == "alias_error", answer.text
+    assert "changed meanwhile" in answer.json()["error"]["message"]
+    assert checked == [2] and registry.aliases()["production"] == 2  # the other caller's move, and no more
 
 
 def test_openapi_documents_all_three_input_forms(make_client: ClientFactory) -> None:

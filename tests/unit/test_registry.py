@@ -12,6 +12,7 @@ import pytest
 
 from registry import (
     AliasError,
+    AliasMoved,
     CorruptVersion,
     InvalidMetadata,
     InvalidVersion,
@@ -164,6 +165,17 @@ def test_rollback_walks_back_through_promotions(tmp_path: Path) -> None:
     with pytest.raises(AliasError, match="no earlier version"):
         registry.rollback()
     assert registry.aliases()["production"] == 1
+
+
+def test_a_rollback_to_a_checked_target_refuses_another(tmp_path: Path) -> None:
+    """What the admin route load-checked is where the alias goes, or nowhere."""
+    registry = Registry(tmp_path)
+    for _ in range(3):
+        registry.promote(_publish(registry))
+    with pytest.raises(AliasMoved, match="a rollback now goes to 2, not 1"):
+        registry.rollback(expected=1)
+    assert registry.aliases()["production"] == 3
+    assert registry.rollback(expected=2) == 2
 
 
 def test_a_promotion_repeated_is_undone_by_one_rollback(tmp_path: Path) -> None:
