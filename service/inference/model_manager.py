@@ -220,6 +220,8 @@ class ModelManager:
                 raise
             old, self._current = self._current, new  # the swap: new requests take `new` from here on
             self._reason = None
+            if self.last_load_error is not None and self.last_load_error["version"] == new.version:
+                self.last_load_error = None  # refused before, served now: GET /models no longer says it fails
             metrics.MODEL_LOADS.labels(str(new.version)).inc()
             if old is not None:
                 metrics.MODEL_INFO.labels(*self._info_labels(old)).set(0)

@@ -191,6 +191,7 @@ def test_a_version_copied_into_its_folder_in_place_is_served_once_its_files_are_
             assert await manager.poll_once() is None  # nothing changed: no retry
             shutil.copytree(complete, half, dirs_exist_ok=True)
             assert await manager.poll_once() == second
+            assert manager.last_load_error is None  # GET /models said it failed after it was served
             answers = await manager.predict(digits(2))
             assert all(isinstance(a, Prediction) and a.model_version == second for a in answers)
         finally:
@@ -279,6 +280,7 @@ def test_a_worker_starting_while_production_is_refused_serves_the_production_bef
             assert await manager.poll_once() is None  # nothing changed: production's version is not tried again
             onnx.write_bytes(good)
             assert await manager.poll_once() == second
+            assert manager.last_load_error is None
         finally:
             await manager.stop()
 
