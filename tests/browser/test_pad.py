@@ -298,6 +298,12 @@ def test_a_file_that_is_no_picture_is_refused_and_the_drawing_kept(
         "That file could not be read as a picture. Choose a PNG or JPEG picture."
     )
     assert pad.ink_pixels() == drawn
+    # A phone's HEIC photo, which Chromium does not decode: told what to do with it, the drawing still kept.
+    view.page.locator(by_testid("file")).set_input_files(
+        files=[{"name": "IMG_0001.heic", "mimeType": "image/heic", "buffer": b"\x00\x00\x00\x18ftypheic"}]
+    )
+    expect(view.page.locator(by_testid("message"))).to_contain_text("Only PNG and JPEG pictures can be read.")
+    assert pad.ink_pixels() == drawn
 
 
 def test_a_confidence_just_under_one_is_not_shown_as_certain(open_page: OpenPage, pad_server: ServerHandle) -> None:

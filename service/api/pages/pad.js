@@ -234,8 +234,9 @@
       bitmap = null; // not a picture this browser reads: send it as it is and let the service say why
     }
     if (!bitmap && !SENT_AS_IS.has(file.type)) {
-      // Neither the browser nor the service reads it (a text file, a PDF): said, and the drawing kept.
-      showRefusal({ error: 'invalid_image' });
+      // Neither the browser nor the service reads it: said, and the drawing kept. A picture in another format
+      // (HEIC from a phone) is told to be saved as PNG or JPEG; a text file or a PDF, that it is no picture.
+      showRefusal({ error: file.type.startsWith('image/') ? 'unsupported_image_format' : 'invalid_image' });
       return;
     }
     const tooLarge = bitmap && Math.max(bitmap.width, bitmap.height) > MAX_PICTURE_SIDE;
