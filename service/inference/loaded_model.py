@@ -20,7 +20,16 @@ import numpy as np
 
 from digits.guards import VIEWS, Guards
 from digits.softening import model_input
-from registry import CorruptVersion, InvalidMetadata, ModelMetadata, Preprocessing, Registry, RegistryError, layout
+from registry import (
+    AliasError,
+    CorruptVersion,
+    InvalidMetadata,
+    ModelMetadata,
+    Preprocessing,
+    Registry,
+    RegistryError,
+    layout,
+)
 from service.errors import DeviceUnavailable, ModelLoadError
 from service.inference.backends import Backend, load_backend
 from service.inference.runner import FinishFn, InputFn, PrepareFn, Runner
@@ -35,6 +44,17 @@ class VersionRefused(ModelLoadError):
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
         self.reason = reason
+
+
+def refusal_reason(exc: Exception) -> str:
+    """The fixed label of a version refused with ``exc``: its load stage's, or what the registry said."""
+    if isinstance(exc, VersionRefused):
+        return exc.reason
+    if isinstance(exc, AliasError):
+        return "aliases"  # aliases.json unreadable or malformed: no version is missing, and fixing the file is the cure
+    if isinstance(exc, RegistryError):
+        return "not_found"
+    return "device" if isinstance(exc, DeviceUnavailable) else "load"
 
 
 @dataclass(eq=False)

@@ -26,7 +26,7 @@ from service.errors import DeviceUnavailable, InvalidInput, ModelLoadError, Mode
 from service.inference import report
 from service.inference.answers import Prediction, answers
 from service.inference.batcher import Batcher
-from service.inference.loaded_model import LoadedModel, VersionRefused, check_loads, load_version
+from service.inference.loaded_model import LoadedModel, VersionRefused, check_loads, load_version, refusal_reason
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -216,7 +216,7 @@ class ModelManager:
                     raise  # an explicit request for a version that is not there: 404/422, not a load failure
                 self._record_failure(version, exc)
                 if isinstance(exc, RegistryError):
-                    raise VersionRefused("not_found", str(exc)) from exc
+                    raise VersionRefused(refusal_reason(exc), str(exc)) from exc
                 raise
             old, self._current = self._current, new  # the swap: new requests take `new` from here on
             self._reason = None
@@ -246,9 +246,7 @@ class ModelManager:
             old.backend.close()
 
     def _record_failure(self, version: int | None, exc: Exception) -> None:
-        reason = "device" if isinstance(exc, DeviceUnavailable) else "load"
-        if isinstance(exc, (VersionRefused, RegistryError)):
-            reason = exc.reason if isinstance(exc, VersionRefused) else "not_found"
+        reason = refusal_reason(exc)
         message = exc.message if isinstance(exc, ServiceError) else str(exc)
         at = datetime.now(UTC).isoformat(timespec="seconds")
         self.last_load_error = {"version": version, "reason": reason, "message": message, "at": at}

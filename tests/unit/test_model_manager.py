@@ -44,6 +44,25 @@ def test_empty_registry_is_not_ready_and_says_why(tmp_path: Path):
     asyncio.run(scenario())
 
 
+def test_a_broken_aliases_file_is_refused_as_such_not_as_a_missing_version(tmp_path: Path):
+    """GET /models and mnist_model_load_failures_total said not_found, though no version was missing: the file
+    the operator must fix is aliases.json, which the message names."""
+    publish_garbage(tmp_path)
+    (tmp_path / layout.MODEL_NAME / layout.ALIASES_FILE).write_text("{not json")
+
+    async def scenario() -> None:
+        manager = ModelManager(Settings(model_dir=tmp_path, poll_interval_s=0))
+        await manager.start()
+        try:
+            error = manager.last_load_error
+            assert error is not None and error["reason"] == "aliases"
+            assert error["message"].endswith("aliases.json is not valid JSON; fix or delete it")
+        finally:
+            await manager.stop()
+
+    asyncio.run(scenario())
+
+
 def test_unloadable_model_is_refused_with_a_reason(tmp_path: Path):
     version = publish_garbage(tmp_path)
 
