@@ -59,6 +59,10 @@ def main(argv: list[str]) -> int:
                 print(f"{row.version:>7}  {row.model:<{width}}  {acc:>8}{mark}  {row.created:<25}  {aliases}")
             if any(row.accuracy_unsoftened for row in rows):
                 print(UNSOFTENED_NOTE)
+            listed = {row.version for row in rows}
+            for alias, version in sorted(registry.aliases().items()):
+                if version not in listed:  # its folder deleted: replicas keep what they serve, a new one cannot
+                    print(f"{alias} -> {version}, which is not in the registry: promote a version that is")
         elif args.command == "promote":
             registry.promote(args.version, args.alias, reason="manual promote (CLI)")
             print(f"{args.alias} -> {int(args.version)}")

@@ -388,6 +388,11 @@ def test_the_registry_list_keeps_its_columns_whatever_the_model_names(
     assert capsys.readouterr().out.splitlines() == [header, *rows]
     assert [line.index("%") for line in rows] == [header.index("accuracy") + len("accuracy") - 1] * 2
     assert rows[1].split()[:2] == ["2", "cnn_bn"] and rows[1].endswith("production")
+    # The served version's folder deleted: the list showed no production at all, while replicas still serve it.
+    shutil.rmtree(registry.version_dir(2))
+    assert registry_cli.main(["--registry", str(tmp_path), "list"]) == 0
+    *_, last = capsys.readouterr().out.splitlines()
+    assert last == "production -> 2, which is not in the registry: promote a version that is"
 
 
 def test_the_registry_list_marks_an_accuracy_scored_on_unsoftened_digits(
