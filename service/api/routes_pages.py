@@ -86,7 +86,7 @@ def assets() -> Mount:
     return Mount(ASSETS_PATH, app=WithPageHeaders(StaticFiles(directory=PAGES_DIR)), name="ui")
 
 
-@router.get("/")
+@router.api_route("/", methods=["GET", "HEAD"])  # HEAD: what uptime checkers send by default
 async def pad() -> Response:
     # A file on disk, sent whether or not a model is loaded yet: the first paint never waits on the model.
     return FileResponse(PAGES_DIR / "index.html", media_type="text/html; charset=utf-8", headers=PAGE_HEADERS)

@@ -88,6 +88,8 @@ def test_the_pad_is_served_at_the_root_with_the_page_headers(make_client: Client
     assert_page_headers(response.headers)
     for hook in TEST_HOOKS:
         assert f'data-testid="{hook}"' in response.text, hook
+    head = make_client().head("/")  # an uptime checker's request: it was 405
+    assert head.status_code == 200 and head.headers["content-type"] == response.headers["content-type"]
 
 
 def test_the_pad_paints_before_any_model_is_ready(make_client: Client) -> None:
