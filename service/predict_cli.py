@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 
 from service.errors import DeviceUnavailable, InvalidJSON, ServiceError
+from service.inference.answers import named
 from service.settings import MODEL_REF_RULE, Settings, valid_model_ref
 
 EXIT_ANSWERED, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
@@ -109,6 +110,8 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
             try:
                 image = await _image(path, decoder)
                 (result,) = await manager.predict(image[None])
+                if isinstance(result, ServiceError):
+                    result = named(result, "the image")  # in the server's words for one image
             except ServiceError as exc:
                 result = exc
             refused = refused or isinstance(result, ServiceError)

@@ -27,10 +27,12 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "photo": folder / "photo.png",
         "digit": folder / "digit.json",
         "blank": folder / "blank.png",
+        "noise": folder / "noise.json",
     }
     paths["photo"].write_bytes(to_png(DIGITS[0], dark_on_light=True, scale=4))
     paths["digit"].write_text(json.dumps({"image": as_json_rows(DIGITS[1])}))
     paths["blank"].write_bytes(to_png(np.zeros((28, 28), dtype=np.uint8)))
+    paths["noise"].write_text(json.dumps({"image": np.random.default_rng(1).integers(0, 256, (28, 28)).tolist()}))
     return paths
 
 
@@ -69,6 +71,10 @@ def test_a_refused_file_exits_1_and_the_console_script_says_why(files: dict[str,
     answered, refused = done.stdout.splitlines()
     assert answered.startswith(f"{files['digit']}: ") and "version 1" in answered
     assert refused.startswith(f"{files['blank']}: refused (no_digit)")
+    # The guards' refusal in the server's words for one image ("the image does not look like ...").
+    done = predict("--json", files["noise"], registry=tiny_registry)
+    error = json.loads(done.stdout)["error"]
+    assert done.returncode == 1 and error["message"].startswith("the image "), error
 
 
 def test_bad_usage_exits_2(files: dict[str, Path], tiny_registry: Path, tmp_path: Path) -> None:
