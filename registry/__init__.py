@@ -13,7 +13,8 @@ from registry.errors import (
 )
 from registry.files import file_sha256, parse_version
 from registry.metadata import InputSpec, ModelMetadata, Preprocessing, TensorSpec
-from registry.store import Registry, VersionInfo
+from registry.report import VersionInfo
+from registry.store import Registry
 
 __all__ = [
     "AliasError",

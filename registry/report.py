@@ -1,4 +1,5 @@
-"""Typed views of two report sections of ``metadata.json``: how a version was trained, and how it scored.
+"""Typed views of two report sections of ``metadata.json``: how a version was trained, and how it scored; and
+``VersionInfo``, one version's row in the registry's listing.
 
 ``training_config`` holds every flag of the run as written; ``Recipe`` reads the ones the model card and the
 comparisons rely on, checked, and gives a version registered before a field existed the value it was in fact
@@ -9,7 +10,7 @@ A field that is present but malformed is refused by name, like every other field
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from registry.errors import InvalidMetadata
@@ -144,3 +145,18 @@ class _Reader:
             lo, hi = "(" if low_open else "[", ")" if high_open else "]"
             raise self._bad(key, f"a number in {lo}{low:g}, {high:g}{hi}")
         return float(value)
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    version: int
+    created: str
+    model: str
+    test_accuracy: float | None
+    aliases: list[str] = field(default_factory=list)
+    scored_as_served: bool = False  # test_accuracy on digits as served (registry.report.Evaluation)
+
+    @property
+    def accuracy_unsoftened(self) -> bool:
+        """Whether its accuracy was recorded on the digits unsoftened, before versions were scored as served."""
+        return self.test_accuracy is not None and not self.scored_as_served

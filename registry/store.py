@@ -13,7 +13,6 @@ import json
 import os
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,21 +29,7 @@ from registry.files import (
     write_text_atomic,
 )
 from registry.metadata import ModelMetadata
-
-
-@dataclass(frozen=True)
-class VersionInfo:
-    version: int
-    created: str
-    model: str
-    test_accuracy: float | None
-    aliases: list[str] = field(default_factory=list)
-    scored_as_served: bool = False  # test_accuracy on digits as served (registry.report.Evaluation)
-
-    @property
-    def accuracy_unsoftened(self) -> bool:
-        """Whether its accuracy was recorded on the digits unsoftened, before versions were scored as served."""
-        return self.test_accuracy is not None and not self.scored_as_served
+from registry.report import VersionInfo
 
 
 class Registry:
