@@ -20,7 +20,7 @@ import subprocess
 import sys
 import time
 import urllib.parse
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -232,6 +232,16 @@ def registry_state(root: Path) -> dict[str, str]:
         key = str(path.relative_to(root))
         state[key] = "dir" if path.is_dir() else hashlib.sha256(path.read_bytes()).hexdigest()
     return state
+
+
+def promoted_versions(root: Path, payloads: Sequence[bytes]) -> Registry:
+    """A registry with one version per payload (its model.onnx; no real model), each promoted in turn."""
+    registry = Registry(root)
+    for payload in payloads:
+        staging = registry.new_staging_dir()
+        (staging / layout.ONNX_FILE).write_bytes(payload)
+        registry.promote(registry.publish(staging, model_facts()))
+    return registry
 
 
 def publish_copy(root: Path, source: int, onnx: bytes | None = None, softening: float | None = None) -> int:

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from registry import Registry, layout
+from registry import Registry
 from service.inputs import decoder
 from service.settings import Settings
-from tests.helpers import as_json_rows, model_facts, synthetic_digit, to_png
+from tests.helpers import as_json_rows, promoted_versions, synthetic_digit, to_png
 from tests.unit import api_fakes
 from tests.unit.api_fakes import PNG_MAGIC, QUEUE_FULL, FakeManager, rejections
 
@@ -189,7 +189,6 @@ def test_health_and_routing_errors(make_client: ClientFactory) -> None:
 
 
 def test_model_version_must_be_an_integer(make_client: ClientFactory, tmp_path: Any) -> None:
-    from registry import Registry
 
     client = make_client(manager=FakeManager(registry=Registry(tmp_path)))
     for bad in ("abc", "0", "-1", "..%2F..%2Fetc", "1.5"):
@@ -253,11 +252,7 @@ def test_a_rollback_that_lands_while_another_is_load_checked_moves_no_alias_to_a
 ) -> None:
     """Two rollbacks at once: each checked that version 2 loads, one moved production 3 -> 2, and the other then
     moved it on to 1, which nobody had checked (an unloadable version, served by no replica following the alias)."""
-    registry = Registry(tmp_path / "models")
-    for payload in (b"v1", b"v2", b"v3"):
-        staging = registry.new_staging_dir()
-        (staging / layout.ONNX_FILE).write_bytes(payload)
-        registry.promote(registry.publish(staging, model_facts()))
+    registry = promoted_versions(tmp_path / "models", [b"v1", b"v2", b"v3"])
     manager = FakeManager(registry=registry)
     checked: list[int] = []
 

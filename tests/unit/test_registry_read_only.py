@@ -11,21 +11,12 @@ from typing import Any
 
 import pytest
 
-from registry import Registry, RegistryReadOnly, layout
-from tests.helpers import model_facts
+from registry import RegistryReadOnly, layout
+from tests.helpers import model_facts, promoted_versions
 from tests.unit.api_fakes import FakeManager
 from training import registry_cli
 
 TOKEN = "read-only-admin-token-0123"
-
-
-def _registry_with_two_versions(root: Path) -> Registry:
-    registry = Registry(root)
-    for payload in (b"v1", b"v2"):
-        staging = registry.new_staging_dir()
-        (staging / layout.ONNX_FILE).write_bytes(payload)
-        registry.promote(registry.publish(staging, model_facts()))
-    return registry
 
 
 @pytest.fixture()
@@ -45,7 +36,7 @@ def read_only(monkeypatch: pytest.MonkeyPatch) -> Callable[[], None]:
 def test_promote_and_rollback_on_a_read_only_registry_are_refused_by_name(
     tmp_path: Path, read_only: Callable[[], None]
 ) -> None:
-    registry = _registry_with_two_versions(tmp_path)
+    registry = promoted_versions(tmp_path, [b"v1", b"v2"])
     read_only()
     before = (registry.model_dir / layout.ALIASES_FILE).read_bytes()
     lock = registry.model_dir / layout.LOCK_FILE
@@ -66,7 +57,7 @@ def test_a_writable_lock_in_a_folder_that_is_not_is_read_only_too(
 ) -> None:
     """A .lock anyone may write, in a folder only its owner may: the lock opens, the aliases' rewrite does not.
     That was a PermissionError traceback from the command and a 500 from the admin API."""
-    registry = _registry_with_two_versions(tmp_path)
+    registry = promoted_versions(tmp_path, [b"v1", b"v2"])
     before = (registry.model_dir / layout.ALIASES_FILE).read_bytes()
 
     def refused(path: Path, text: str) -> None:
@@ -82,7 +73,7 @@ def test_a_writable_lock_in_a_folder_that_is_not_is_read_only_too(
 def test_the_registry_command_says_read_only_in_one_line(
     tmp_path: Path, read_only: Callable[[], None], capsys: pytest.CaptureFixture[str], command: list[str]
 ) -> None:
-    registry = _registry_with_two_versions(tmp_path)
+    registry = promoted_versions(tmp_path, [b"v1", b"v2"])
     read_only()
     assert registry_cli.main(["--registry", str(tmp_path), *command]) == 1
     out, err = capsys.readouterr()
@@ -98,7 +89,7 @@ def test_the_registry_command_says_read_only_in_one_line(
 def test_the_admin_api_answers_registry_read_only(
     make_client: Any, tmp_path: Path, read_only: Callable[[], None], path: str, body: dict[str, Any] | None
 ) -> None:
-    registry = _registry_with_two_versions(tmp_path / "models")
+    registry = promoted_versions(tmp_path / "models", [b"v1", b"v2"])
     read_only()
     manager = FakeManager(registry=registry)
     client = make_client(manager=manager, admin_token=TOKEN)
