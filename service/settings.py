@@ -97,6 +97,12 @@ class Settings(BaseSettings):
         None, description="Comma-separated origins (https://example.org) allowed to call the API from a browser."
     )
 
+    @field_validator("log_level", "backend", "device", mode="before")
+    @classmethod
+    def _any_case(cls, value: Any) -> Any:
+        # MNIST_LOG_LEVEL=WARNING is how Python's logging spells it; the choices are words, not case-sensitive keys.
+        return value.strip().lower() if isinstance(value, str) else value
+
     @field_validator("model_dir")
     @classmethod
     def _a_folder(cls, value: Path) -> Path:

@@ -257,6 +257,20 @@ def test_a_registry_root_that_cannot_be_looked_at_is_a_settings_error_not_a_trac
     assert "MNIST_MODEL_DIR: cannot be looked at: File name too long" in describe_validation_error(caught.value)
 
 
+def test_the_worded_choices_are_taken_in_any_case(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MNIST_LOG_LEVEL", "WARNING")  # logging's own spelling
+    monkeypatch.setenv("MNIST_BACKEND", "ONNX")
+    monkeypatch.setenv("MNIST_DEVICE", "CPU")
+    settings = Settings()
+    assert (settings.log_level, settings.backend, settings.device) == ("warning", "onnx", "cpu")
+    monkeypatch.setenv("MNIST_LOG_LEVEL", "verbose")
+    with pytest.raises(ValidationError) as caught:
+        Settings()
+    assert "MNIST_LOG_LEVEL: Input should be 'debug', 'info', 'warning' or 'error' (got 'verbose')" in (
+        describe_validation_error(caught.value)
+    )
+
+
 @pytest.mark.parametrize("host", ["", " 127.0.0.1", "0.0.0.0 "])
 def test_an_empty_host_is_refused_rather_than_listening_everywhere(host: str) -> None:
     with pytest.raises(ValidationError) as caught:
