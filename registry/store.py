@@ -130,9 +130,10 @@ class Registry:
             raise CorruptVersion(f"version {version} failed verification: checksum mismatch ['{name}']")
         return data
 
-    def describe(self) -> list[VersionInfo]:
+    def describe(self, aliases: dict[str, int] | None = None) -> list[VersionInfo]:
+        """A row per version; ``aliases`` in place of the file's (the CLI lists versions when that file is broken)."""
         by_version: dict[int, list[str]] = {}
-        for alias, version in self.aliases().items():
+        for alias, version in (self.aliases() if aliases is None else aliases).items():
             by_version.setdefault(version, []).append(alias)
         rows = []
         for version in self.versions():

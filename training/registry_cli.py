@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
-from registry import Registry, RegistryError, layout
+from registry import AliasError, Registry, RegistryError, layout
 from training.config import _Parser
 
 
@@ -43,32 +44,57 @@ UNSOFTENED_NOTE = (
 
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
+    try:
+        return _run(args)
+    except BrokenPipeError:
+        # `registry list | head`: the reader has what it wanted. Python would report the pipe again as it exits
+        # flushing stdout, so stdout goes to /dev/null (the signal module's documented way).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+
+
+def _run(args: argparse.Namespace) -> int:
     registry = Registry(args.registry)
     try:
         if args.command == "list":
-            rows = registry.describe()
-            if not rows:
-                print(f"no versions in {registry.model_dir}")
-                return 0
-            width = max(len("model"), *(len(row.model) for row in rows))  # cnn_bn, mlp, ...: one column
-            print(f"{'version':>7}  {'model':<{width}}  {'accuracy':>8}   {'created':<25}  aliases")
-            for row in rows:
-                acc = "?" if row.test_accuracy is None else f"{100 * row.test_accuracy:.2f}%"
-                mark = "*" if row.accuracy_unsoftened else " "
-                aliases = ", ".join(row.aliases)
-                print(f"{row.version:>7}  {row.model:<{width}}  {acc:>8}{mark}  {row.created:<25}  {aliases}")
-            if any(row.accuracy_unsoftened for row in rows):
-                print(UNSOFTENED_NOTE)
-            listed = {row.version for row in rows}
-            for alias, version in sorted(registry.aliases().items()):
-                if version not in listed:  # its folder deleted: replicas keep what they serve, a new one cannot
-                    print(f"{alias} -> {version}, which is not in the registry: promote a version that is")
-        elif args.command == "promote":
+            return _list(registry)
+        if args.command == "promote":
             registry.promote(args.version, args.alias, reason="manual promote (CLI)")
             print(f"{args.alias} -> {int(args.version)}")
         else:
             print(f"{args.alias} -> {registry.rollback(args.alias)}")
     except RegistryError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _list(registry: Registry) -> int:
+    """The versions, with their aliases; a broken aliases file is said, and the versions are listed all the same
+    (what an operator repairing it needs to see)."""
+    broken: AliasError | None = None
+    try:
+        aliases = registry.aliases()
+    except AliasError as exc:
+        aliases, broken = {}, exc
+    rows = registry.describe(aliases)
+    if not rows:
+        print(f"no versions in {registry.model_dir}")
+    else:
+        width = max(len("model"), *(len(row.model) for row in rows))  # cnn_bn, mlp, ...: one column
+        print(f"{'version':>7}  {'model':<{width}}  {'accuracy':>8}   {'created':<25}  aliases")
+        for row in rows:
+            acc = "?" if row.test_accuracy is None else f"{100 * row.test_accuracy:.2f}%"
+            mark = "*" if row.accuracy_unsoftened else " "
+            names = "?" if broken else ", ".join(row.aliases)
+            print(f"{row.version:>7}  {row.model:<{width}}  {acc:>8}{mark}  {row.created:<25}  {names}")
+        if any(row.accuracy_unsoftened for row in rows):
+            print(UNSOFTENED_NOTE)
+    listed = {row.version for row in rows}
+    for alias, version in sorted(aliases.items()):
+        if version not in listed:  # its folder deleted: replicas keep what they serve, a new one cannot
+            print(f"{alias} -> {version}, which is not in the registry: promote a version that is")
+    if broken:
+        print(f"error: {broken}", file=sys.stderr)
         return 1
     return 0

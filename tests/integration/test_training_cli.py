@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from registry import Registry
+from tests.helpers import promoted_versions
 from training import promotion
 from training.config import parse_config
 
@@ -67,6 +68,19 @@ def test_registry_cli_lists_and_reports_errors(tmp_path: Path) -> None:
     out = _cli("registry", "--registry", str(tmp_path / "a-file"), "list")
     assert out.returncode == 2 and "is a file; the registry root is a folder" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_a_registry_list_piped_into_head_ends_quietly(tmp_path: Path) -> None:
+    """`registry list | head -1`: the reader closes the pipe early; Python printed a BrokenPipeError traceback."""
+    promoted_versions(tmp_path, [b"a", b"b", b"c"])
+    command = [sys.executable, "-m", "training", "registry", "--registry", str(tmp_path), "list"]
+    # The pipe closed before the first line: the same as head -1 reading only the header of a long list.
+    reader = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
+    assert reader.stdout is not None and reader.stderr is not None
+    reader.stdout.close()
+    err = reader.stderr.read().decode()
+    assert reader.wait(timeout=60) == 1
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err
 
 
 @pytest.mark.parametrize(

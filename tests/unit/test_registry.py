@@ -25,7 +25,7 @@ from registry import (
 )
 from registry.metadata import UNRECORDED_SOFTENING
 from registry.report import Evaluation, Recipe
-from tests.helpers import model_facts
+from tests.helpers import model_facts, promoted_versions
 
 
 def _publish(registry: Registry, payload: bytes = b"onnx-bytes", accuracy: float = 0.9) -> int:
@@ -393,6 +393,22 @@ def test_the_registry_list_keeps_its_columns_whatever_the_model_names(
     assert registry_cli.main(["--registry", str(tmp_path), "list"]) == 0
     *_, last = capsys.readouterr().out.splitlines()
     assert last == "production -> 2, which is not in the registry: promote a version that is"
+
+
+def test_the_registry_list_shows_the_versions_when_the_aliases_file_is_broken(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What an operator repairing the file needs to see; it said only that the file was broken."""
+    from training import registry_cli
+
+    registry = promoted_versions(tmp_path, [b"onnx"])
+    (registry.model_dir / layout.ALIASES_FILE).write_text("{not json")
+    assert registry_cli.main(["--registry", str(tmp_path), "list"]) == 1
+    out, err = capsys.readouterr()
+    header, row, *_ = out.splitlines()  # the note on accuracies scored unsoftened may follow
+    assert header.split()[0] == "version"
+    assert row.split()[0] == "1" and row.endswith("?")
+    assert err.startswith("error: ") and "aliases.json is not valid JSON; fix or delete it" in err
 
 
 def test_the_registry_list_marks_an_accuracy_scored_on_unsoftened_digits(
