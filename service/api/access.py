@@ -80,7 +80,10 @@ class AccessMiddleware:
                 headers.append(id_header)
             await send(message)
 
-        IN_FLIGHT.inc()
+        # Probes and scrapes are not the load the HPA scales on: a scrape counting itself read 1 on an idle pod.
+        counted = scope["path"].removeprefix(root_path) not in QUIET_ROUTES
+        if counted:
+            IN_FLIGHT.inc()
         try:
             await self.app(scope, receive, send_with_id)
         except ClientDisconnect:
@@ -93,7 +96,8 @@ class AccessMiddleware:
                 raise
             await error_response(exc, oip=speaks_oip(scope["path"]))(scope, receive, send_with_id)
         finally:
-            IN_FLIGHT.dec()
+            if counted:
+                IN_FLIGHT.dec()
             elapsed = time.perf_counter() - began
             endpoint = route_label(scope, self.routes, root_path)
             protocol = PROTOCOL_OIP if speaks_oip(scope["path"]) else PROTOCOL_REST

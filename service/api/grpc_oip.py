@@ -35,6 +35,7 @@ from service.metrics import IN_FLIGHT, PROTOCOL_GRPC, request_duration, requests
 
 log = logging.getLogger("service.access")
 SERVICE = "/inference.GRPCInferenceService/"
+PROBES = frozenset({"ServerLive", "ServerReady"})
 Handler = Callable[[Any, Any, grpc.aio.ServicerContext], Awaitable[Any]]
 
 
@@ -46,11 +47,13 @@ def request_id(context: grpc.aio.ServicerContext) -> str:
 def observed(handler: Handler) -> Handler:
     """Metrics, access line and the error table around one call, as the access middleware does for HTTP."""
     endpoint = SERVICE + handler.__name__
+    counted = handler.__name__ not in PROBES  # as over HTTP: probes are not the load in flight
 
     async def call(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
         token = REQUEST_ID.set(request_id(context))
         began, status, version = time.perf_counter(), 200, ""
-        IN_FLIGHT.inc()
+        if counted:
+            IN_FLIGHT.inc()
         try:
             if isinstance(request, PendingMessage):
                 request = await request.read(handler.__name__)
@@ -65,7 +68,8 @@ def observed(handler: Handler) -> Handler:
         except Exception as exc:
             status, refusal = _refusal(exc)
         finally:
-            IN_FLIGHT.dec()
+            if counted:
+                IN_FLIGHT.dec()
             _record(endpoint, status, version, time.perf_counter() - began)
             REQUEST_ID.reset(token)
         # The status set and no message returned, rather than context.abort(): its AbortError would carry this

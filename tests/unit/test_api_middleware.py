@@ -104,6 +104,14 @@ def test_metrics_move_and_use_route_templates(client: TestClient) -> None:
     assert 'endpoint="/models/{version}"' in text and "not-a-number" not in text
 
 
+def test_a_scrape_or_a_probe_is_not_counted_in_flight(client: TestClient) -> None:
+    """The HPA scales on this gauge: a scrape counting itself read 1 on an idle pod."""
+    for path in ("/metrics", "/health/live", "/health/ready"):
+        client.get(path)
+    text = client.get("/metrics").text
+    assert "mnist_requests_in_flight 0.0" in text.splitlines()
+
+
 @pytest.mark.parametrize(
     ("path", "endpoint"),
     [("/openapi.json", "/openapi.json"), ("/docs", "/docs"), ("/health/live", "/health/live"), ("/ui/pad.js", "/ui")],

@@ -473,3 +473,23 @@ def test_a_grpc_port_already_taken_is_refused_naming_the_setting() -> None:
         port = taken.getsockname()[1]
         with pytest.raises(OSError, match=rf"cannot listen for gRPC on 127\.0\.0\.1:{port} \(MNIST_GRPC_PORT\)"):
             asyncio.run(start(app, "127.0.0.1", port))
+
+
+def test_a_grpc_probe_is_not_counted_in_flight_as_over_http() -> None:
+    from prometheus_client import REGISTRY
+
+    seen: dict[str, float | None] = {}
+    context = SimpleNamespace(invocation_metadata=lambda: None)
+
+    async def ServerLive(self: Any, request: Any, context: Any) -> str:
+        seen["probe"] = REGISTRY.get_sample_value("mnist_requests_in_flight")
+        return "live"
+
+    async def ModelInfer(self: Any, request: Any, context: Any) -> str:
+        seen["call"] = REGISTRY.get_sample_value("mnist_requests_in_flight")
+        return "answer"
+
+    at_rest = REGISTRY.get_sample_value("mnist_requests_in_flight")
+    asyncio.run(observed(ServerLive)(None, object(), context))
+    asyncio.run(observed(ModelInfer)(None, object(), context))
+    assert seen == {"probe": at_rest, "call": at_rest + 1}
