@@ -84,6 +84,13 @@ def main(argv: list[str] | None = None) -> int:
         return predict(argv[1:])
     settings = load_or_exit(parse_args(argv))
     check_device_or_exit(settings)
+    if settings.grpc_port:
+        from service.workers import claim_port
+
+        # grpc core binds with SO_REUSEPORT: on a port another gRPC server holds (a second instance, Triton) it
+        # would start without a word and share the callers with it. Claimed once, here, the workers' servers
+        # still share it with each other.
+        claim_port(settings.host, settings.grpc_port, "MNIST_GRPC_PORT")
     own_metrics_dir = None
     given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if given and not (os.path.isdir(given) and os.access(given, os.W_OK)):  # each worker would crash on its metrics

@@ -37,7 +37,9 @@ WATCH_INTERVAL_S = 0.5
 STOP_GRACE_S = 5.0
 
 
-def listening_socket(host: str, port: int, *, reuse_port: bool) -> socket.socket:
+def listening_socket(
+    host: str, port: int, *, reuse_port: bool, names: str = "MNIST_HOST / MNIST_PORT"
+) -> socket.socket:
     """A bound TCP socket, created with IPPROTO_TCP spelled out.
 
     asyncio sets TCP_NODELAY only on sockets whose proto is IPPROTO_TCP, and ``socket(AF_INET)`` leaves
@@ -52,18 +54,19 @@ def listening_socket(host: str, port: int, *, reuse_port: bool) -> socket.socket
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
-        print(f"cannot listen on {host}:{port}: {exc.strerror} (MNIST_HOST / MNIST_PORT)", file=sys.stderr)
+        print(f"cannot listen on {host}:{port}: {exc.strerror} ({names})", file=sys.stderr)
         raise SystemExit(1) from None
     return sock
 
 
-def claim_port(host: str, port: int) -> int:
+def claim_port(host: str, port: int, names: str = "MNIST_HOST / MNIST_PORT") -> int:
     """The port to serve on (the one the system picks for 0), once nothing else listens there.
 
     A socket without SO_REUSEPORT cannot share a port with any other, so this bind fails while another
-    server (a second ``make serve``) holds it; the workers' sockets would silently join its group.
+    server (a second ``make serve``) holds it; the workers' sockets would silently join its group. So
+    would gRPC's, which grpc core binds with SO_REUSEPORT: its port is claimed here too (``__main__``).
     """
-    with listening_socket(host, port, reuse_port=False) as probe:
+    with listening_socket(host, port, reuse_port=False, names=names) as probe:
         return int(probe.getsockname()[1])
 
 
