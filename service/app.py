@@ -142,6 +142,9 @@ def create_app(settings: Settings | None = None, *, manager: Any | None = None) 
         # The service exports its own Prometheus metrics and JSON logs; FastAPI's OpenTelemetry hooks would
         # otherwise ask, on every request, whether a tracer, meter or logger provider has been configured.
         telemetry=NO_TELEMETRY,
+        # /predict/ is no route: a 404 in our envelope, not a 307 to the Host header's name (any host a client
+        # sends, and http:// behind a TLS ingress) that makes clients send their body again.
+        redirect_slashes=False,
     )
     app.state.settings = settings
     app.state.manager = manager if manager is not None else _default_manager(settings)

@@ -171,6 +171,18 @@ def test_unexpected_error_is_a_generic_500(make_client: ClientFactory) -> None:
     assert response.headers.get("x-request-id")
 
 
+@pytest.mark.parametrize("path", ["/predict/", "/health/live/", "/metrics/", "/v2/", "/models/3/card/"])
+def test_a_path_with_a_trailing_slash_is_not_found_not_redirected_to_the_callers_host(
+    make_client: ClientFactory, path: str
+) -> None:
+    response = make_client().request(
+        "POST" if path == "/predict/" else "GET", path, headers={"Host": "evil.example"}, follow_redirects=False
+    )
+    assert response.status_code == 404 and "location" not in response.headers
+    # Under /v2 in the Open Inference Protocol's own form, as every /v2 error is.
+    assert response.json() == {"error": "no such endpoint"} if path == "/v2/" else code_of(response) == "not_found"
+
+
 def test_health_and_routing_errors(make_client: ClientFactory) -> None:
     client = make_client(manager=FakeManager(ready=False, not_ready_reason="loading version 3"))
     assert client.get("/health/live").status_code == 200
