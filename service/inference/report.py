@@ -1,4 +1,4 @@
-"""What ``GET /models`` (and ``/health/ready``) report of a model manager: the version served, the registry, the
+"""What ``GET /models`` reports of a model manager: the version served, the registry, the
 settings that shape serving. It reads the registry from disk: callers run it off the event loop."""
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ import asyncio
 import json
 import time
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -64,6 +65,12 @@ class FakeManager:
     @property
     def model_version(self) -> int | None:
         return self.version if self.ready else None
+
+    @property
+    def current(self) -> Any:
+        """The served version as the real manager holds it in memory (None before the first load)."""
+        backend = SimpleNamespace(name="onnx", device="cpu")
+        return SimpleNamespace(version=self.version, backend=backend) if self.ready else None
 
     @property
     def preprocessing(self) -> Preprocessing:

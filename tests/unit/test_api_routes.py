@@ -183,6 +183,17 @@ def test_a_path_with_a_trailing_slash_is_not_found_not_redirected_to_the_callers
     assert response.json() == {"error": "no such endpoint"} if path == "/v2/" else code_of(response) == "not_found"
 
 
+def test_readiness_answers_from_memory_when_the_registry_cannot_be_read(make_client: ClientFactory) -> None:
+    """A hung or slow registry volume must not fail every replica's probe while their models serve from memory."""
+
+    class UnreadableRegistry(FakeManager):
+        def status(self) -> dict[str, Any]:
+            raise OSError("the registry volume does not answer")
+
+    ready = make_client(manager=UnreadableRegistry()).get("/health/ready")
+    assert ready.status_code == 200 and ready.json()["model_version"] == 3
+
+
 def test_health_and_routing_errors(make_client: ClientFactory) -> None:
     client = make_client(manager=FakeManager(ready=False, not_ready_reason="loading version 3"))
     assert client.get("/health/live").status_code == 200
