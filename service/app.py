@@ -36,7 +36,7 @@ from service.api.access import AccessMiddleware
 from service.api.limits import LimitsMiddleware
 from service.errors import DeviceUnavailable
 from service.inputs.decoder import ImageDecoder
-from service.logging_setup import configure_logging, drain
+from service.logging_setup import configure_logging, drain, write_directly
 from service.settings import Settings
 
 log = logging.getLogger("service")
@@ -123,6 +123,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         metrics.forget_live_gauges()
         gc.unfreeze()
         log.info("service stopped")
+        write_directly()  # the last lines, uvicorn's included, before a SIGTERM raised again ends the process
 
 
 def create_app(settings: Settings | None = None, *, manager: Any | None = None) -> FastAPI:

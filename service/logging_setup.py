@@ -63,10 +63,28 @@ class JsonQueueHandler(QueueHandler):
         self.writer = logging.StreamHandler(stream)
         self.writer.setFormatter(JsonFormatter())
         self.listener = QueueListener(records, self.writer)
+        self.queueing = False
         self.addFilter(_with_request_id)
 
     def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
         return record
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.queueing:
+            super().emit(record)
+        else:
+            self.writer.handle(record)
+
+    def start_queueing(self) -> None:
+        if not self.queueing:
+            self.listener.start()
+            self.queueing = True
+
+    def stop_queueing(self) -> None:
+        """Write what is queued, then every later record as it is made."""
+        if self.queueing:
+            self.queueing = False
+            self.listener.stop()
 
 
 def configure_logging(level: str = "info") -> None:
@@ -78,12 +96,13 @@ def configure_logging(level: str = "info") -> None:
     # access line cheaper on the event loop (benchmarks/README.md).
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     logging._srcfile = None  # type: ignore[attr-defined]  (the HOWTO's switch for the caller's frame)
-    if json_handler() is None:
+    handler = json_handler()
+    if handler is None:
         handler = JsonQueueHandler(sys.stdout)
         handler.set_name(_HANDLER_NAME)
-        handler.listener.start()
-        atexit.register(handler.listener.stop)  # writes what is still queued before the process ends
+        atexit.register(handler.stop_queueing)  # writes what is still queued before the process ends
         root.addHandler(handler)
+    handler.start_queueing()
     for name in ("uvicorn", "uvicorn.error"):
         logger = logging.getLogger(name)
         logger.handlers.clear()
@@ -97,9 +116,18 @@ def json_handler() -> JsonQueueHandler | None:
     return next((h for h in logging.getLogger().handlers if isinstance(h, JsonQueueHandler)), None)
 
 
+def write_directly() -> None:
+    """Write what is queued, and from now on each record as it is made: for a process's last lines. uvicorn ends a
+    process stopped by SIGTERM by raising the signal again once it has shut down, and its default action ends the
+    process before atexit would write the queue (lines such as "service stopped" went missing)."""
+    handler = json_handler()
+    if handler is not None:
+        handler.stop_queueing()
+
+
 def drain() -> None:
     """Write every record queued so far (where a test reads the lines it caused)."""
     handler = json_handler()
-    if handler is not None:
-        handler.listener.stop()  # handles what is queued, then ends its thread
-        handler.listener.start()
+    if handler is not None and handler.queueing:
+        handler.stop_queueing()
+        handler.start_queueing()

@@ -3,6 +3,8 @@ being restarted for ever (service.workers), and a configuration error found late
 
 from __future__ import annotations
 
+import json
+import signal
 import socket
 import subprocess
 import sys
@@ -111,3 +113,15 @@ def test_a_grpc_port_in_use_stops_the_service_with_one_line(tmp_path: Path, reus
     assert done.stderr.strip().splitlines() == [
         f"cannot listen on 127.0.0.1:{port}: Address already in use (MNIST_GRPC_PORT)"
     ]
+
+
+def test_every_worker_writes_its_last_log_lines_when_the_service_is_stopped(start_server, tiny_registry: Path) -> None:
+    """uvicorn ends a worker stopped by SIGTERM by raising the signal again once it has shut down; its default action
+    ended the process before the queued log lines were written ("service stopped" from 0 or 1 of 2 workers)."""
+    server = start_server({"MNIST_WORKERS": "2"}, registry=tiny_registry)
+    server.process.send_signal(signal.SIGTERM)
+    assert server.process.wait(timeout=30) == 0
+    lines = [json.loads(line) for line in server.logs().splitlines() if line.startswith("{")]
+    messages = [line["msg"] for line in lines]
+    assert messages.count("service stopped") == 2, messages
+    assert sum(m.startswith("Finished server process") for m in messages) == 2, messages
