@@ -23,6 +23,7 @@ import importlib.util  # noqa: E402
 import shutil  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
+from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 from pydantic import ValidationError  # noqa: E402
@@ -96,6 +97,12 @@ def main(argv: list[str] | None = None) -> int:
     if given and not (os.path.isdir(given) and os.access(given, os.W_OK)):  # each worker would crash on its metrics
         print(f"PROMETHEUS_MULTIPROC_DIR: {given!r} must be a folder this user can write", file=sys.stderr)
         raise SystemExit(2)
+    if given:
+        # prometheus_client's rule for this folder: wiped before the workers start. A previous run's files (one that
+        # was killed leaves them) stay in every sum, its workers in flight and serving their version for ever.
+        # Every *.db there is read as one of its files: the folder is the service's alone.
+        for stale in Path(given).glob("*.db"):
+            stale.unlink(missing_ok=True)
     if settings.workers > 1 and not given:
         own_metrics_dir = tempfile.mkdtemp(prefix="mnist-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = own_metrics_dir

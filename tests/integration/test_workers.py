@@ -4,6 +4,7 @@ being restarted for ever (service.workers), and a configuration error found late
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -11,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from loadtests.server import free_port
@@ -125,3 +127,18 @@ def test_every_worker_writes_its_last_log_lines_when_the_service_is_stopped(star
     messages = [line["msg"] for line in lines]
     assert messages.count("service stopped") == 2, messages
     assert sum(m.startswith("Finished server process") for m in messages) == 2, messages
+
+
+def test_a_metrics_folder_left_by_a_killed_run_is_wiped_at_start(
+    start_server, tiny_registry: Path, tmp_path: Path
+) -> None:
+    """A killed run's gauges stayed in every sum: its requests in flight and its workers serving for ever."""
+    folder = tmp_path / "metrics"
+    folder.mkdir()
+    left = "from service.metrics import IN_FLIGHT; IN_FLIGHT.inc(4); import os; os._exit(0)"  # killed, in effect
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(folder)}
+    subprocess.run([sys.executable, "-c", left], cwd=ROOT, env=env, check=True, timeout=60)
+    assert any(path.name.startswith("gauge_livesum_") for path in folder.iterdir())
+    server = start_server({"PROMETHEUS_MULTIPROC_DIR": str(folder)}, registry=tiny_registry)
+    metrics = httpx.get(f"{server.base_url}/metrics", timeout=5).text
+    assert "mnist_requests_in_flight 0.0" in metrics.splitlines()
