@@ -35,6 +35,10 @@ _OS_MESSAGES = {
 }
 
 
+class Diverged(Exception):
+    """The loss stopped being a number: the step size, not a bug."""
+
+
 class ParityError(Exception):
     """Keras, SavedModel and ONNX disagree (raised by training.export): nothing is registered."""
 
@@ -109,6 +113,8 @@ def explain(exc: BaseException, stages: Stages) -> Outcome:
         return Outcome(f"error: registry refused the version during {where}: {exc}; {fate}", EXIT_FAILED, True)
     if isinstance(exc, MemoryError):
         return Outcome(f"error: out of memory during {where}; {fate}", EXIT_FAILED, True)
+    if isinstance(exc, Diverged):
+        return Outcome(f"error: training diverged: {exc}; {fate}", EXIT_FAILED, True)
     if isinstance(exc, ParityError):
         return Outcome(f"error: export parity check failed: {exc}; {fate}", EXIT_FAILED, True)
     system = _system_error(exc)

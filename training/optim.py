@@ -42,7 +42,8 @@ def optimizer(config: TrainConfig, steps_per_epoch: int) -> keras.optimizers.Opt
 
 
 def callbacks(config: TrainConfig) -> list[keras.callbacks.Callback]:
-    found: list[keras.callbacks.Callback] = []
+    # A loss that is no number ends the fit at once; train.check_converging says why.
+    found: list[keras.callbacks.Callback] = [keras.callbacks.TerminateOnNaN()]
     if config.early_stopping:
         found.append(
             keras.callbacks.EarlyStopping(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from training import optim
 from training.attacks import fgsm, pgd
 from training.config import TrainConfig
 from training.data import Splits
+from training.failures import Diverged
 from training.models import augmenter, build
 from training.outliers import synthetic_outliers
 
@@ -118,7 +120,7 @@ def fit(splits: Splits, config: TrainConfig, verbose: int = 1) -> Fitted:
     started = time.perf_counter()
     if config.adversarial:
         history = _fit_adversarial(classifier, optimizer, ds, (xv, splits.y_val), config, steps)
-        return Fitted(model, classifier, history, time.perf_counter() - started)
+        return Fitted(model, classifier, check_converging(history), time.perf_counter() - started)
     classifier.compile(
         optimizer=optimizer, loss=outlier_exposure_loss(config.label_smoothing), metrics=[digit_accuracy]
     )
@@ -129,7 +131,19 @@ def fit(splits: Splits, config: TrainConfig, verbose: int = 1) -> Fitted:
     history = {k.replace("digit_accuracy", "accuracy"): [float(v) for v in vals] for k, vals in result.history.items()}
     stopper = next((c for c in callbacks if isinstance(c, keras.callbacks.EarlyStopping)), None)
     best = stopper.best_epoch + 1 if stopper is not None else None
-    return Fitted(model, classifier, history, time.perf_counter() - started, best)
+    return Fitted(model, classifier, check_converging(history), time.perf_counter() - started, best)
+
+
+def check_converging(history: dict[str, list[float]]) -> dict[str, list[float]]:
+    """``history`` when every epoch's loss is a number; Diverged, with what to change, when one is not (a learning
+    rate far too large: the weights, and then everything computed from them, become NaN)."""
+    bad = next((epoch for epoch, loss in enumerate(history.get("loss", []), 1) if not math.isfinite(loss)), None)
+    if bad is not None:
+        raise Diverged(
+            f"the loss became {history['loss'][bad - 1]} in epoch {bad}; lower --learning-rate (or use the "
+            "optimizer's default)"
+        )
+    return history
 
 
 def _fit_adversarial(

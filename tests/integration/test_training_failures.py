@@ -50,6 +50,22 @@ def test_a_corrupt_mnist_npz_is_one_line_and_exit_2(registry_copy: Path, tmp_pat
     assert line == f"error: {data / 'mnist.npz'} is not a readable mnist.npz ({reason}); nothing was registered"
 
 
+def test_a_learning_rate_that_makes_the_loss_nan_is_one_line_saying_what_to_change(
+    registry_copy: Path,
+) -> None:
+    """A step size far too large is a user's mistake, not a bug: it ran every epoch on NaN, then failed in the guards'
+    calibration with a traceback that never said the training had diverged."""
+    before = registry_state(registry_copy)
+    rate = ("--optimizer", "sgd", "--learning-rate", "1e38", "--lr-schedule", "constant")
+    out = run_training("--registry", str(registry_copy), *TINY_TRAINING, "--model", "mlp", *rate)
+    line = assert_clean_failure(out, before, registry_copy)
+    assert out.returncode == 1
+    assert line == (
+        "error: training diverged: the loss became nan in epoch 1; lower --learning-rate (or use the optimizer's "
+        "default); nothing was registered"
+    )
+
+
 @pytest.fixture()
 def read_only_registry(registry_copy: Path) -> Iterator[tuple[Path, dict]]:
     """The registry copy made unwritable: a read-only bind mount when tests run as root (root writes through any
