@@ -218,6 +218,9 @@ def _combination_error(args: argparse.Namespace) -> str | None:
         return "--nesterov needs a momentum: add --momentum, e.g. --momentum 0.9"
     if args.momentum and args.optimizer not in MOMENTUM_OPTIMIZERS:
         return f"--momentum applies to {' and '.join(MOMENTUM_OPTIMIZERS)}, not to --optimizer {args.optimizer}"
+    if args.ema and args.early_stopping:
+        # Keras restores the best epoch's own weights after fit has put the average in: the average never stays.
+        return "--ema and --early-stopping: the best epoch's weights replace the average when fit ends; choose one"
     if args.adversarial and (args.early_stopping or args.tensorboard):
         return "--early-stopping and --tensorboard need Keras fit; the --adversarial loop supports neither"
     if args.tensorboard is not None and Path(args.tensorboard).exists() and not Path(args.tensorboard).is_dir():
@@ -225,7 +228,9 @@ def _combination_error(args: argparse.Namespace) -> str | None:
     if args.tensorboard is not None and importlib.util.find_spec("tensorboard") is None:
         return "--tensorboard needs the tensorboard package (in the train extra): pip install tensorboard"
     if args.data is not None and not Path(args.data).is_dir():
-        return f"--data {args.data}: no such folder"
+        return f"--data {args.data}: " + (
+            "a file; give the folder that holds mnist.npz" if Path(args.data).exists() else "no such folder"
+        )
     return None
 
 

@@ -43,6 +43,7 @@ def test_help_documents_every_flag() -> None:
         ["--download-timeout", "nan"],
         ["--download-timeout", "-5"],
         ["--qui"],  # no abbreviations: --quick sets other defaults only when spelled out
+        ["--ema", "--early-stopping", "3"],  # the average was silently dropped, the model card said it was kept
     ],
 )
 def test_bad_flags_give_one_line_and_exit_2(args: list[str]) -> None:
