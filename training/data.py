@@ -104,7 +104,9 @@ def load_from_path(folder: Path) -> dict[str, np.ndarray]:
                 arrays = {key: data[key] for key in IDX_NAMES}
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
             reason = str(exc).split(". ")[0].strip("'\"")
-            if "pickle" in reason.lower():  # numpy's text suggests allow_pickle: a data file is never trusted so far
+            if not zipfile.is_zipfile(npz):  # numpy reads what is no archive as a pickle, and says so
+                reason = "it is not a zip archive, as an .npz is (a web page saved under that name?)"
+            elif "pickle" in reason.lower():  # numpy's text suggests allow_pickle: a data file is never trusted so far
                 reason = "it holds pickled Python objects, which are never loaded"
             raise DataError(f"{npz} is not a readable mnist.npz ({reason})") from exc
     else:

@@ -66,6 +66,20 @@ def test_a_learning_rate_that_makes_the_loss_nan_is_one_line_saying_what_to_chan
     )
 
 
+def test_an_mnist_npz_that_is_no_archive_is_named_so(registry_copy: Path, tmp_path: Path) -> None:
+    """A web page saved as mnist.npz was said to hold pickled Python objects."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "mnist.npz").write_text("<html>404 Not Found</html>")
+    out = run_training("--registry", str(registry_copy), "--data", str(data), *TINY_TRAINING, "--model", "mlp")
+    assert out.returncode == 2
+    reason = "it is not a zip archive, as an .npz is (a web page saved under that name?)"
+    assert (
+        last_line(out.stderr)
+        == f"error: {data / 'mnist.npz'} is not a readable mnist.npz ({reason}); nothing was registered"
+    )
+
+
 @pytest.fixture()
 def read_only_registry(registry_copy: Path) -> Iterator[tuple[Path, dict]]:
     """The registry copy made unwritable: a read-only bind mount when tests run as root (root writes through any
