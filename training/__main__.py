@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import sys
 import traceback
-from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,13 +24,14 @@ def main(argv: list[str] | None = None) -> int:
         return compare_main(argv[1:])
     from training.config import parse_config
     from training.failures import Stages, explain
+    from training.registry_cli import check_writable
 
     config = parse_config(argv)  # bad flags exit 2 here, before TensorFlow is imported
     stages = Stages()
     stages.catch_interrupts()
     try:
         stages.current = "the registry check"
-        _check_writable(config.registry, config.tensorboard)  # in a second, not after minutes of fitting
+        check_writable(config.registry, config.tensorboard)  # in a second, not after minutes of fitting
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         from training.pipeline import print_summary, run
 
@@ -47,20 +47,6 @@ def main(argv: list[str] | None = None) -> int:
     stages.finished()
     print_summary(result)
     return 0
-
-
-def _check_writable(registry_root: str, tensorboard: str | None) -> None:
-    """Make and remove a staging folder, and the TensorBoard folder: an OSError here names the path. Read the
-    aliases and the last published number too: either corrupt would otherwise be found only when the fitted
-    version is registered."""
-    from registry import Registry, publishing
-
-    registry = Registry(registry_root)
-    registry.discard(registry.new_staging_dir())
-    registry.aliases()
-    publishing.last_published(registry.model_dir)  # a corrupt mark too, which would refuse the version
-    if tensorboard:
-        Path(tensorboard).mkdir(parents=True, exist_ok=True)
 
 
 if __name__ == "__main__":

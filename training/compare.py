@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 import tempfile
 from dataclasses import dataclass, replace
@@ -21,6 +22,7 @@ from registry.report import Recipe
 from training.config import TrainConfig, _Parser, _positive_int, parse_config, seed
 from training.data import Splits
 from training.failures import Stages, explain
+from training.registry_cli import check_writable
 
 if TYPE_CHECKING:
     from training.train import Fitted
@@ -88,9 +90,14 @@ def main(argv: list[str]) -> int:
     try:
         stages.current = "the report folder check"
         out.mkdir(parents=True, exist_ok=True)
+        if args.register:
+            stages.current = "the registry check"
+            check_writable(args.registry, None)  # in a second, not after the first run's fit
         results, data = _run_all(runs, registered if args.register else None, stages)
         _plot(results, out / CURVES_NAME)
-        (out / REPORT_NAME).write_text(report(results, data, args))
+        (out / REPORT_NAME).write_text(
+            report(results, data, shlex.join(["python", "-m", "training", "compare", *argv]))
+        )
     except BaseException as exc:  # Ctrl-C included
         if isinstance(exc, SystemExit):
             raise
@@ -118,12 +125,12 @@ def _run_all(
     splits = load_splits(
         Path(first.data) if first.data else None, seed=first.seed, download_timeout_s=first.download_timeout
     )
-    data = {"source": splits.source, "sizes": splits.sizes(), "sha256": splits.sha256()}
+    run_splits = splits.limited(first.limit)  # every run's --limit is the compare's own
+    data = {"source": run_splits.source, "sizes": run_splits.sizes(), "sha256": run_splits.sha256()}
     results = []
     for i, (label, config) in enumerate(runs, start=1):
         stages.enter("fit", f"run {i} of {len(runs)}: {label}")
         keras.utils.clear_session()  # a fresh graph and the same layer names for every run
-        run_splits = splits.limited(config.limit)
         result, fitted = _one_run(label, config, run_splits)
         if registered is not None:
             stages.enter("registration", label)
@@ -179,14 +186,13 @@ def markdown_table(results: list[RunResult]) -> str:
     return "\n".join(rows)
 
 
-def report(results: list[RunResult], data: dict[str, Any], args: argparse.Namespace) -> str:
+def report(results: list[RunResult], data: dict[str, Any], command: str) -> str:
     sizes = data["sizes"]
     return "\n".join(
         [
             "# Optimiser and network comparison",
             "",
-            f"- Made {datetime.now(UTC).isoformat(timespec='seconds')} by `python -m training compare "
-            f"--epochs {args.epochs} --seed {args.seed}`{' --register' if args.register else ''}",
+            f"- Made {datetime.now(UTC).isoformat(timespec='seconds')} by `{command}`",
             f"- Data: `{data['source']}`, train {sizes['train']}, validation {sizes['validation']}, "
             f"test {sizes['test']} (sha256 `{data['sha256'][:16]}…`); the same split and seed for every run",
             "- Every run: augmentation, outlier exposure, the optimiser's Keras learning rate with a cosine decay. "

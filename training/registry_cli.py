@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from registry import AliasError, Registry, RegistryError, layout
+from registry import AliasError, Registry, RegistryError, layout, publishing
 from training.config import _Parser
 
 
@@ -98,3 +98,15 @@ def _list(registry: Registry) -> int:
         print(f"error: {broken}", file=sys.stderr)
         return 1
     return 0
+
+
+def check_writable(registry_root: str, tensorboard: str | None) -> None:
+    """Make and remove a staging folder, and the TensorBoard folder: an OSError here names the path. Read the
+    aliases and the last published number too: either corrupt would otherwise be found only when the fitted
+    version is registered."""
+    registry = Registry(registry_root)
+    registry.discard(registry.new_staging_dir())
+    registry.aliases()
+    publishing.last_published(registry.model_dir)  # a corrupt mark too, which would refuse the version
+    if tensorboard:
+        Path(tensorboard).mkdir(parents=True, exist_ok=True)

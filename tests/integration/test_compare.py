@@ -30,6 +30,10 @@ def test_compare_prints_the_table_and_writes_the_report_without_registering(tmp_
     assert "\n".join(table) in report and f"![learning curves]({CURVES_NAME})" in report
     assert (out / CURVES_NAME).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert Registry(registry).versions() == []
+    # The command that remakes it, and the data the runs trained on (it said --epochs and --seed alone, and the
+    # whole split's size and checksum while every run trained on --limit's 300 digits).
+    assert f"by `python -m training compare {' '.join(args)}`" in report
+    assert ", train 300, " in report
 
 
 def test_compare_refuses_bad_flags_in_one_line(tmp_path: Path) -> None:
@@ -37,3 +41,14 @@ def test_compare_refuses_bad_flags_in_one_line(tmp_path: Path) -> None:
         [sys.executable, "-m", "training", "compare", "--epochs", "0"], cwd=ROOT, capture_output=True, text=True
     )
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and "positive integer" in done.stderr
+
+
+def test_compare_register_checks_the_registry_before_the_first_fit(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("")
+    args = ["--epochs", "1", "--limit", "300", "--quick", "--register", "--registry", str(tmp_path / "a-file")]
+    done = subprocess.run(
+        [sys.executable, "-m", "training", "compare", *args, "--out", str(tmp_path / "reports")],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, env=training_env(),
+    )  # fmt: skip
+    assert done.returncode == 1 and "[fit]" not in done.stdout, done.stdout[-2000:]
+    assert "during the registry check; nothing was registered" in done.stderr and "Traceback" not in done.stderr
