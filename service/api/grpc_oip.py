@@ -202,6 +202,31 @@ def _parameters(parameters: Any) -> dict[str, Any]:
     return values
 
 
+def _not_served(name: str) -> Handler:
+    """One of Triton's calls this service does not serve: UNIMPLEMENTED in words, counted and logged as any call.
+    Left to the generated base class it raised NotImplementedError: the caller saw the exception's class name and
+    the log an error-level traceback, neither counted nor given an access line (tritonclient's statistics call)."""
+    endpoint = SERVICE + name
+
+    async def call(self: Any, request: Any, context: grpc.aio.ServicerContext) -> None:
+        token = REQUEST_ID.set(request_id(context))
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details(f"{name} is not served here; this service answers {', '.join(SERVED)}")
+        _record(endpoint, NOT_SERVED, "", 0.0)
+        REQUEST_ID.reset(token)
+
+    call.__name__ = name
+    return call
+
+
+SERVED = [name for name in service_pb2.DESCRIPTOR.services_by_name["GRPCInferenceService"].methods_by_name
+          if name in InferenceServicer.__dict__]  # fmt: skip
+NOT_SERVED = 501  # HTTP's Not Implemented, in the counters and the access line
+for _name in service_pb2.DESCRIPTOR.services_by_name["GRPCInferenceService"].methods_by_name:
+    if _name not in InferenceServicer.__dict__:
+        setattr(InferenceServicer, _name, _not_served(_name))
+
+
 async def start(app: Any, host: str, port: int) -> grpc.aio.Server:
     """A started gRPC server on ``host:port``, with the HTTP side's limits: the message size, and calls at once."""
     settings = app.state.settings

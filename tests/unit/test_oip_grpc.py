@@ -493,3 +493,30 @@ def test_a_grpc_probe_is_not_counted_in_flight_as_over_http() -> None:
     asyncio.run(observed(ServerLive)(None, object(), context))
     asyncio.run(observed(ModelInfer)(None, object(), context))
     assert seen == {"probe": at_rest, "call": at_rest + 1}
+
+
+def test_a_triton_call_not_served_here_is_unimplemented_in_words_and_counted() -> None:
+    """tritonclient's get_inference_statistics: the caller saw "Unexpected <class 'NotImplementedError'>" and the log
+    an error-level traceback, with no count or access line."""
+    from prometheus_client import REGISTRY
+
+    endpoint = "/inference.GRPCInferenceService/ModelStatistics"
+    labels = {"endpoint": endpoint, "method": "POST", "status": "501", "protocol": "grpc"}
+    before = REGISTRY.get_sample_value("mnist_requests_total", labels) or 0.0
+
+    async def scenario() -> grpc.aio.AioRpcError:
+        async with serving() as (_, address), grpc.aio.insecure_channel(address) as channel:
+            stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
+            try:
+                await stub.ModelStatistics(service_pb2.ModelStatisticsRequest(name="mnist"), timeout=10)
+            except grpc.aio.AioRpcError as error:
+                return error
+        raise AssertionError("answered")
+
+    error = asyncio.run(scenario())
+    assert error.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert error.details() == (
+        "ModelStatistics is not served here; this service answers ServerLive, ServerReady, ModelReady, "
+        "ServerMetadata, ModelMetadata, ModelInfer"
+    )
+    assert REGISTRY.get_sample_value("mnist_requests_total", labels) == before + 1
