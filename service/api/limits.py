@@ -36,13 +36,24 @@ CLOSE = (b"connection", b"close")
 _HEAD_FIELDS = (b"content-type", b"content-length", b"content-encoding", b"transfer-encoding")
 
 
+_LISTS = (b"content-encoding", b"transfer-encoding")  # lists: several lines of one are one list, comma-joined
+
+
 def _head_fields(scope: Scope) -> dict[bytes, str]:
-    """The headers the limits read, each its first value, from one pass over the request head."""
+    """The headers the limits read from one pass over the request head: each list header whole (a gzip on a second
+    Content-Encoding line was never read), any other its first value."""
     found: dict[bytes, str] = {}
     for key, value in scope["headers"]:
-        if key in _HEAD_FIELDS and key not in found:
-            found[key] = value.decode("latin-1")
+        if key in _HEAD_FIELDS:
+            if key not in found:
+                found[key] = value.decode("latin-1")
+            elif key in _LISTS:
+                found[key] += ", " + value.decode("latin-1")
     return found
+
+
+def _codings(value: str | None) -> set[str]:
+    return {coding.strip().lower() for coding in (value or "").split(",")} - {"", "identity"}
 
 
 # Older names clients still send for the two formats; the bytes decide the format anyway.
@@ -67,15 +78,15 @@ class LimitsMiddleware:
         self.body_timeout_s = body_timeout_s
 
     def _refusal(self, scope: Scope, head: dict[bytes, str]) -> Exception | None:
-        encoding = head.get(b"content-encoding")
-        if encoding is not None and encoding.strip().lower() not in {"", "identity"}:
-            return UnsupportedEncoding("Content-Encoding must be identity; compressed bodies are not accepted")
         length_text = head.get(b"content-length")
-        chunked = "chunked" in head.get(b"transfer-encoding", "").lower()
+        transfer = _codings(head.get(b"transfer-encoding"))
         length = int(length_text) if length_text and length_text.strip().isdigit() else None
+        has_body = bool(transfer) or bool(length)
+        # Only a body can be compressed: a GET that names an encoding is answered (a probe sending one got 415).
+        if has_body and (_codings(head.get(b"content-encoding")) or transfer - {"chunked"}):
+            return UnsupportedEncoding("Content-Encoding must be identity; compressed bodies are not accepted")
         if length is not None and length > self.max_body_bytes:
             return PayloadTooLarge(f"request body of {length} bytes exceeds the limit of {self.max_body_bytes} bytes")
-        has_body = chunked or bool(length)
         if scope["method"] in BODY_METHODS and has_body:
             kind = media_type(head.get(b"content-type"))
             path = scope["path"]

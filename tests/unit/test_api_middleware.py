@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from prometheus_client import REGISTRY
@@ -16,7 +18,7 @@ from starlette.testclient import TestClient
 from service.app import create_app
 from service.logging_setup import REQUEST_ID, drain, json_handler
 from service.settings import Settings
-from tests.unit.api_fakes import FakeManager, rejections
+from tests.unit.api_fakes import FakeManager, call, rejections, scope_for
 
 LIMIT = 2048
 
@@ -81,6 +83,27 @@ def test_lying_content_length_is_counted(tmp_path: Path) -> None:
 def test_content_type_and_encoding_are_allow_listed(client: TestClient, headers: dict, code: str) -> None:
     response = client.post("/predict", content=b"{}", headers=headers)
     assert response.status_code == 415 and code_of(response) == code
+
+
+def test_an_encoding_is_refused_only_on_a_body_and_read_from_every_header_line(client: TestClient) -> None:
+    # A GET has no body to compress: a probe or a scraper naming an encoding was refused 415 and counted as refused.
+    assert client.get("/health/ready", headers={"Content-Encoding": "gzip"}).status_code == 200
+    # A gzip on a second line was never read: the compressed body was parsed as JSON (400 "not valid UTF-8").
+    lines = [("Content-Type", "application/json"), ("Content-Encoding", "identity"), ("Content-Encoding", "gzip")]
+    response = client.post("/predict", content=b"\x1f\x8b\x08\x00", headers=lines)
+    assert response.status_code == 415 and code_of(response) == "unsupported_encoding"
+
+
+def test_a_transfer_coding_besides_chunked_is_refused(client: TestClient) -> None:
+    """httptools takes "gzip, chunked" and undoes the chunking only: the gzip went unread into the JSON parser."""
+    headers = [(b"content-type", b"application/json"), (b"transfer-encoding", b"gzip, chunked")]
+    scope = {**scope_for("POST", "/predict", {}), "headers": headers}
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"\x1f\x8b\x08\x00", "more_body": False}
+
+    status, _, body = asyncio.run(call(client.app, scope, receive))
+    assert status == 415 and body["error"]["code"] == "unsupported_encoding"
 
 
 def test_request_id_is_echoed_or_generated(client: TestClient) -> None:
