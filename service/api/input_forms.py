@@ -111,6 +111,7 @@ async def single_image(request: Request, decode: Decode) -> np.ndarray:
         image = _validated(json_input.parse_compact_request, body)
         if image is not None:
             return image
+        json_input.check_list_count(body, 1)
         return _validated(json_input.parse_json_request, parse_json(body))
     if kind in IMAGE_TYPES:
         return await decode(await request.body(), partial(client_left, request))
@@ -127,7 +128,9 @@ async def batch_images(request: Request, decode: Decode, limit: int) -> list[Slo
     kind = media_type(request.headers.get("content-type"))
     if kind == "application/json":
         # Shape errors fail the whole request; a blank image comes back as its own NoDigit entry.
-        return _validated(json_input.parse_json_batch, parse_json(await request.body()), limit)
+        body = await request.body()
+        json_input.check_list_count(body, limit)
+        return _validated(json_input.parse_json_batch, parse_json(body), limit)
     if kind == "multipart/form-data":
         files = await _form_files(request, "files", max_files=limit)
         if not files:

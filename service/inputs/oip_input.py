@@ -19,7 +19,7 @@ import orjson
 
 from registry.layout import IMAGE_SIDE
 from service.errors import InvalidInput, InvalidJSON, NoDigit, TooManyImages
-from service.inputs.json_input import NUMBER_TYPES, kind
+from service.inputs.json_input import NUMBER_TYPES, check_list_count, kind
 from service.inputs.normalise import check_not_blank
 
 # The protocol's datatype names for what this service takes and writes.
@@ -75,6 +75,7 @@ def parse_infer_request(
     header, binary = (body, b"") if json_length is None else (body[:json_length], body[json_length:])
     if not header:
         raise InvalidJSON("empty body; send an inference request (a JSON object with 'inputs')")
+    check_list_count(header, max_images)
     try:
         doc = orjson.loads(header)
     except orjson.JSONDecodeError as exc:
