@@ -201,7 +201,10 @@ async def predict_batch(request: Request) -> Response:
     state = request.app.state
     includes = requested_includes(request)
     # Several pictures decode side by side on the pool, whatever their size.
-    slots: list[Slot] = await batch_images(request, state.decoder.on_pool, state.settings.max_batch_images)
+    settings = state.settings
+    slots: list[Slot] = await batch_images(
+        request, state.decoder.on_pool, settings.max_batch_images, settings.max_image_pixels
+    )
     good = [i for i, slot in enumerate(slots) if isinstance(slot, np.ndarray)]
     results: list[Any] = list(slots)
     softening = answering_softening(state.manager) if includes and good else 0.0

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from starlette.testclient import TestClient
 
@@ -129,6 +130,21 @@ def test_batch_keeps_order_and_refuses_per_image(make_client: ClientFactory) -> 
     kinds = [p.get("digit", p.get("error", {}).get("code")) for p in body["predictions"]]
     assert kinds == [7, "no_digit", "not_a_digit", 7]
     assert manager.calls == [3]  # the blank never reached the model; the rest went in one call
+
+
+def test_a_batch_of_pngs_holding_more_pixels_than_sixteen_of_the_largest_is_refused_whole(
+    make_client: ClientFactory,
+) -> None:
+    """198 blank 2000x2000 PNGs fit in 4 MB and took the decode threads ten seconds, every other client waiting."""
+    client = make_client(max_image_pixels=10_000)  # so a batch may hold 160,000 PNG pixels
+    page = to_png(np.zeros((100, 100), np.uint8))
+    under = client.post("/predict/batch", files=[("files", (f"{i}.png", page)) for i in range(16)])
+    assert under.status_code == 200, under.text
+    over = client.post("/predict/batch", files=[("files", (f"{i}.png", page)) for i in range(17)])
+    assert over.status_code == 413 and code_of(over) == "payload_too_large"
+    assert over.json()["error"]["message"] == (
+        "the PNG images hold 170,000 pixels together; one request may hold 160,000: send fewer or smaller pictures"
+    )
 
 
 def test_batch_multipart_and_limits(make_client: ClientFactory) -> None:
