@@ -20,6 +20,7 @@ for _name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import argparse  # noqa: E402 (the thread limits above must come first)
 import importlib.util  # noqa: E402
+import logging  # noqa: E402
 import shutil  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
@@ -28,7 +29,7 @@ from typing import Any  # noqa: E402
 
 from pydantic import ValidationError  # noqa: E402
 
-from service.settings import Settings, describe_validation_error  # noqa: E402
+from service.settings import Settings, describe_validation_error, unknown_variables  # noqa: E402
 
 # A request head (line + headers) larger than this is refused by the HTTP parser before our code runs.
 MAX_REQUEST_HEAD_BYTES = 16 * 1024
@@ -110,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     from service.logging_setup import configure_logging
 
     configure_logging(settings.log_level)
+    for line in unknown_variables(os.environ):
+        logging.getLogger("service").warning(line)
     try:
         serve("service.app:create_app", settings, factory=True, log_level=settings.log_level)
     finally:

@@ -6,7 +6,9 @@ the variable and says how to fix it.
 
 from __future__ import annotations
 
+import difflib
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
@@ -162,6 +164,18 @@ MODEL_REF_RULE = f"must be an alias (production, staging) or a version number in
 def valid_model_ref(ref: str) -> bool:
     ref = ref.strip()
     return ref in ("production", "staging") or (ref.isascii() and ref.isdigit() and 0 < int(ref) <= MAX_VERSION)
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """A line per ``MNIST_`` variable that names no setting, with the nearest that does: pydantic-settings ignores
+    them, so MNIST_MAX_BODY_BYTE=... would leave the default in force without a word."""
+    known = [f"MNIST_{name.upper()}" for name in Settings.model_fields]
+    lines = []
+    for name in sorted(environ):
+        if name.upper().startswith("MNIST_") and name.upper() not in known:
+            near = difflib.get_close_matches(name.upper(), known, n=1, cutoff=0.8)
+            lines.append(f"{name} is not a setting and is ignored" + (f"; did you mean {near[0]}?" if near else ""))
+    return lines
 
 
 def _secret(name: str) -> bool:

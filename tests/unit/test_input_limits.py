@@ -314,3 +314,20 @@ def test_a_batch_keeps_its_refused_pictures_refusals_but_not_their_pixels() -> N
         tracemalloc.stop()
     assert all(isinstance(slot, NoDigit) for slot in slots)
     assert held < 2_000_000, f"{held:,} bytes still held by 8 refusals"
+
+
+def test_an_mnist_variable_that_names_no_setting_is_said_with_the_nearest_that_does() -> None:
+    """pydantic-settings ignores them: a typo left the default in force without a word."""
+    from service.settings import unknown_variables
+
+    environ = {
+        "MNIST_MAX_BODY_BYTE": "1024",
+        "MNIST_PORT": "8001",
+        "mnist_workers": "2",
+        "MNIST_COLOUR": "x",
+        "HOME": "/",
+    }
+    assert unknown_variables(environ) == [
+        "MNIST_COLOUR is not a setting and is ignored",
+        "MNIST_MAX_BODY_BYTE is not a setting and is ignored; did you mean MNIST_MAX_BODY_BYTES?",
+    ]
