@@ -42,14 +42,15 @@ def folder_state(folder: Path) -> tuple[tuple[str, int, int], ...]:
 def parse_version(value: int | str) -> int:
     """Accept only positive integers (as int or decimal string); never a path."""
     if isinstance(value, bool):
-        raise InvalidVersion(f"version must be a positive integer, got {value!r}")
+        raise InvalidVersion(f"version must be a positive integer in 1..{MAX_VERSION}, got {value!r}")
     if isinstance(value, int):
         if not 1 <= value <= MAX_VERSION:
             raise InvalidVersion(f"version must be an integer in 1..{MAX_VERSION}, got {value}")
         return value
     if isinstance(value, str) and VERSION_RE.match(value):
         return int(value)
-    raise InvalidVersion(f"version must be a positive integer, got {str(value)[:40]!r}")
+    # A decimal past the largest ('9999999999') too: the range says why it is refused.
+    raise InvalidVersion(f"version must be a positive integer in 1..{MAX_VERSION}, got {str(value)[:40]!r}")
 
 
 def checksums(folder: Path) -> dict[str, str]:

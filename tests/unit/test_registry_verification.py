@@ -149,12 +149,13 @@ def test_checksums_cover_every_file_but_the_metadata_and_match_sha256(tmp_path: 
 @pytest.mark.parametrize(
     ("bad", "message"),
     [
-        (True, "version must be a positive integer, got True"),
+        (True, "version must be a positive integer in 1..999999999, got True"),
         (0, "version must be an integer in 1..999999999, got 0"),
         (10**9, "version must be an integer in 1..999999999, got 1000000000"),
-        ("7" * 60, f"version must be a positive integer, got {'7' * 40!r}"),
+        ("7" * 60, f"version must be a positive integer in 1..999999999, got {'7' * 40!r}"),
+        ("9999999999", "version must be a positive integer in 1..999999999, got '9999999999'"),  # it said no more
     ],
-    ids=["bool", "zero", "past-the-largest", "long-string"],
+    ids=["bool", "zero", "past-the-largest", "long-string", "past-the-largest-as-text"],
 )
 def test_a_bad_version_number_is_named_in_the_refusal(tmp_path: Path, bad: object, message: str) -> None:
     registry, _ = published(tmp_path)
