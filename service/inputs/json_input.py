@@ -243,5 +243,6 @@ def parse_json_batch(obj: object, max_images: int) -> list[np.ndarray | ServiceE
 def _refuse_extra_fields(obj: dict[object, object], allowed: str) -> None:
     extra = [key for key in obj if key != allowed]
     if extra:
-        name = str(extra[0])[:40]
+        # Escaped as repr escapes (a bidirectional control shows as \u202e), so a message cannot be made to misread.
+        name = repr(str(extra[0])[:40])[1:-1].replace('"', '\\"')
         raise InvalidInput(f'unexpected field "{name}": the body holds only "{allowed}"')

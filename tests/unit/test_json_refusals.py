@@ -105,6 +105,7 @@ def test_a_body_json_would_refuse_is_not_taken_by_the_fast_path(body: bytes) -> 
         ({"image": with_value([1])}, "image[3][17] must be a number in 0..255, got a list (nested too deeply)"),
         ({"image": with_value("7")}, "image[3][17] must be a number in 0..255, got a string"),
         ({"image": SEVEN, "x" * 60: 1}, f'unexpected field "{"x" * 40}": the body holds only "image"'),
+        ({"image": SEVEN, "gpj.\u202eexe": 1}, 'unexpected field "gpj.\\u202eexe": the body holds only "image"'),
     ],
     ids=[
         "list-body",
@@ -117,6 +118,7 @@ def test_a_body_json_would_refuse_is_not_taken_by_the_fast_path(body: bytes) -> 
         "nested",
         "string",
         "long-field-name",
+        "bidirectional-control-escaped",
     ],
 )
 def test_a_malformed_body_is_named_exactly(body: object, message: str) -> None:
