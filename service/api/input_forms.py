@@ -58,7 +58,7 @@ def parse_json(body: bytes) -> Any:
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise InvalidJSON(f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from exc
+        raise json_input.malformed(exc) from exc
 
 
 def _validated(parse: Callable[..., T], *args: Any) -> T:

@@ -19,9 +19,10 @@ import math
 from itertools import chain
 
 import numpy as np
+import orjson
 
 from registry.layout import IMAGE_SIDE
-from service.errors import InvalidInput, NoDigit, ServiceError, TooManyImages
+from service.errors import InvalidInput, InvalidJSON, NoDigit, ServiceError, TooManyImages
 from service.inputs.normalise import check_not_blank
 
 NUMBER_TYPES = frozenset({int, float})  # exact types: bool is an int subclass
@@ -151,6 +152,16 @@ _COMPACT_TAIL = b"]]}"
 _DIGITS = b"0123456789"
 # What a valid rows part leaves once its digits are deleted: 27 commas a row, "],[" between rows.
 _ROW_SEPARATORS = b"],[".join([b"," * (IMAGE_SIDE - 1)] * IMAGE_SIDE)
+
+
+def malformed(exc: orjson.JSONDecodeError, trailing_hint: str = "") -> InvalidJSON:
+    """orjson's refusal in our words: its place, or that the bytes are no UTF-8 text (orjson says "str is not valid
+    UTF-8: surrogates not allowed" of a Latin-1 or UTF-16 body). ``trailing_hint`` follows a refusal that bytes
+    after the JSON may explain: no UTF-8, or content after the document."""
+    if "UTF-8" in exc.msg:
+        return InvalidJSON(f"the body is not UTF-8 text, as JSON must be{trailing_hint}")
+    hint = trailing_hint if "after document" in exc.msg else ""
+    return InvalidJSON(f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}{hint}")
 
 
 def check_list_count(body: bytes, max_images: int) -> None:

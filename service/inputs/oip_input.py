@@ -19,7 +19,7 @@ import orjson
 
 from registry.layout import IMAGE_SIDE
 from service.errors import InvalidInput, InvalidJSON, NoDigit, TooManyImages
-from service.inputs.json_input import NUMBER_TYPES, check_list_count, kind
+from service.inputs.json_input import NUMBER_TYPES, check_list_count, kind, malformed
 from service.inputs.normalise import check_not_blank
 
 # The protocol's datatype names for what this service takes and writes.
@@ -79,7 +79,9 @@ def parse_infer_request(
     try:
         doc = orjson.loads(header)
     except orjson.JSONDecodeError as exc:
-        raise InvalidJSON(f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from exc
+        # Binary tensor data read as JSON is no UTF-8: the header that says where the JSON ends is the likelier slip.
+        hint = "; binary tensor data after the JSON needs the Inference-Header-Content-Length header"
+        raise malformed(exc, hint if json_length is None else "") from exc
     if not isinstance(doc, dict):
         raise InvalidInput("the inference request must be a JSON object with 'inputs'")
     request_id = doc.get("id")

@@ -71,6 +71,16 @@ def test_bad_json_gets_its_code(make_client: ClientFactory, payload: bytes, stat
     assert response.status_code == status and code_of(response) == code
 
 
+def test_a_body_that_is_no_utf8_is_named_so(make_client: ClientFactory) -> None:
+    """orjson's words were "str is not valid UTF-8: surrogates not allowed"."""
+    latin1 = '{"image": "caf\u00e9"}'.encode("latin-1")
+    response = make_client().post("/predict", content=latin1, headers={"Content-Type": "application/json"})
+    assert response.status_code == 400 and response.json()["error"] == {
+        "code": "invalid_json",
+        "message": "the body is not UTF-8 text, as JSON must be",
+    }
+
+
 def test_a_body_of_more_arrays_than_its_images_can_hold_is_refused_before_parsing(make_client: ClientFactory) -> None:
     """1.4 million empty arrays in 4 MB cost the parser half a second of the event loop, each request."""
     client = make_client(max_batch_images=4)

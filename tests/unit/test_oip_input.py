@@ -231,3 +231,15 @@ def test_a_request_of_more_arrays_than_its_images_can_hold_is_refused_before_par
     with pytest.raises(InvalidInput, match=r"more JSON arrays than 8 images can \(6568\)"):
         parse_infer_request(body, None, input_name="image", output_names=OUTPUTS, default_output="probabilities",
                             pixel_scale=1 / 255, max_images=8)  # fmt: skip
+
+
+def test_binary_data_without_its_length_header_is_named_as_the_likely_slip() -> None:
+    header = orjson.dumps({"inputs": [tensor(synthetic_digit(7).astype(np.uint8), "UINT8", binary=True)]})
+    body = header + synthetic_digit(7).astype(np.uint8).tobytes()  # sent without Inference-Header-Content-Length
+    with pytest.raises(InvalidJSON) as refused:
+        parse_infer_request(body, None, input_name="image", output_names=OUTPUTS, default_output="probabilities",
+                            pixel_scale=1 / 255, max_images=8)  # fmt: skip
+    assert refused.value.message == (
+        "the body is not UTF-8 text, as JSON must be; binary tensor data after the JSON needs the "
+        "Inference-Header-Content-Length header"
+    )
