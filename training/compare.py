@@ -52,6 +52,9 @@ class RunResult:
     version: int | None = None
 
 
+DEFAULT_EPOCHS = 10
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="python -m training compare",
@@ -59,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
         "on the same split and seed; print a table and write a Markdown report with learning curves.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--epochs", type=_positive_int, default=10, help="epochs of each run")
+    p.add_argument("--epochs", type=_positive_int, default=None, help="epochs of each run (default: 10, or --quick's)")
     p.add_argument("--seed", type=seed, default=0, help="one seed for the split and every run")
     p.add_argument("--data", default=None, help="folder with mnist.npz or the four MNIST IDX files")
     p.add_argument("--limit", type=_positive_int, default=None, help="use at most N training images")
@@ -72,7 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def configs(args: argparse.Namespace) -> list[tuple[str, TrainConfig]]:
     """Each run's config, parsed like the training CLI's flags so the same checks apply."""
-    common = ["--epochs", str(args.epochs), "--seed", str(args.seed), "--registry", args.registry, "--no-promote"]
+    epochs = args.epochs or (None if args.quick else DEFAULT_EPOCHS)  # --quick's own unless given
+    common = ["--seed", str(args.seed), "--registry", args.registry, "--no-promote"]
+    common += ["--epochs", str(epochs)] if epochs else []
     common += ["--data", args.data] if args.data else []
     common += ["--limit", str(args.limit)] if args.limit else []
     common += ["--quick"] if args.quick else []

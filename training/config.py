@@ -64,8 +64,17 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
+def _whole(text: str, rule: str) -> int:
+    """``int(text)``, or argparse's one-line refusal in ``rule``'s words (it named the parsing function, as in
+    "invalid _positive_int value: '2.5'")."""
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{rule}, got {text}") from None
+
+
 def _positive_int(text: str) -> int:
-    value = int(text)
+    value = _whole(text, "must be a positive integer")
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
     return value
@@ -73,7 +82,7 @@ def _positive_int(text: str) -> int:
 
 def seed(text: str) -> int:
     """A seed numpy, TensorFlow and Python's random all take: 0 .. 2**32 - 1."""
-    value = int(text)
+    value = _whole(text, f"must be an integer in 0..{2**32 - 1}")
     if not 0 <= value < 2**32:
         raise argparse.ArgumentTypeError(f"must be an integer in 0..{2**32 - 1}, got {text}")
     return value
@@ -221,6 +230,8 @@ def _combination_error(args: argparse.Namespace) -> str | None:
     if args.ema and args.early_stopping:
         # Keras restores the best epoch's own weights after fit has put the average in: the average never stays.
         return "--ema and --early-stopping: the best epoch's weights replace the average when fit ends; choose one"
+    if args.adversarial and args.adversarial_epsilon == 0:
+        return "--adversarial with --adversarial-epsilon 0 attacks nothing: give a radius above 0 (default 0.1)"
     if args.adversarial and (args.early_stopping or args.tensorboard):
         return "--early-stopping and --tensorboard need Keras fit; the --adversarial loop supports neither"
     if args.tensorboard is not None and Path(args.tensorboard).exists() and not Path(args.tensorboard).is_dir():

@@ -67,6 +67,9 @@ def test_defaults_are_the_recipe_versions_were_trained_with_before_the_flags() -
         (["--lr-schedule", "exponential"], "invalid choice"),
         (["--optimizer", "adagrad"], "invalid choice"),
         (["--adversarial", "--early-stopping", "3"], "--adversarial loop supports neither"),
+        (["--epochs", "2.5"], r"argument --epochs: must be a positive integer, got 2.5"),  # was "invalid _positive_int"
+        (["--seed", "x"], r"argument --seed: must be an integer in 0..4294967295, got x"),
+        (["--adversarial", "--adversarial-epsilon", "0"], "attacks nothing"),  # the card said "adversarial training"
         (["--model", "resnet"], "invalid choice"),
     ],
 )
@@ -217,3 +220,14 @@ def test_a_sigterm_after_the_version_is_registered_does_not_fail_the_run() -> No
             signal.signal(number, handler)
         sys.unraisablehook = previous_hook
     assert not stages.interrupted
+
+
+def test_compare_quick_runs_take_quick_epochs_unless_told() -> None:
+    """`compare --quick` says it uses the training CLI's --quick, and passed its own 10 epochs over it."""
+    from training.compare import build_parser, configs
+
+    def epochs(*argv: str) -> set[int]:
+        return {config.epochs for _, config in configs(build_parser().parse_args(list(argv)))}
+
+    assert epochs("--quick") == {QUICK["epochs"]}
+    assert epochs() == {10} and epochs("--quick", "--epochs", "2") == {2}
