@@ -54,6 +54,9 @@ def main(argv: list[str]) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if not Path(args.registry).is_dir():  # a typo: listing said "no versions", promoting made the folder
+        print(f"error: no registry at {args.registry} (no such folder)", file=sys.stderr)
+        return 1
     registry = Registry(args.registry)
     try:
         if args.command == "list":

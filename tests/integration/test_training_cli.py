@@ -65,6 +65,10 @@ def test_registry_cli_lists_and_reports_errors(tmp_path: Path) -> None:
     assert out.returncode == 1 and "nothing to roll back" in out.stderr and not out.stdout
     out = _cli("registry", "--registry", str(tmp_path), "promote", "../3")
     assert out.returncode == 1 and "positive integer" in out.stderr
+    for command in (["list"], ["promote", "1"], ["rollback"]):  # a typo: "no versions", or the folder made
+        out = _cli("registry", "--registry", str(tmp_path / "modles"), *command)
+        assert out.returncode == 1 and out.stderr == f"error: no registry at {tmp_path / 'modles'} (no such folder)\n"
+    assert not (tmp_path / "modles").exists()
     (tmp_path / "a-file").write_text("")
     out = _cli("registry", "--registry", str(tmp_path / "a-file"), "list")
     assert out.returncode == 2 and "is a file; the registry root is a folder" in out.stderr
