@@ -41,6 +41,7 @@ import numpy as np
 from service import metrics
 from service.errors import DeadlineExceeded, InferenceError, ModelNotReady, QueueFull
 from service.inference.runner import Runner
+from service.logging_setup import REQUEST_ID
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,7 @@ class _Item:
     runner: Runner
     future: asyncio.Future[tuple[np.ndarray, ...]]
     enqueued: float = field(default_factory=time.monotonic)
+    request_id: str | None = field(default_factory=REQUEST_ID.get)  # made in the submitting request's context
 
     def expire(self) -> None:
         if not self.future.done():
@@ -266,7 +268,9 @@ class Batcher:
 
     def _fail(self, batch: list[_Item], exc: Exception) -> None:
         runner = batch[0].runner
-        log.error("model call failed", exc_info=exc, extra={"model_version": runner.model_version})
+        # The batch's requests, each answered inference_failed: the client's X-Request-ID finds this line.
+        ids = [item.request_id for item in batch]
+        log.error("model call failed", exc_info=exc, extra={"model_version": runner.model_version, "request_ids": ids})
         error = InferenceError(f"the model call failed ({type(exc).__name__}); the batch was not answered")
         for item in batch:
             if not item.future.done():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -182,6 +183,27 @@ def test_failing_model_call_fails_only_its_batch():
     results = run(lambda: with_batcher(body))
     assert isinstance(results[0], InferenceError)
     assert [float(r[0][0, 0]) for r in results[1:]] == [0, 1, 2, 3, 4]
+
+
+def test_a_failed_model_call_is_logged_with_the_request_ids_it_failed(caplog: pytest.LogCaptureFixture) -> None:
+    """Each client got inference_failed with its X-Request-ID, and the traceback's line carried no request id."""
+    from service.logging_setup import REQUEST_ID
+
+    model = FakeModel(fail_when=lambda images: True)
+    broken = runner(model, "broken")
+
+    async def one(batcher: Batcher, request_id: str) -> Any:
+        REQUEST_ID.set(request_id)  # what the access middleware does for each request
+        return await batcher.submit(images_with_ids(1), deadline(), broken)
+
+    async def body(batcher: Batcher) -> list[Any]:
+        return await asyncio.gather(*(one(batcher, f"req-{i}") for i in range(3)), return_exceptions=True)
+
+    with caplog.at_level(logging.ERROR, logger="service.inference.batcher"):
+        results = run(lambda: with_batcher(body))
+    assert all(isinstance(r, InferenceError) for r in results)
+    logged = [rid for r in caplog.records if r.getMessage() == "model call failed" for rid in r.request_ids]
+    assert sorted(logged) == ["req-0", "req-1", "req-2"]
 
 
 def test_oversized_submission_runs_in_max_batch_chunks():
