@@ -36,6 +36,8 @@ from service.metrics import IN_FLIGHT, PROTOCOL_GRPC, request_duration, requests
 log = logging.getLogger("service.access")
 SERVICE = "/inference.GRPCInferenceService/"
 PROBES = frozenset({"ServerLive", "ServerReady"})
+CONTENTS_FIELDS = ("bool_contents", "int_contents", "int64_contents", "uint_contents", "uint64_contents",
+                   "fp32_contents", "fp64_contents", "bytes_contents")  # fmt: skip
 Handler = Callable[[Any, Any, grpc.aio.ServicerContext], Awaitable[Any]]
 
 
@@ -157,7 +159,12 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
             raise InvalidInput(f"{len(request.raw_input_contents)} raw_input_contents for one input tensor")
         tensor = request.inputs[0]
         raw = request.raw_input_contents[0] if request.raw_input_contents else None
-        contents = tensor.contents.fp32_contents if tensor.datatype == "FP32" else tensor.contents.uint_contents
+        wanted = "fp32_contents" if tensor.datatype == "FP32" else "uint_contents"
+        contents = getattr(tensor.contents, wanted)
+        if raw is None and not contents:  # "has 0 values" said nothing of values sent in another field
+            filled = next((name for name in CONTENTS_FIELDS if len(getattr(tensor.contents, name, ()))), None)
+            if filled is not None:
+                raise InvalidInput(f"a {tensor.datatype[:10]} tensor's values go in contents.{wanted}, not {filled}")
         # The repeated fields as they are, never list()ed: tensor_images counts them before it reads any value.
         images = tensor_images(
             tensor.name,

@@ -520,3 +520,19 @@ def test_a_triton_call_not_served_here_is_unimplemented_in_words_and_counted() -
         "ServerMetadata, ModelMetadata, ModelInfer"
     )
     assert REGISTRY.get_sample_value("mnist_requests_total", labels) == before + 1
+
+
+def test_values_sent_in_the_wrong_contents_field_are_named() -> None:
+    """UINT8 pixels in int_contents were refused as "input 'image' has 0 values; the shape needs 784"."""
+    pixels = DIGIT.astype(np.int32).ravel().tolist()
+    contents = service_pb2.InferTensorContents(int_contents=pixels)
+    request = service_pb2.ModelInferRequest(model_name="mnist", inputs=[tensor(shape=[1, 28, 28], contents=contents)])
+
+    async def scenario() -> Any:
+        async with serving() as (app, address):
+            app.state.manager.release.set()
+            return await infer(address, request)
+
+    refused = asyncio.run(scenario())
+    assert refused.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert refused.details() == "a UINT8 tensor's values go in contents.uint_contents, not int_contents"
