@@ -13,11 +13,15 @@ from service.errors import ModelNotReady
 router = APIRouter(tags=["operations"])
 
 
+# HEAD too: what uptime checkers send by default (as for the pad's page); Kubernetes' probes send GET. Left out of
+# the OpenAPI document, where a second operation of the same function would repeat its operation id.
+@router.head("/health/live", include_in_schema=False)
 @router.get("/health/live", summary="The process answers")
 async def live() -> dict[str, str]:
     return {"status": "live"}
 
 
+@router.head("/health/ready", include_in_schema=False)
 @router.get(
     "/health/ready",
     summary="A verified model version is loaded and warmed up",

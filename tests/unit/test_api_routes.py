@@ -232,6 +232,12 @@ def test_readiness_answers_from_memory_when_the_registry_cannot_be_read(make_cli
     assert ready.status_code == 200 and ready.json()["model_version"] == 3
 
 
+@pytest.mark.parametrize("path", ["/health/live", "/health/ready"])
+def test_health_answers_head_as_uptime_checkers_send_it(make_client: ClientFactory, path: str) -> None:
+    response = make_client().head(path)
+    assert response.status_code == 200 and response.content == b""  # it was 405
+
+
 def test_health_and_routing_errors(make_client: ClientFactory) -> None:
     client = make_client(manager=FakeManager(ready=False, not_ready_reason="loading version 3"))
     assert client.get("/health/live").status_code == 200
