@@ -1,8 +1,9 @@
 """Structured logs: one JSON object per line on stdout, with the request id of the request being served.
 
-Records are handed to a ``QueueHandler`` and written by a ``QueueListener`` thread, so the event loop
-never waits for the JSON encoding or for stdout. The request id is read where the record is made (a
-filter), since the listener thread does not see the request's context.
+While the service serves, records are handed to a ``QueueHandler`` and written by a ``QueueListener``
+thread, so the event loop never waits for the JSON encoding or for stdout; once it has stopped serving, each
+is written as it is made (``write_directly``: a process's last lines). The request id is read where the
+record is made (a filter), since the listener thread does not see the request's context.
 """
 
 from __future__ import annotations
