@@ -98,6 +98,8 @@ def parse_infer_request(
         raise InvalidInput(f"binary_data_size is {size} but {len(binary)} bytes follow the JSON")
     if size is None and binary:
         raise InvalidInput("binary data after the JSON, but the input has no 'binary_data_size' parameter")
+    if size is not None and "data" in tensor:  # which of the two did the client mean? data was ignored
+        raise InvalidInput("the input has both 'data' and binary data ('binary_data_size'); send its values once")
     images = tensor_images(
         tensor.get("name"),
         tensor.get("datatype"),

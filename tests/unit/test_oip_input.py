@@ -243,3 +243,11 @@ def test_binary_data_without_its_length_header_is_named_as_the_likely_slip() -> 
         "the body is not UTF-8 text, as JSON must be; binary tensor data after the JSON needs the "
         "Inference-Header-Content-Length header"
     )
+
+
+def test_values_sent_both_as_data_and_as_binary_are_refused() -> None:
+    """The binary values were used and the JSON ones silently ignored."""
+    digit = synthetic_digit(7).astype(np.uint8)
+    both = {**tensor(digit, "UINT8", binary=True), "data": digit.ravel().tolist()}
+    with pytest.raises(InvalidInput, match="both 'data' and binary data"):
+        parse({"inputs": [both]}, binary=digit.tobytes())
