@@ -142,11 +142,7 @@ def _calibrate_guards(
         "fashion_refused": None if clothing is None else refused_as_served(clothing),
         "test_digits_refused": refused_as_served(splits.x_test),
         "noise_refused": refused_as_served(noise),
-        "fgsm_refused": {
-            eps: evaluate.refusal_rate(guards, model, x_adv)
-            for eps, x_adv in adversarial.items()
-            if eps in ("0.1", "0.2")
-        },
+        "fgsm_refused": {eps: evaluate.refusal_rate(guards, model, x_adv) for eps, x_adv in adversarial.items()},
     }
     return spec, refused
 

@@ -36,6 +36,7 @@ def test_quick_training_leaves_a_complete_verified_promoted_version(tiny_registr
     assert 0.0 <= metrics["test_accuracy"] <= 1.0 and len(metrics["per_class_accuracy"]) == 10
     assert metrics["scored_as_served"] is True
     assert set(metrics["fgsm"]) == {"0.05", "0.1", "0.2"}
+    assert set(metrics["guards"]["fgsm_refused"]) == set(metrics["fgsm"])  # the card's ε 0.05 row read "n/a"
     assert metrics["parity"]["argmax_mismatches"] == 0 and metrics["parity"]["max_abs_diff_onnx"] <= 1e-4
     assert metrics["latency_us_per_image"]["batch_64"] > 0
     card = (folder / layout.MODEL_CARD_FILE).read_text()
