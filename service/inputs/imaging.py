@@ -22,7 +22,7 @@ from PIL.PngImagePlugin import PngImageFile
 
 from digits.normalise import WORK_SIDE, border_pixels, grey_percentile, grey_percentiles, shrink
 from service.errors import ImageTooLarge, InvalidImage, MultiFrameImage, ServiceError
-from service.inputs.file_structure import check_structure, png_exif, sniff_format
+from service.inputs.file_structure import check_structure, png_exif, png_size, sniff_format
 
 # libpng's warnings (one per odd chunk, every interlaced picture) are about the file, which is answered or refused
 # on its own; as log lines they would let one upload write a thousand.
@@ -94,6 +94,10 @@ def decode_luma(data: bytes, *, max_side: int, max_pixels: int) -> np.ndarray:
     """
     fmt = sniff_format(data)  # it reads the first KiB at most
     check_structure(data, fmt)
+    declared = png_size(data) if fmt == "PNG" else None
+    if declared is not None and all(declared):
+        # From the header, before Pillow, whose own bomb check answers a 2^31 px wide PNG without naming the side.
+        _check_side(*declared, max_side)
     try:
         with warnings.catch_warnings():
             # Hostile files make Pillow warn (corrupt EXIF...); the answer is the error or the pixels, not logs.
