@@ -41,6 +41,8 @@ IMAGE_TYPES = frozenset({"image/png", "image/jpeg"})
 # A batch's PNGs together: at most this many pictures of MNIST_MAX_IMAGE_PIXELS (64 M pixels by default, about a
 # second of the decode threads on two cores).
 BATCH_PIXEL_SHARE = 16
+# The form parser drops a part the body ends in the middle of: a body cut short reads as one without parts.
+NONE_WHOLE = "; none arrived whole (a multipart body ends with its closing boundary, --BOUNDARY--)"
 # What the form parser reads before our checks refuse any part not named for the route: a few fields, small.
 MAX_FORM_FIELDS = 8
 MAX_FIELD_BYTES = 16 * 1024
@@ -123,7 +125,7 @@ async def single_image(request: Request, decode: Decode) -> np.ndarray:
     if kind == "multipart/form-data":
         files = await _form_files(request, "file", max_files=1)  # a second file part: 422 too_many_images
         if len(files) != 1:
-            raise InvalidMultipart("expected exactly one file part named 'file'")
+            raise InvalidMultipart(f"expected exactly one file part named 'file'{NONE_WHOLE}")
         return await decode(files[0], partial(client_left, request))
     raise UnsupportedMediaType("send application/json, multipart/form-data, image/png or image/jpeg")
 
@@ -152,7 +154,7 @@ async def batch_images(request: Request, decode: Decode, limit: int, max_image_p
     if kind == "multipart/form-data":
         files = await _form_files(request, "files", max_files=limit)
         if not files:
-            raise InvalidMultipart("expected one or more file parts named 'files'")
+            raise InvalidMultipart(f"expected one or more file parts named 'files'{NONE_WHOLE}")
         check_batch_pixels(files, max_image_pixels)
         left = partial(client_left, request)
         return list(await asyncio.gather(*(_settled(data, decode, left) for data in files)))

@@ -238,6 +238,19 @@ def test_health_answers_head_as_uptime_checkers_send_it(make_client: ClientFacto
     assert response.status_code == 200 and response.content == b""  # it was 405
 
 
+def test_a_multipart_body_cut_before_its_closing_boundary_is_said_to_be_incomplete(make_client: ClientFactory) -> None:
+    """The part was sent but the body ended in it: "expected exactly one file part named 'file'" read as a misnaming."""
+    head = b'--XyZ\r\nContent-Disposition: form-data; name="file"; filename="a.png"\r\nContent-Type: image/png\r\n\r\n'
+    cut = head + to_png(synthetic_digit(7))  # no "\r\n--XyZ--" at the end
+    response = make_client().post(
+        "/predict", content=cut, headers={"Content-Type": "multipart/form-data; boundary=XyZ"}
+    )
+    assert response.status_code == 400 and response.json()["error"]["message"] == (
+        "expected exactly one file part named 'file'; none arrived whole (a multipart body ends with its closing "
+        "boundary, --BOUNDARY--)"
+    )
+
+
 def test_health_and_routing_errors(make_client: ClientFactory) -> None:
     client = make_client(manager=FakeManager(ready=False, not_ready_reason="loading version 3"))
     assert client.get("/health/live").status_code == 200
