@@ -83,8 +83,10 @@ class LimitsMiddleware:
         length = int(length_text) if length_text and length_text.strip().isdigit() else None
         has_body = bool(transfer) or bool(length)
         # Only a body can be compressed: a GET that names an encoding is answered (a probe sending one got 415).
-        if has_body and (_codings(head.get(b"content-encoding")) or transfer - {"chunked"}):
+        if has_body and _codings(head.get(b"content-encoding")):
             return UnsupportedEncoding("Content-Encoding must be identity; compressed bodies are not accepted")
+        if transfer - {"chunked"}:
+            return UnsupportedEncoding("Transfer-Encoding may only be chunked; compressed bodies are not accepted")
         if length is not None and length > self.max_body_bytes:
             return PayloadTooLarge(f"request body of {length} bytes exceeds the limit of {self.max_body_bytes} bytes")
         if scope["method"] in BODY_METHODS and has_body:

@@ -103,7 +103,10 @@ def test_a_transfer_coding_besides_chunked_is_refused(client: TestClient) -> Non
         return {"type": "http.request", "body": b"\x1f\x8b\x08\x00", "more_body": False}
 
     status, _, body = asyncio.run(call(client.app, scope, receive))
-    assert status == 415 and body["error"]["code"] == "unsupported_encoding"
+    assert status == 415 and body["error"] == {
+        "code": "unsupported_encoding",
+        "message": "Transfer-Encoding may only be chunked; compressed bodies are not accepted",
+    }
 
 
 def test_request_id_is_echoed_or_generated(client: TestClient) -> None:
