@@ -164,7 +164,7 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
         if raw is None and not contents:  # "has 0 values" said nothing of values sent in another field
             filled = next((name for name in CONTENTS_FIELDS if len(getattr(tensor.contents, name, ()))), None)
             if filled is not None:
-                raise InvalidInput(f"a {tensor.datatype[:10]} tensor's values go in contents.{wanted}, not {filled}")
+                raise InvalidInput(f"a {tensor.datatype[:10]!r} tensor's values go in contents.{wanted}, not {filled}")
         # The repeated fields as they are, never list()ed: tensor_images counts them before it reads any value.
         images = tensor_images(
             tensor.name,

@@ -535,4 +535,4 @@ def test_values_sent_in_the_wrong_contents_field_are_named() -> None:
 
     refused = asyncio.run(scenario())
     assert refused.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert refused.details() == "a UINT8 tensor's values go in contents.uint_contents, not int_contents"
+    assert refused.details() == "a 'UINT8' tensor's values go in contents.uint_contents, not int_contents"
