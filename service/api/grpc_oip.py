@@ -226,12 +226,11 @@ def _not_served(name: str) -> Handler:
     return call
 
 
-SERVED = [name for name in service_pb2.DESCRIPTOR.services_by_name["GRPCInferenceService"].methods_by_name
-          if name in InferenceServicer.__dict__]  # fmt: skip
+METHODS = list(service_pb2.DESCRIPTOR.services_by_name["GRPCInferenceService"].methods_by_name)
+SERVED = [name for name in METHODS if name in InferenceServicer.__dict__]
 NOT_SERVED = 501  # HTTP's Not Implemented, in the counters and the access line
-for _name in service_pb2.DESCRIPTOR.services_by_name["GRPCInferenceService"].methods_by_name:
-    if _name not in InferenceServicer.__dict__:
-        setattr(InferenceServicer, _name, _not_served(_name))
+for _name in set(METHODS) - set(SERVED):
+    setattr(InferenceServicer, _name, _not_served(_name))
 
 
 async def start(app: Any, host: str, port: int) -> grpc.aio.Server:
