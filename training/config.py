@@ -36,6 +36,7 @@ class TrainConfig:
     tensorboard: str | None = None
     seed: int = 0
     augment: bool = True
+    restroke: float = 0.5  # share of the training digits added again, redrawn with one round brush
     outlier_exposure: bool = True
     adversarial: str | None = None
     adversarial_epsilon: float = 0.1
@@ -126,6 +127,13 @@ def build_parser() -> argparse.ArgumentParser:
     # True)", which looked like augmentation being off.
     onoff = argparse.BooleanOptionalAction
     p.add_argument("--augment", action=onoff, default=True, help="shift/rotate/zoom the training digits")
+    p.add_argument(
+        "--restroke",
+        type=_fraction,
+        default=d.restroke,
+        help="share of the training digits added again, redrawn as a drawing app draws them (one round brush along "
+        "the pen's path), so drawn digits read like written ones; 0: none",
+    )
     p.add_argument(
         "--outlier-exposure",
         action=onoff,

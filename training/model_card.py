@@ -65,7 +65,7 @@ def _about(meta: ModelMetadata) -> list[str]:
         f"- Network: `{cfg['model']}`, {meta.parameters or '?'} parameters; "
         f"adversarial training: {cfg.get('adversarial') or 'none'}",
         f"- Trained: {meta.created} from commit `{meta.git_commit or 'unknown'}`; seed {cfg['seed']}, "
-        f"augmentation {'on' if cfg['augment'] else 'off'}",
+        f"augmentation {'on' if cfg['augment'] else 'off'}{_redrawn(cfg.get('restroke') or 0.0)}",
         f"- Recipe: {meta.recipe.summary()}{_epochs_run(meta)}",
         f"- Data: `{data['source']}` — train {data['sizes']['train']}, validation {data['sizes']['validation']}, "
         f"test {data['sizes']['test']} (sha256 `{data['sha256'][:16]}…`)",
@@ -74,6 +74,10 @@ def _about(meta: ModelMetadata) -> list[str]:
         f"by mass on {prep.canvas}×{prep.canvas}; {_softening(prep.softening)}. Outputs: {outputs}.",
         "",
     ]
+
+
+def _redrawn(share: float) -> str:
+    return f"; {share:.0%} of the training digits added again redrawn with one round brush" if share else ""
 
 
 def _softening(sigma: float) -> str:

@@ -21,6 +21,7 @@ from training.data import Splits
 from training.failures import Diverged
 from training.models import augmenter, build
 from training.outliers import synthetic_outliers
+from training.restroke import restroked
 
 # Non-digits added to the training set, as a share of the digits, and their loss weight.
 OUTLIER_SHARE = 0.4
@@ -107,6 +108,9 @@ def fit(splits: Splits, config: TrainConfig, verbose: int = 1) -> Fitted:
     # Same seed, same weights: deterministic kernels and tf.data order (a small cost on CPU).
     tf.config.experimental.enable_op_determinism()
     x_train, y_train = splits.x_train, splits.y_train  # already cut to --limit (Splits.limited)
+    if config.restroke:
+        redrawn, labels = restroked(x_train, y_train, config.restroke, config.seed)
+        x_train, y_train = np.concatenate([x_train, redrawn]), np.concatenate([y_train, labels])
     if config.outlier_exposure:
         outliers = synthetic_outliers(int(len(x_train) * OUTLIER_SHARE), x_train, config.seed)
         x_train = np.concatenate([x_train, outliers])
