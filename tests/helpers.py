@@ -68,6 +68,21 @@ def as_json_rows(image: np.ndarray) -> list[list[int]]:
     return np.asarray(image).astype(int).tolist()
 
 
+def answered_digits(base_url: str, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``n`` of ``real_digits`` that the service at ``base_url`` answers sent alone as JSON, and their labels:
+    a batch test's digits, where any model's guards refuse a digit or two in a hundred."""
+    import httpx
+
+    x, y = real_digits(4 * n)
+    kept: list[int] = []
+    with httpx.Client(base_url=base_url, timeout=30) as http:
+        for i, image in enumerate(x):
+            if len(kept) < n and http.post("/predict", json={"image": as_json_rows(image)}).status_code == 200:
+                kept.append(i)
+    assert len(kept) == n, f"the service answered {len(kept)} of {len(x)} real digits"
+    return x[kept], y[kept]
+
+
 def _as_picture(image: np.ndarray, dark_on_light: bool, scale: int) -> Image.Image:
     """A uint8 digit as a PIL image, inverted and enlarged the way people's pictures are."""
     from PIL import Image

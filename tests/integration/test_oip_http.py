@@ -9,14 +9,19 @@ import tritonclient.http as triton
 from tritonclient.utils import InferenceServerException
 
 from tests.conftest import ServerHandle
-from tests.helpers import as_json_rows, real_digits
+from tests.helpers import answered_digits, as_json_rows, real_digits
 
-DIGITS, LABELS = real_digits(8)
+DIGITS = real_digits(3)[0]  # single digits and a batch of three; batches of eight: the eight fixture
 
 
 @pytest.fixture(scope="module")
 def client(served: ServerHandle) -> triton.InferenceServerClient:
     return triton.InferenceServerClient(served.base_url.removeprefix("http://"), network_timeout=30)
+
+
+@pytest.fixture(scope="module")
+def eight(served: ServerHandle) -> tuple[np.ndarray, np.ndarray]:
+    return answered_digits(served.base_url, 8)
 
 
 def fp32(images: np.ndarray) -> np.ndarray:
@@ -62,17 +67,20 @@ def test_fp32_json_and_uint8_binary_agree_with_predict(client: triton.InferenceS
         assert result.get_response()["model_version"] == str(ours["model_version"])
 
 
-def test_a_batch_of_eight_in_binary_both_ways(client: triton.InferenceServerClient) -> None:
+def test_a_batch_of_eight_in_binary_both_ways(
+    client: triton.InferenceServerClient, eight: tuple[np.ndarray, np.ndarray]
+) -> None:
+    digits, labels = eight
     outputs = [triton.InferRequestedOutput(name, binary_data=True) for name in ("probabilities", "features")]
-    result = client.infer("mnist", [image_input(fp32(DIGITS), "FP32")], outputs=outputs, request_id="batch-8")
+    result = client.infer("mnist", [image_input(fp32(digits), "FP32")], outputs=outputs, request_id="batch-8")
     response = result.get_response()
     assert response["id"] == "batch-8"
     assert all("data" not in o and o["parameters"]["binary_data_size"] > 0 for o in response["outputs"])
     probabilities, features = result.as_numpy("probabilities"), result.as_numpy("features")
     assert probabilities.shape == (8, 10) and features.shape[0] == 8 and features.dtype == np.float32
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-3)
-    assert (probabilities.argmax(axis=1) == LABELS).mean() >= 0.5  # the tiny model reads real digits
-    versioned = client.infer("mnist", [image_input(fp32(DIGITS), "FP32")], model_version=response["model_version"])
+    assert (probabilities.argmax(axis=1) == labels).mean() >= 0.5  # the tiny model reads real digits
+    versioned = client.infer("mnist", [image_input(fp32(digits), "FP32")], model_version=response["model_version"])
     np.testing.assert_allclose(versioned.as_numpy("probabilities"), probabilities, atol=1e-6)
 
 
