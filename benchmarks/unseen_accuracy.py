@@ -31,6 +31,7 @@ from benchmarks.renders import render_canvas
 from registry import Preprocessing
 from service.errors import ServiceError
 from service.inputs.normalise import image_to_mnist
+from service.settings import Settings
 from training.config import parse_config
 from training.data import load_splits
 from training.train import Fitted, fit, served_input, version_preprocessing
@@ -39,7 +40,8 @@ from training.train import Fitted, fit, served_input, version_preprocessing
 def canvases(digits: np.ndarray, seed: int, preprocessing: Preprocessing) -> np.ndarray:
     """Each digit drawn on a 280x280 canvas and shaped as the service shapes an upload: uint8 [N, canvas, canvas];
     one the service would refuse as no digit is black (scored wrong)."""
-    side, limits = preprocessing.canvas, {"max_side": 4096, "max_pixels": 4_000_000}
+    settings = Settings()  # the service's own image limits
+    side, limits = preprocessing.canvas, {"max_side": settings.max_image_side, "max_pixels": settings.max_image_pixels}
     shaped = np.zeros((len(digits), side, side), np.uint8)
     for i, digit in enumerate(digits):
         data = render_canvas(digit, np.random.default_rng([seed, 0xCA, i])).data
