@@ -103,6 +103,13 @@ def test_a_scribble_is_refused_in_words_and_clear_empties_the_pad(
     pad.clear()
     assert pad.ink_pixels() == 0 and pad.digit() == "" and pad.message() == ""
     assert pad.model_input_ink() == 0
+    pad.stroke(scribble[0])
+    drawn = pad.ink_pixels()
+    view.page.keyboard.press("Escape")
+    assert pad.ink_pixels() == 0
+    view.page.keyboard.press("Control+z")  # a stray Escape loses nothing: the clear is undone as a stroke is
+    assert pad.ink_pixels() == drawn
+    expect(view.page.locator(by_testid("message"))).to_contain_text("doesn't look like a digit to the model yet")
 
 
 def a_picture_the_api_reads(server: ServerHandle, held_out: tuple[np.ndarray, np.ndarray]) -> tuple[bytes, int]:
@@ -230,6 +237,29 @@ def test_a_full_queue_is_retried_after_its_retry_after(open_page: OpenPage, pad_
     assert pad.message() == ""
 
 
+def test_a_service_without_a_model_says_why_and_is_asked_again(open_page: OpenPage, pad_server: ServerHandle) -> None:
+    """Not "still loading" for ever: a fresh registry has nothing to load until a version is trained."""
+    view = open_page()
+    view.expect_status(503)
+    pad = Pad(view.page)
+    pad.open(pad_server.base_url)
+    asked: list[float] = []
+
+    def no_model_then_answer(route: Route) -> None:
+        asked.append(time.monotonic())
+        if len(asked) == 1:
+            reason = {"error": {"code": "model_not_ready", "message": "no model version yet: run `make train`"}}
+            _fulfil(route, 503, reason, {"Retry-After": "1"})
+        else:
+            _fulfil(route, 200, _answer(4))
+
+    view.page.route(PREDICT, no_model_then_answer)
+    pad.stroke(DOT)
+    assert pad.message() == "The model is not ready: no model version yet: run `make train`. Trying again in 1 s."
+    expect(view.page.locator(by_testid("digit"))).to_have_text("4", timeout=5000)
+    assert len(asked) == 2
+
+
 @pytest.mark.parametrize("first_request", ["refused", "never answered"])
 def test_after_the_network_failed_the_drawing_is_sent_again_without_an_online_event(
     open_page: OpenPage, pad_server: ServerHandle, first_request: str
@@ -304,6 +334,16 @@ def test_a_file_that_is_no_picture_is_refused_and_the_drawing_kept(
     )
     expect(view.page.locator(by_testid("message"))).to_contain_text("Only PNG and JPEG pictures can be read.")
     assert pad.ink_pixels() == drawn
+    # A PNG cut short, which the browser cannot show either: the service says why, and the drawing is still kept.
+    view.expect_status(400)
+    cut = to_png(np.full((28, 28), 255, np.uint8))[:40]
+    view.page.locator(by_testid("file")).set_input_files(
+        files=[{"name": "digit.png", "mimeType": "image/png", "buffer": cut}]
+    )
+    expect(view.page.locator(by_testid("message"))).to_have_text(
+        "That file could not be read as a picture. Choose a PNG or JPEG picture."
+    )
+    assert pad.ink_pixels() == drawn
 
 
 def test_a_confidence_just_under_one_is_not_shown_as_certain(open_page: OpenPage, pad_server: ServerHandle) -> None:
@@ -343,6 +383,88 @@ def test_a_small_picture_in_a_format_the_service_does_not_read_is_sent_as_png(
     )
     expect(view.page.locator(by_testid("digit"))).to_have_text(str(label))
     assert sent and b"\x89PNG\r\n\x1a\n" in sent[-1] and b"WEBP" not in sent[-1]
+
+
+def test_a_large_drawing_on_transparent_paper_is_scaled_down_keeping_its_transparency(
+    open_page: OpenPage, pad_server: ServerHandle, held_out: tuple[np.ndarray, np.ndarray]
+) -> None:
+    """What a drawing app exports: black ink on transparent paper, 1,680 px. Scaled to 1,024 px as JPEG, it was all
+    black, transparency and ink alike, and the pad said there was nothing to read."""
+    from io import BytesIO
+
+    from PIL import Image
+
+    x, y = held_out
+    # Checked through the API first: the service reads the picture as it is.
+    url = pad_server.base_url
+    index = next(i for i in range(len(y)) if post_png(url, _ink_on_transparent(x[i])).get("digit") == y[i])
+    picture = _ink_on_transparent(x[index])
+    assert Image.open(BytesIO(picture)).size == (1680, 1680)
+    view = open_page()
+    pad = Pad(view.page)
+    pad.open(pad_server.base_url)
+    sent: list[bytes] = []
+
+    def look_then_go(route: Route) -> None:
+        sent.append(route.request.post_data_buffer or b"")
+        route.continue_()
+
+    view.page.route(PREDICT, look_then_go)
+    view.page.locator(by_testid("file")).set_input_files(
+        files=[{"name": "drawing.png", "mimeType": "image/png", "buffer": picture}]
+    )
+    expect(view.page.locator(by_testid("digit"))).to_have_text(str(y[index]))
+    assert sent and b"\x89PNG\r\n\x1a\n" in sent[-1] and len(sent[-1]) < len(picture), "not sent scaled down as PNG"
+
+
+def test_white_ink_on_transparent_paper_is_shown_as_read_and_kept_under_a_new_stroke(
+    open_page: OpenPage, pad_server: ServerHandle, held_out: tuple[np.ndarray, np.ndarray]
+) -> None:
+    """A drawing app in dark mode exports white ink on transparent paper: the service reads the painted pixels as ink.
+    On the pad's white paper it was invisible, and a stroke added over it sent the pad without it."""
+    from io import BytesIO
+
+    from PIL import Image
+
+    x, y = held_out
+    url = pad_server.base_url
+    index = next(i for i in range(len(y)) if post_png(url, _ink_on_transparent(x[i], 280, 255)).get("digit") == y[i])
+    view = open_page()
+    view.expect_status(422)  # the stroke added below may make the pad refused; what it sends is what is checked
+    pad = Pad(view.page)
+    pad.open(url)
+    view.page.locator(by_testid("file")).set_input_files(
+        files=[{"name": "drawing.png", "mimeType": "image/png", "buffer": _ink_on_transparent(x[index], 280, 255)}]
+    )
+    expect(view.page.locator(by_testid("digit"))).to_have_text(str(y[index]))
+    shown = pad.ink_pixels()
+    assert shown > 0.05 * view.page.evaluate("document.querySelector('[data-testid=pad]').width ** 2"), shown
+    sent: list[bytes] = []
+
+    def look_then_go(route: Route) -> None:
+        sent.append(route.request.post_data_buffer or b"")
+        route.continue_()
+
+    view.page.route(PREDICT, look_then_go)
+    pad.stroke([(0.02, 0.02), (0.06, 0.02)])  # waits for the answer to the pad with the stroke
+    body = sent[-1]
+    png = body[body.index(b"\x89PNG") : body.index(b"IEND") + 8]
+    grey = np.asarray(Image.open(BytesIO(png)).convert("L"))
+    assert np.count_nonzero(grey < 128) > 20 * np.count_nonzero(x[index] > 128), "the picture's ink was not sent"
+
+
+def _ink_on_transparent(digit: np.ndarray, side: int = 1680, ink: int = 0) -> bytes:
+    """A 28x28 bright-ink digit painted in grey level ``ink`` on transparent paper, ``side`` px a side."""
+    from io import BytesIO
+
+    from PIL import Image
+
+    alpha = Image.fromarray(digit.astype(np.uint8)).resize((side, side), Image.Resampling.BILINEAR)
+    picture = Image.new("RGBA", alpha.size, (ink, ink, ink, 0))
+    picture.putalpha(alpha)
+    out = BytesIO()
+    picture.save(out, "PNG")
+    return out.getvalue()
 
 
 def test_one_request_at_a_time_and_an_answer_about_a_cleared_pad_is_never_shown(
@@ -461,6 +583,20 @@ def test_on_a_phone_screen_a_finger_draws_the_digit(
         touch.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
     expect(page.locator(by_testid("digit"))).to_have_text(str(drawable.label), timeout=10_000)
     view.screenshot("pad-phone", full_page=True)
+
+
+@pytest.mark.parametrize("width, height", [(320, 568), (360, 640), (375, 667)])
+def test_on_a_small_phone_the_page_fits_its_width_and_the_answer_shows_while_drawing(
+    open_page: OpenPage, pad_server: ServerHandle, width: int, height: int
+) -> None:
+    view = open_page(viewport={"width": width, "height": height}, device_scale_factor=2, is_mobile=True, has_touch=True)
+    page = view.page
+    Pad(page).open(pad_server.base_url)
+    assert page.evaluate("document.documentElement.scrollWidth") <= width, "the page scrolls sideways"
+    digit = page.locator(by_testid("digit")).bounding_box()
+    assert digit is not None
+    # The answer's digit on the first screen, below the pad the finger is on: wholly from 375 x 667, begun below.
+    assert digit["y"] + (digit["height"] if width >= 375 else 0) <= height, (digit, width, height)
 
 
 def test_without_probabilities_the_pad_shows_the_digit_and_confidence_only(

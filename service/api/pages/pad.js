@@ -25,7 +25,8 @@
     multi_frame_image: 'Animated pictures cannot be read. Choose a still PNG or JPEG.',
     decode_timeout: 'That picture took too long to read. Choose a smaller or simpler one.',
     queue_full: 'The service is busy right now. Trying again in {s} s.',
-    model_not_ready: 'The model is still loading. Trying again in {s} s.',
+    // With the service's own reason: loading, or no version trained yet (a fresh registry), said the same way.
+    model_not_ready: 'The model is not ready: {reason}. Trying again in {s} s.',
     deadline_exceeded: 'The model took too long to answer. Draw again, or try again in a moment.',
     network: "Can't reach the service. Check your connection: your drawing is kept and sent again as soon as it answers.",
   };
@@ -54,6 +55,7 @@
     drawing: null, // the stroke under the pointer
     pointerId: null,
     picture: null, // {bitmap, blob}: a picture dropped, pasted, chosen or photographed
+    cleared: null, // {strokes, picture}: what the last clear took away, which undo brings back
     revision: 0, // bumped by every change of what is on the pad
     resetAt: 0, // revision of the last clear or undo: answers about anything older are stale
     shown: 0, // revision of the answer on screen
@@ -187,11 +189,16 @@
     if (state.drawing) return;
     if (state.strokes.length) state.strokes.pop();
     else if (state.picture) state.picture = null;
-    else return;
+    else if (state.cleared) {
+      // A clear is undone too: Escape clears from anywhere on the page, and a drawing is not lost to a stray key.
+      ({ strokes: state.strokes, picture: state.picture } = state.cleared);
+      state.cleared = null;
+    } else return;
     reset();
   }
 
   function clearPad() {
+    if (state.strokes.length || state.picture) state.cleared = { strokes: state.strokes, picture: state.picture };
     state.strokes = [];
     state.drawing = null;
     state.pointerId = null;
@@ -213,15 +220,49 @@
 
   // ---- pictures: picker, camera, drop, paste ------------------------------------------------
 
-  function reencoded(bitmap) {
-    // A photo scaled down to MAX_PICTURE_SIDE goes as JPEG; a small picture in a format the service does not read
-    // (WebP, GIF, BMP...) as a lossless PNG of the same pixels.
+  function reencoded(bitmap, type) {
+    // A picture larger than MAX_PICTURE_SIDE is scaled down to it; a small one in a format the service does not read
+    // (WebP, GIF, BMP...) goes as a lossless PNG of the same pixels. Only a JPEG goes as JPEG: any other picture may
+    // be a drawing on transparent paper, which JPEG, without transparency, would turn black, and black ink with it.
     const scale = Math.min(1, MAX_PICTURE_SIDE / Math.max(bitmap.width, bitmap.height));
     const canvas = document.createElement('canvas');
     canvas.width = Math.round(bitmap.width * scale);
     canvas.height = Math.round(bitmap.height * scale);
     canvas.getContext('2d').drawImage(bitmap, 0, 0, canvas.width, canvas.height);
-    return new Promise((resolve) => canvas.toBlob(resolve, ...(scale < 1 ? ['image/jpeg', 0.92] : ['image/png'])));
+    const format = scale < 1 && type === 'image/jpeg' ? ['image/jpeg', 0.92] : ['image/png'];
+    return new Promise((resolve) => canvas.toBlob(resolve, ...format));
+  }
+
+  function asTheServiceReadsIt(bitmap) {
+    // A drawing on transparent paper (what drawing apps export) is read by its transparency: whatever is painted is
+    // ink, in any colour (service/inputs/imaging.py: the border mostly transparent, the alpha spanning more than 63
+    // levels). Shown on the pad's white paper as it is, white ink would be invisible, and a stroke added over it
+    // would send the pad without it; so it is shown as what is read: dark ink where it is painted.
+    const scale = Math.min(1, MAX_PICTURE_SIDE / Math.max(bitmap.width, bitmap.height));
+    const canvas = document.createElement('canvas');
+    canvas.width = Math.max(1, Math.round(bitmap.width * scale));
+    canvas.height = Math.max(1, Math.round(bitmap.height * scale));
+    const g = canvas.getContext('2d', { willReadFrequently: true });
+    g.drawImage(bitmap, 0, 0, canvas.width, canvas.height);
+    const { width: w, height: h } = canvas;
+    const data = g.getImageData(0, 0, w, h).data;
+    let low = 255;
+    let high = 0;
+    for (let i = 3; i < data.length; i += 4) {
+      low = Math.min(low, data[i]);
+      high = Math.max(high, data[i]);
+    }
+    const border = []; // the outermost rows and columns, corners twice, as the service takes them
+    const at = (x, y) => data[(y * w + x) * 4 + 3];
+    for (let x = 0; x < w; x += 1) border.push(at(x, 0), at(x, h - 1));
+    for (let y = 0; y < h; y += 1) border.push(at(0, y), at(w - 1, y));
+    border.sort((a, b) => a - b);
+    const median = (border[(border.length - 1) >> 1] + border[border.length >> 1]) / 2;
+    if (!(median < 127.5 && high - low > 63)) return bitmap;
+    g.globalCompositeOperation = 'source-in'; // the picture's transparency kept, its colours made the pad's ink
+    g.fillStyle = '#111';
+    g.fillRect(0, 0, w, h);
+    return createImageBitmap(canvas);
   }
 
   async function takePicture(file) {
@@ -233,17 +274,23 @@
     } catch {
       bitmap = null; // not a picture this browser reads: send it as it is and let the service say why
     }
-    if (!bitmap && !SENT_AS_IS.has(file.type)) {
-      // Neither the browser nor the service reads it: said, and the drawing kept. A picture in another format
-      // (HEIC from a phone) is told to be saved as PNG or JPEG; a text file or a PDF, that it is no picture.
-      showRefusal({ error: file.type.startsWith('image/') ? 'unsupported_image_format' : 'invalid_image' });
-      return;
+    if (!bitmap) {
+      // A file the browser cannot show replaces nothing: the drawing is kept and the refusal said. A PNG or JPEG goes
+      // to the service, which says why (truncated, too many pixels...); of anything else, a picture in another
+      // format (HEIC from a phone) is told to be saved as PNG or JPEG, a text file or a PDF that it is no picture.
+      const outcome = SENT_AS_IS.has(file.type)
+        ? await post(file)
+        : { error: file.type.startsWith('image/') ? 'unsupported_image_format' : 'invalid_image' };
+      if (!outcome.answer) {
+        showRefusal(outcome);
+        return;
+      }
     }
     const tooLarge = bitmap && Math.max(bitmap.width, bitmap.height) > MAX_PICTURE_SIDE;
-    if (bitmap && (tooLarge || !SENT_AS_IS.has(file.type))) blob = (await reencoded(bitmap)) || file;
+    if (bitmap && (tooLarge || !SENT_AS_IS.has(file.type))) blob = (await reencoded(bitmap, file.type)) || file;
     state.strokes = [];
     state.drawing = null;
-    state.picture = { bitmap, blob };
+    state.picture = { bitmap: bitmap && (await asTheServiceReadsIt(bitmap)), blob };
     reset();
   }
 
@@ -327,10 +374,12 @@
       }
     }
     if (response.ok && body && Number.isInteger(body.digit)) return { answer: body };
-    let code = body && body.error && typeof body.error.code === 'string' ? body.error.code : '';
+    const error = body && body.error && typeof body.error === 'object' ? body.error : {};
+    let code = typeof error.code === 'string' ? error.code : '';
     // A bare 503 comes from before the app (uvicorn past MNIST_LIMIT_CONCURRENCY, a proxy): busy, so retried too.
     if (!code && response.status === 503) code = 'queue_full';
-    return { error: code, status: response.status, retryAfter: retryAfter(response) };
+    const reason = typeof error.message === 'string' && error.message ? error.message : 'it is loading';
+    return { error: code, status: response.status, retryAfter: retryAfter(response), reason };
   }
 
   async function ask() {
@@ -446,7 +495,7 @@
     let text = MESSAGES[outcome.error] || FALLBACK.replace('{status}', String(outcome.status));
     clearTimeout(state.retryTimer); // one retry pending at most, whatever answers arrived since
     if (RETRIED.has(outcome.error)) {
-      text = text.replace('{s}', String(outcome.retryAfter));
+      text = text.replace('{s}', String(outcome.retryAfter)).replace('{reason}', outcome.reason);
       state.retryTimer = setTimeout(askNow, outcome.retryAfter * 1000); // honour Retry-After
     } else if (outcome.error === 'network') {
       state.retryTimer = setTimeout(askNow, NETWORK_RETRY_S * 1000); // a server back up, the browser never offline
