@@ -585,6 +585,31 @@ def test_on_a_phone_screen_a_finger_draws_the_digit(
     view.screenshot("pad-phone", full_page=True)
 
 
+def test_a_dark_screen_gets_a_dark_page_around_white_paper(
+    open_page: OpenPage, pad_server: ServerHandle, drawables: list[Drawable]
+) -> None:
+    view = open_page(color_scheme="dark")
+    view.expect_status(422)  # a guess while the digit is half drawn may be refused
+    pad = Pad(view.page)
+    pad.open(pad_server.base_url)
+    drawable = drawables[0]
+    for stroke in drawable.strokes:
+        pad.stroke(stroke, timed=False)
+    expect(view.page.locator(by_testid("digit"))).to_have_text(str(drawable.label))
+    luminance = """(css) => {
+      const [r, g, b] = css.match(/\\d+/g).map(Number);
+      return (0.2126 * r + 0.7152 * g + 0.0722 * b) / 255;
+    }"""
+    page_colour = view.page.evaluate("getComputedStyle(document.documentElement).backgroundColor")
+    digit_colour = view.page.evaluate("getComputedStyle(document.querySelector('[data-testid=digit]')).color")
+    assert view.page.evaluate(f"({luminance})('{page_colour}')") < 0.1, page_colour
+    assert view.page.evaluate(f"({luminance})('{digit_colour}')") > 0.8, digit_colour
+    paper = view.page.evaluate(
+        "Array.from(document.querySelector('[data-testid=pad]').getContext('2d').getImageData(2, 2, 1, 1).data)"
+    )
+    assert paper == [255, 255, 255, 255], "the pad is no longer white paper"
+
+
 @pytest.mark.parametrize("width, height", [(320, 568), (360, 640), (375, 667)])
 def test_on_a_small_phone_the_page_fits_its_width_and_the_answer_shows_while_drawing(
     open_page: OpenPage, pad_server: ServerHandle, width: int, height: int
