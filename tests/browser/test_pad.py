@@ -608,6 +608,10 @@ def test_a_dark_screen_gets_a_dark_page_around_white_paper(
         "Array.from(document.querySelector('[data-testid=pad]').getContext('2d').getImageData(2, 2, 1, 1).data)"
     )
     assert paper == [255, 255, 255, 255], "the pad is no longer white paper"
+    view.page.locator(by_testid("card-link")).click()  # the model card it links to is dark too
+    view.page.wait_for_load_state("networkidle")
+    card_colour = view.page.evaluate("getComputedStyle(document.documentElement).backgroundColor")
+    assert view.page.evaluate(f"({luminance})('{card_colour}')") < 0.1, card_colour
 
 
 @pytest.mark.parametrize("width, height", [(320, 568), (360, 640), (375, 667)])
