@@ -237,27 +237,40 @@ def test_a_full_queue_is_retried_after_its_retry_after(open_page: OpenPage, pad_
     assert pad.message() == ""
 
 
-def test_a_service_without_a_model_says_why_and_is_asked_again(open_page: OpenPage, pad_server: ServerHandle) -> None:
-    """Not "still loading" for ever: a fresh registry has nothing to load until a version is trained."""
+def test_a_service_without_a_model_is_asked_ever_less_often_and_said_once(
+    open_page: OpenPage, pad_server: ServerHandle
+) -> None:
+    """Not "still loading" for ever, nor every second from every open tab, nor a screen reader told at each retry."""
     view = open_page()
     view.expect_status(503)
     pad = Pad(view.page)
     pad.open(pad_server.base_url)
+    view.page.evaluate(
+        """() => {
+          window.announced = [];
+          new MutationObserver(() => window.announced.push(document.querySelector('#announce').textContent))
+            .observe(document.querySelector('#announce'), { childList: true, characterData: true, subtree: true });
+        }"""
+    )
     asked: list[float] = []
 
     def no_model_then_answer(route: Route) -> None:
         asked.append(time.monotonic())
-        if len(asked) == 1:
-            reason = {"error": {"code": "model_not_ready", "message": "no model version yet: run `make train`"}}
+        if len(asked) <= 2:
+            reason = {"error": {"code": "model_not_ready", "message": "no model version in /srv/models/mnist"}}
             _fulfil(route, 503, reason, {"Retry-After": "1"})
         else:
             _fulfil(route, 200, _answer(4))
 
     view.page.route(PREDICT, no_model_then_answer)
     pad.stroke(DOT)
-    assert pad.message() == "The model is not ready: no model version yet: run `make train`. Trying again in 1 s."
-    expect(view.page.locator(by_testid("digit"))).to_have_text("4", timeout=5000)
-    assert len(asked) == 2
+    words = "The model is not ready yet: it is loading, or none has been trained. Trying again in {} s."
+    assert pad.message() == words.format(1)
+    expect(view.page.locator(by_testid("message"))).to_have_text(words.format(2), timeout=5000)
+    expect(view.page.locator(by_testid("digit"))).to_have_text("4", timeout=8000)
+    assert len(asked) == 3 and asked[2] - asked[1] >= 1.9, f"asked again after {asked[2] - asked[1]:.2f} s, not 2"
+    announced = view.page.evaluate("window.announced")
+    assert [text.startswith("The model is not ready") for text in announced] == [True, False], announced
 
 
 @pytest.mark.parametrize("first_request", ["refused", "never answered"])
@@ -313,13 +326,16 @@ def test_a_stroke_that_leaves_the_pad_is_cut_at_its_edge_not_drawn_along_it(
 
 
 def test_a_file_that_is_no_picture_is_refused_and_the_drawing_kept(
-    open_page: OpenPage, pad_server: ServerHandle
+    open_page: OpenPage, pad_server: ServerHandle, drawables: list[Drawable]
 ) -> None:
     view = open_page()
     view.expect_status(422)
     pad = Pad(view.page)
     pad.open(pad_server.base_url)
-    pad.stroke([(0.5, 0.2), (0.5, 0.8)], timed=False)
+    drawable = drawables[0]
+    for stroke in drawable.strokes:
+        pad.stroke(stroke, timed=False)
+    expect(view.page.locator(by_testid("digit"))).to_have_text(str(drawable.label))
     drawn = pad.ink_pixels()
     view.page.locator(by_testid("file")).set_input_files(
         files=[{"name": "notes.txt", "mimeType": "text/plain", "buffer": b"not a picture"}]
@@ -328,6 +344,7 @@ def test_a_file_that_is_no_picture_is_refused_and_the_drawing_kept(
         "That file could not be read as a picture. Choose a PNG or JPEG picture."
     )
     assert pad.ink_pixels() == drawn
+    assert pad.digit() == str(drawable.label) and pad.model_input_ink() > 20, "the answer about the drawing went"
     # A phone's HEIC photo, which Chromium does not decode: told what to do with it, the drawing still kept.
     view.page.locator(by_testid("file")).set_input_files(
         files=[{"name": "IMG_0001.heic", "mimeType": "image/heic", "buffer": b"\x00\x00\x00\x18ftypheic"}]
@@ -465,6 +482,59 @@ def _ink_on_transparent(digit: np.ndarray, side: int = 1680, ink: int = 0) -> by
     out = BytesIO()
     picture.save(out, "PNG")
     return out.getvalue()
+
+
+def test_a_picture_chosen_over_a_drawing_is_undone_back_to_it_and_the_latest_of_two_picks_wins(
+    open_page: OpenPage, pad_server: ServerHandle, drawables: list[Drawable], held_out: tuple[np.ndarray, np.ndarray]
+) -> None:
+    from io import BytesIO
+
+    from PIL import Image
+
+    picture, label = a_picture_the_api_reads(pad_server, held_out)
+    view = open_page()
+    view.expect_status(422)
+    pad = Pad(view.page)
+    pad.open(pad_server.base_url)
+    drawable = next(d for d in drawables if d.label != label)
+    for stroke in drawable.strokes:
+        pad.stroke(stroke, timed=False)
+    drawn = pad.ink_pixels()
+    big = BytesIO()  # a 4,000 px photo: decoded and scaled down by the browser, it loads for a while
+    Image.open(BytesIO(picture)).convert("RGB").resize((4000, 4000)).save(big, "JPEG", quality=90)
+    files = view.page.locator(by_testid("file"))
+    files.set_input_files(files=[{"name": "big.jpg", "mimeType": "image/jpeg", "buffer": big.getvalue()}])
+    files.set_input_files(files=[{"name": "digit.png", "mimeType": "image/png", "buffer": picture}])
+    expect(view.page.locator(by_testid("digit"))).to_have_text(str(label))
+    shown = pad.ink_pixels()
+    view.page.wait_for_timeout(1500)  # the large photo has landed by now, if it was ever going to
+    assert pad.ink_pixels() == shown, "the photo chosen first replaced the picture chosen after it"
+    view.page.keyboard.press("Control+z")  # a chosen picture is undone back to the drawing it replaced
+    assert pad.ink_pixels() == drawn
+    expect(view.page.locator(by_testid("digit"))).to_have_text(str(drawable.label))
+
+
+def test_strokes_on_a_picture_of_light_ink_on_dark_paper_are_light(
+    open_page: OpenPage, pad_server: ServerHandle, held_out: tuple[np.ndarray, np.ndarray]
+) -> None:
+    """Dark strokes on dark paper read as rubbing the picture's ink out (the 28x28 showed the digit erased)."""
+    x, _ = held_out
+    view = open_page()
+    view.expect_status(422)
+    pad = Pad(view.page)
+    pad.open(pad_server.base_url)
+    view.page.locator(by_testid("file")).set_input_files(
+        files=[{"name": "digit.png", "mimeType": "image/png", "buffer": to_png(x[0], scale=8)}]  # MNIST's own look
+    )
+    pad.stroke([(0.05, 0.5), (0.05, 0.9)], timed=False)  # along the left edge, off the digit
+    rgb = view.page.evaluate(
+        """() => {
+          const c = document.querySelector('[data-testid=pad]');
+          const at = [Math.round(c.width * 0.05), Math.round(c.width * 0.7)];
+          return Array.from(c.getContext('2d').getImageData(...at, 1, 1).data);
+        }"""
+    )
+    assert min(rgb[:3]) > 200, f"a stroke on dark paper is painted {rgb}"
 
 
 def test_one_request_at_a_time_and_an_answer_about_a_cleared_pad_is_never_shown(
@@ -614,18 +684,27 @@ def test_a_dark_screen_gets_a_dark_page_around_white_paper(
     assert view.page.evaluate(f"({luminance})('{card_colour}')") < 0.1, card_colour
 
 
-@pytest.mark.parametrize("width, height", [(320, 568), (360, 640), (375, 667)])
+@pytest.mark.parametrize("width, height", [(320, 568), (360, 640), (375, 667), (667, 375)])
 def test_on_a_small_phone_the_page_fits_its_width_and_the_answer_shows_while_drawing(
     open_page: OpenPage, pad_server: ServerHandle, width: int, height: int
 ) -> None:
     view = open_page(viewport={"width": width, "height": height}, device_scale_factor=2, is_mobile=True, has_touch=True)
+    view.expect_status(422)
     page = view.page
-    Pad(page).open(pad_server.base_url)
+    pad = Pad(page)
+    pad.open(pad_server.base_url)
     assert page.evaluate("document.documentElement.scrollWidth") <= width, "the page scrolls sideways"
+    box = page.locator(by_testid("pad")).bounding_box()
+    assert box is not None and box["y"] + box["height"] <= height, f"the pad is cut off: {box}"
     digit = page.locator(by_testid("digit")).bounding_box()
     assert digit is not None
-    # The answer's digit on the first screen, below the pad the finger is on: wholly from 375 x 667, begun below.
+    # The answer's digit on the first screen, below the pad the finger is on: wholly from 375 x 667, begun below
+    # (held sideways: beside it).
     assert digit["y"] + (digit["height"] if width >= 375 else 0) <= height, (digit, width, height)
+    page.route(PREDICT, _refusing(422, "not_a_digit"))
+    pad.stroke(DOT)
+    message = page.locator(by_testid("message")).bounding_box()
+    assert message is not None and message["y"] + 20 <= height, f"a refusal is said off the screen: {message}"
 
 
 def test_without_probabilities_the_pad_shows_the_digit_and_confidence_only(

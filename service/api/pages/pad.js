@@ -10,6 +10,8 @@
   const MAX_PICTURE_SIDE = 1024; // phone photos are scaled down first: the originals can pass the body cap
   const SENT_AS_IS = new Set(['image/png', 'image/jpeg']); // what the service reads; the browser re-encodes the rest
   const NETWORK_RETRY_S = 5; // the service unreachable: ask again this often while a drawing waits
+  const HISTORY = 20; // clears and replaced drawings undo brings back
+  const MAX_WAIT_S = 30; // a service without a model is asked again ever less often, up to this
   // A service that takes the request and never answers (stopped, a proxy that drops it) counts as unreachable; the
   // service itself answers within MNIST_REQUEST_TIMEOUT_S (5 s by default) or says 504.
   const REQUEST_TIMEOUT_MS = 10000;
@@ -25,8 +27,8 @@
     multi_frame_image: 'Animated pictures cannot be read. Choose a still PNG or JPEG.',
     decode_timeout: 'That picture took too long to read. Choose a smaller or simpler one.',
     queue_full: 'The service is busy right now. Trying again in {s} s.',
-    // With the service's own reason: loading, or no version trained yet (a fresh registry), said the same way.
-    model_not_ready: 'The model is not ready: {reason}. Trying again in {s} s.',
+    // Loading, or no version trained yet: asked again ever less often (MAX_WAIT_S), the drawing kept.
+    model_not_ready: 'The model is not ready yet: it is loading, or none has been trained. Trying again in {s} s.',
     deadline_exceeded: 'The model took too long to answer. Draw again, or try again in a moment.',
     network: "Can't reach the service. Check your connection: your drawing is kept and sent again as soon as it answers.",
   };
@@ -54,8 +56,9 @@
     strokes: [], // finished strokes, each a list of [x, y] in 0..1 of the pad
     drawing: null, // the stroke under the pointer
     pointerId: null,
-    picture: null, // {bitmap, blob}: a picture dropped, pasted, chosen or photographed
-    cleared: null, // {strokes, picture}: what the last clear took away, which undo brings back
+    picture: null, // {bitmap, lightInk, blob}: a picture dropped, pasted, chosen or photographed
+    history: [], // {strokes, picture}: what each clear or chosen picture replaced, which undo brings back
+    picks: 0, // pictures chosen so far: one still loading when another is chosen is dropped
     revision: 0, // bumped by every change of what is on the pad
     resetAt: 0, // revision of the last clear or undo: answers about anything older are stale
     shown: 0, // revision of the answer on screen
@@ -65,6 +68,8 @@
     retryTimer: 0,
     strokeEnd: null, // {revision, at}: when the last stroke ended, to time its answer
     offline: false,
+    refused: { code: '', revision: -1 }, // the refusal on screen, of which drawing
+    waits: 0, // how many times in a row that refusal came back for that same drawing: its retries
   };
 
   // ---- drawing ---------------------------------------------------------------------------------
@@ -100,7 +105,8 @@
     g.fillStyle = '#fff';
     g.fillRect(0, 0, side, side);
     if (state.picture && state.picture.bitmap) drawPicture(g, state.picture.bitmap, side);
-    g.strokeStyle = '#111';
+    // Ink on a picture is the picture's own polarity: dark strokes on dark paper would read as rubbing its ink out.
+    g.strokeStyle = state.picture && state.picture.lightInk ? '#eee' : '#111';
     g.lineCap = 'round';
     g.lineJoin = 'round';
     g.lineWidth = (side * BRUSH) / UPLOAD_SIDE;
@@ -188,17 +194,23 @@
   function undo() {
     if (state.drawing) return;
     if (state.strokes.length) state.strokes.pop();
-    else if (state.picture) state.picture = null;
-    else if (state.cleared) {
-      // A clear is undone too: Escape clears from anywhere on the page, and a drawing is not lost to a stray key.
-      ({ strokes: state.strokes, picture: state.picture } = state.cleared);
-      state.cleared = null;
-    } else return;
+    else if (state.history.length) {
+      // A clear or a chosen picture is undone too: Escape clears from anywhere on the page, a picture replaces the
+      // drawing, and neither loses it for good.
+      ({ strokes: state.strokes, picture: state.picture } = state.history.pop());
+    } else if (state.picture) state.picture = null;
+    else return;
     reset();
   }
 
+  function keepForUndo() {
+    if (!state.strokes.length && !state.picture) return;
+    state.history.push({ strokes: state.strokes, picture: state.picture });
+    state.history.splice(0, state.history.length - HISTORY); // the oldest go: pictures hold their pixels
+  }
+
   function clearPad() {
-    if (state.strokes.length || state.picture) state.cleared = { strokes: state.strokes, picture: state.picture };
+    keepForUndo();
     state.strokes = [];
     state.drawing = null;
     state.pointerId = null;
@@ -233,11 +245,12 @@
     return new Promise((resolve) => canvas.toBlob(resolve, ...format));
   }
 
-  function asTheServiceReadsIt(bitmap) {
-    // A drawing on transparent paper (what drawing apps export) is read by its transparency: whatever is painted is
-    // ink, in any colour (service/inputs/imaging.py: the border mostly transparent, the alpha spanning more than 63
-    // levels). Shown on the pad's white paper as it is, white ink would be invisible, and a stroke added over it
-    // would send the pad without it; so it is shown as what is read: dark ink where it is painted.
+  async function asTheServiceReadsIt(bitmap) {
+    // -> {bitmap, lightInk}: the picture as the pad shows it, and whether strokes added over it are light (its paper
+    // is dark). A drawing on transparent paper (what drawing apps export) is read by its transparency: whatever is
+    // painted is ink, in any colour (service/inputs/imaging.py: the border mostly transparent, the alpha spanning
+    // more than 63 levels). Shown on the pad's white paper as it is, white ink would be invisible, and a stroke added
+    // over it would send the pad without it; so it is shown as what is read: dark ink where it is painted.
     const scale = Math.min(1, MAX_PICTURE_SIDE / Math.max(bitmap.width, bitmap.height));
     const canvas = document.createElement('canvas');
     canvas.width = Math.max(1, Math.round(bitmap.width * scale));
@@ -252,21 +265,34 @@
       low = Math.min(low, data[i]);
       high = Math.max(high, data[i]);
     }
-    const border = []; // the outermost rows and columns, corners twice, as the service takes them
-    const at = (x, y) => data[(y * w + x) * 4 + 3];
-    for (let x = 0; x < w; x += 1) border.push(at(x, 0), at(x, h - 1));
-    for (let y = 0; y < h; y += 1) border.push(at(0, y), at(w - 1, y));
-    border.sort((a, b) => a - b);
-    const median = (border[(border.length - 1) >> 1] + border[border.length >> 1]) / 2;
-    if (!(median < 127.5 && high - low > 63)) return bitmap;
+    // The outermost rows and columns, corners twice, as the service takes them: their alpha, and their grey on the
+    // pad's white paper (ITU-R 601, as the service's).
+    const border = [];
+    const paper = [];
+    const edge = (x, y) => {
+      const i = (y * w + x) * 4;
+      const a = data[i + 3] / 255;
+      border.push(data[i + 3]);
+      paper.push((0.299 * data[i] + 0.587 * data[i + 1] + 0.114 * data[i + 2]) * a + 255 * (1 - a));
+    };
+    for (let x = 0; x < w; x += 1) [0, h - 1].forEach((y) => edge(x, y));
+    for (let y = 0; y < h; y += 1) [0, w - 1].forEach((x) => edge(x, y));
+    if (!(median(border) < 127.5 && high - low > 63)) return { bitmap, lightInk: median(paper) < 127.5 };
     g.globalCompositeOperation = 'source-in'; // the picture's transparency kept, its colours made the pad's ink
     g.fillStyle = '#111';
     g.fillRect(0, 0, w, h);
-    return createImageBitmap(canvas);
+    return { bitmap: await createImageBitmap(canvas), lightInk: false };
+  }
+
+  function median(values) {
+    values.sort((a, b) => a - b);
+    return (values[(values.length - 1) >> 1] + values[values.length >> 1]) / 2;
   }
 
   async function takePicture(file) {
     if (!file) return;
+    state.picks += 1;
+    const pick = state.picks;
     let bitmap = null;
     let blob = file;
     try {
@@ -281,16 +307,21 @@
       const outcome = SENT_AS_IS.has(file.type)
         ? await post(file)
         : { error: file.type.startsWith('image/') ? 'unsupported_image_format' : 'invalid_image' };
+      if (pick !== state.picks) return;
       if (!outcome.answer) {
-        showRefusal(outcome);
+        // Said beside the answer about the drawing, which stays: the file is no part of it.
+        say(MESSAGES[outcome.error] || FALLBACK.replace('{status}', String(outcome.status)));
         return;
       }
     }
     const tooLarge = bitmap && Math.max(bitmap.width, bitmap.height) > MAX_PICTURE_SIDE;
     if (bitmap && (tooLarge || !SENT_AS_IS.has(file.type))) blob = (await reencoded(bitmap, file.type)) || file;
+    const shown = bitmap ? await asTheServiceReadsIt(bitmap) : { bitmap: null, lightInk: false };
+    if (pick !== state.picks) return; // another picture was chosen while this one loaded: the latest choice wins
+    keepForUndo();
     state.strokes = [];
     state.drawing = null;
-    state.picture = { bitmap: bitmap && (await asTheServiceReadsIt(bitmap)), blob };
+    state.picture = { ...shown, blob };
     reset();
   }
 
@@ -374,12 +405,10 @@
       }
     }
     if (response.ok && body && Number.isInteger(body.digit)) return { answer: body };
-    const error = body && body.error && typeof body.error === 'object' ? body.error : {};
-    let code = typeof error.code === 'string' ? error.code : '';
+    let code = body && body.error && typeof body.error.code === 'string' ? body.error.code : '';
     // A bare 503 comes from before the app (uvicorn past MNIST_LIMIT_CONCURRENCY, a proxy): busy, so retried too.
     if (!code && response.status === 503) code = 'queue_full';
-    const reason = typeof error.message === 'string' && error.message ? error.message : 'it is loading';
-    return { error: code, status: response.status, retryAfter: retryAfter(response), reason };
+    return { error: code, status: response.status, retryAfter: retryAfter(response) };
   }
 
   async function ask() {
@@ -471,11 +500,18 @@
   }
 
   function announce(text) {
-    // Only settled answers: announcing every live guess while the pen moves would drown a screen reader.
-    if (!state.drawing && !state.inFlight) view.announce.textContent = text;
+    // Only settled answers, each once: every live guess while the pen moves, or the same refusal at each retry,
+    // would drown a screen reader.
+    if (!state.drawing && !state.inFlight && view.announce.textContent !== text) view.announce.textContent = text;
+  }
+
+  function say(text, aloud = true) {
+    view.message.textContent = text;
+    if (aloud) announce(text);
   }
 
   function showAnswer(answer) {
+    state.refused = { code: '', revision: -1 };
     view.digit.textContent = String(answer.digit);
     view.confidence.textContent = `${percent(answer.confidence)} sure`;
     view.message.textContent = '';
@@ -487,21 +523,26 @@
     announce(`The model reads ${answer.digit}, ${percent(answer.confidence)} sure.`);
   }
 
-  function showRefusal(outcome) {
+  function showRefusal(outcome, revision) {
     view.digit.textContent = '';
     view.confidence.textContent = '';
     clearBars();
     view.inputFigure.hidden = true;
     let text = MESSAGES[outcome.error] || FALLBACK.replace('{status}', String(outcome.status));
     clearTimeout(state.retryTimer); // one retry pending at most, whatever answers arrived since
+    const again = outcome.error === state.refused.code && revision === state.refused.revision;
+    state.waits = again ? state.waits + 1 : 0;
+    state.refused = { code: outcome.error, revision };
     if (RETRIED.has(outcome.error)) {
-      text = text.replace('{s}', String(outcome.retryAfter)).replace('{reason}', outcome.reason);
-      state.retryTimer = setTimeout(askNow, outcome.retryAfter * 1000); // honour Retry-After
+      // Retry-After honoured; a model that is not there is asked for ever less often, each open tab alike.
+      const backoff = outcome.error === 'model_not_ready' ? 2 ** state.waits : 1;
+      const wait = Math.min(MAX_WAIT_S, outcome.retryAfter * backoff);
+      text = text.replace('{s}', String(wait));
+      state.retryTimer = setTimeout(askNow, wait * 1000);
     } else if (outcome.error === 'network') {
       state.retryTimer = setTimeout(askNow, NETWORK_RETRY_S * 1000); // a server back up, the browser never offline
     }
-    view.message.textContent = text;
-    announce(text);
+    say(text, state.waits === 0); // the same refusal again, retried, is shown but not announced again
   }
 
   function showNothing() {
@@ -520,7 +561,7 @@
     state.shown = revision;
     state.offline = outcome.error === 'network';
     if (outcome.answer) showAnswer(outcome.answer);
-    else showRefusal(outcome);
+    else showRefusal(outcome, revision);
     const end = state.strokeEnd;
     if (end && revision >= end.revision) {
       state.strokeEnd = null;
