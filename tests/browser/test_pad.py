@@ -361,6 +361,14 @@ def test_a_file_that_is_no_picture_is_refused_and_the_drawing_kept(
         "That file could not be read as a picture. Choose a PNG or JPEG picture."
     )
     assert pad.ink_pixels() == drawn
+    # The same file while the service is busy: said so, not "trying again" (the file is sent once, not retried).
+    view.expect_status(503)
+    view.page.route(PREDICT, _refusing(503, "queue_full"))
+    view.page.locator(by_testid("file")).set_input_files(
+        files=[{"name": "digit.png", "mimeType": "image/png", "buffer": cut}]
+    )
+    expect(view.page.locator(by_testid("message"))).to_contain_text("That picture could not be checked just now")
+    assert pad.ink_pixels() == drawn and pad.digit() == str(drawable.label)
 
 
 def test_a_confidence_just_under_one_is_not_shown_as_certain(open_page: OpenPage, pad_server: ServerHandle) -> None:

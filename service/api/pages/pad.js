@@ -31,6 +31,8 @@
     model_not_ready: 'The model is not ready yet: it is loading, or none has been trained. Trying again in {s} s.',
     deadline_exceeded: 'The model took too long to answer. Draw again, or try again in a moment.',
     network: "Can't reach the service. Check your connection: your drawing is kept and sent again as soon as it answers.",
+    // A picture the browser cannot show, sent once to learn why, when the service is busy, not ready or unreachable.
+    picture_not_sent: 'That picture could not be checked just now: the service is busy or unreachable. Choose it again in a moment.',
   };
   const RETRIED = new Set(['queue_full', 'model_not_ready']);
   const FALLBACK = 'The service could not read this (HTTP {status}). Try again, or clear the pad and draw again.';
@@ -309,8 +311,10 @@
         : { error: file.type.startsWith('image/') ? 'unsupported_image_format' : 'invalid_image' };
       if (pick !== state.picks) return;
       if (!outcome.answer) {
-        // Said beside the answer about the drawing, which stays: the file is no part of it.
-        say(MESSAGES[outcome.error] || FALLBACK.replace('{status}', String(outcome.status)));
+        // Said beside the answer about the drawing, which stays: the file is no part of it, and is not asked again.
+        const later = RETRIED.has(outcome.error) || outcome.error === 'network';
+        const words = MESSAGES[later ? 'picture_not_sent' : outcome.error];
+        say(words || FALLBACK.replace('{status}', String(outcome.status)));
         return;
       }
     }
