@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from registry.report import Recipe
-from training.config import TrainConfig, _Parser, _positive_int, parse_config, seed
+from training.config import TrainConfig, _Parser, _positive_int, parse_config, path, seed
 from training.data import Splits
 from training.failures import Stages, explain
 from training.registry_cli import check_writable
@@ -64,12 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--epochs", type=_positive_int, default=None, help="epochs of each run (default: 10, or --quick's)")
     p.add_argument("--seed", type=seed, default=0, help="one seed for the split and every run")
-    p.add_argument("--data", default=None, help="folder with mnist.npz or the four MNIST IDX files")
+    p.add_argument("--data", type=path, default=None, help="folder with mnist.npz or the four MNIST IDX files")
     p.add_argument("--limit", type=_positive_int, default=None, help="use at most N training images")
-    p.add_argument("--out", default="reports", help="folder for compare.md and compare_curves.png")
+    p.add_argument("--out", type=path, default="reports", help="folder for compare.md and compare_curves.png")
     p.add_argument("--register", action="store_true", help="also register every run as a version (never promoted)")
     p.add_argument("--quick", action="store_true", help="every run with the training CLI's --quick (for tests)")
-    p.add_argument("--registry", default="models", help="registry root for --register")
+    p.add_argument("--registry", type=path, default="models", help="registry root for --register")
     return p
 
 

@@ -16,6 +16,7 @@ from training.architectures import ARCHITECTURES
 OPTIMIZERS = {"adam": 1e-3, "sgd": 1e-2, "rmsprop": 1e-3}
 MOMENTUM_OPTIMIZERS = ("sgd", "rmsprop")
 LR_SCHEDULES = ("cosine", "constant", "step")
+MAX_WAIT_S = 3600  # the longest --download-timeout: an hour
 
 
 @dataclass(frozen=True)
@@ -89,25 +90,48 @@ def seed(text: str) -> int:
     return value
 
 
+def _real(text: str, rule: str) -> float:
+    """``float(text)``, or argparse's one-line refusal in ``rule``'s words (as ``_whole``)."""
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{rule}, got {text}") from None
+
+
 def _positive_float(text: str) -> float:
-    value = float(text)
+    value = _real(text, "must be a positive number")
     if not math.isfinite(value) or value <= 0:
         raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
     return value
 
 
+def _seconds(text: str) -> float:
+    """A wait in seconds: positive, at most MAX_WAIT_S (a clock cannot hold a deadline 10^12 s away)."""
+    value = _real(text, f"must be a number of seconds above 0 and at most {MAX_WAIT_S}")
+    if not 0 < value <= MAX_WAIT_S:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds above 0 and at most {MAX_WAIT_S}, got {text}")
+    return value
+
+
 def _below_one(text: str) -> float:
-    value = float(text)
+    value = _real(text, "must be at least 0 and below 1")
     if not 0.0 <= value < 1.0:
         raise argparse.ArgumentTypeError(f"must be at least 0 and below 1, got {text}")
     return value
 
 
 def _fraction(text: str) -> float:
-    value = float(text)
+    value = _real(text, "must be between 0 and 1")
     if not 0.0 <= value <= 1.0:
         raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
     return value
+
+
+def path(text: str) -> str:
+    """A file or folder name: never empty (a script's unset variable, ``--data "$DIR"``, is no folder)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must not be empty")
+    return text
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -119,8 +143,10 @@ def build_parser() -> argparse.ArgumentParser:
         "with `python -m training compare`.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--registry", default=d.registry, help="registry root; versions go to <registry>/mnist/<N>/")
-    p.add_argument("--data", default=d.data, help="folder with mnist.npz or the four MNIST IDX files")
+    p.add_argument(
+        "--registry", type=path, default=d.registry, help="registry root; versions go to <registry>/mnist/<N>/"
+    )
+    p.add_argument("--data", type=path, default=d.data, help="folder with mnist.npz or the four MNIST IDX files")
     _add_recipe_flags(p, d)
     p.add_argument("--seed", type=seed, default=d.seed, help="seed for splits, initialisation and augmentation")
     # On/off pairs: --help then reads "--augment, --no-augment ... (default: True)", not "--no-augment (default:
@@ -161,15 +187,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--ood-data",
+        type=path,
         default=d.ood_data,
         help="folder of non-digit IDX images (Fashion-MNIST) for the not_a_digit refusal rate; skipped if absent",
     )
     p.add_argument("--promote", action=onoff, default=True, help="make the new version production (off: only register)")
-    p.add_argument(
-        "--download-timeout", type=_positive_float, default=d.download_timeout, help="seconds before going offline"
-    )
+    p.add_argument("--download-timeout", type=_seconds, default=d.download_timeout, help="seconds before going offline")
     p.add_argument(
         "--tensorboard",
+        type=path,
         metavar="DIR",
         default=d.tensorboard,
         help="write TensorBoard logs (loss, accuracy, learning rate per epoch) to DIR; view: tensorboard --logdir DIR",

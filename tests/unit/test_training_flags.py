@@ -71,6 +71,17 @@ def test_defaults_are_the_recipe_versions_were_trained_with_before_the_flags() -
         (["--seed", "x"], r"argument --seed: must be an integer in 0..4294967295, got x"),
         (["--adversarial", "--adversarial-epsilon", "0"], "attacks nothing"),  # the card said "adversarial training"
         (["--model", "resnet"], "invalid choice"),
+        (
+            ["--learning-rate", "abc"],
+            "argument --learning-rate: must be a positive number, got abc",
+        ),  # not the type's name
+        (["--momentum", "x", "--optimizer", "sgd"], "argument --momentum: must be at least 0 and below 1, got x"),
+        # A script's unset variable (--data "$DIR") is no folder: it ran offline, or published into the working folder.
+        (["--registry", ""], "argument --registry: must not be empty"),
+        (["--data", " "], "argument --data: must not be empty"),
+        (["--tensorboard", ""], "argument --tensorboard: must not be empty"),
+        (["--ood-data", ""], "argument --ood-data: must not be empty"),
+        (["--download-timeout", "1e12"], "above 0 and at most 3600, got 1e12"),  # a traceback from the clock before
     ],
 )
 def test_nonsense_gives_one_line_and_exit_2(args: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
