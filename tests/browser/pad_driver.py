@@ -67,6 +67,12 @@ class Pad:
         """Every stroke of a digit; the ms from each stroke's end to its painted answer."""
         return [ms for stroke in strokes if (ms := self.stroke(stroke)) is not None]
 
+    def draw_digit(self, drawable: Drawable) -> None:
+        """Every stroke of a digit the service reads, without timing them; then its reading on screen."""
+        for stroke in drawable.strokes:
+            self.stroke(stroke, timed=False)
+        expect(self.page.locator(by_testid("digit"))).to_have_text(str(drawable.label))
+
     def clear(self) -> None:
         self.page.locator(by_testid("clear")).click()
 

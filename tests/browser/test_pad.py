@@ -333,9 +333,7 @@ def test_a_file_that_is_no_picture_is_refused_and_the_drawing_kept(
     pad = Pad(view.page)
     pad.open(pad_server.base_url)
     drawable = drawables[0]
-    for stroke in drawable.strokes:
-        pad.stroke(stroke, timed=False)
-    expect(view.page.locator(by_testid("digit"))).to_have_text(str(drawable.label))
+    pad.draw_digit(drawable)
     drawn = pad.ink_pixels()
     view.page.locator(by_testid("file")).set_input_files(
         files=[{"name": "notes.txt", "mimeType": "text/plain", "buffer": b"not a picture"}]
@@ -382,6 +380,18 @@ def test_a_confidence_just_under_one_is_not_shown_as_certain(open_page: OpenPage
     assert view.page.locator(by_testid("confidence")).inner_text() == "99.5 % sure"
 
 
+def _bodies_sent(view: BrowserPage) -> list[bytes]:
+    """The body of every request the pad sends from now on, in order; each still goes on to the service."""
+    sent: list[bytes] = []
+
+    def look_then_go(route: Route) -> None:
+        sent.append(route.request.post_data_buffer or b"")
+        route.continue_()
+
+    view.page.route(PREDICT, look_then_go)
+    return sent
+
+
 def test_a_small_picture_in_a_format_the_service_does_not_read_is_sent_as_png(
     open_page: OpenPage, pad_server: ServerHandle, held_out: tuple[np.ndarray, np.ndarray]
 ) -> None:
@@ -396,13 +406,7 @@ def test_a_small_picture_in_a_format_the_service_does_not_read_is_sent_as_png(
     view = open_page()
     pad = Pad(view.page)
     pad.open(pad_server.base_url)
-    sent: list[bytes] = []
-
-    def look_then_go(route: Route) -> None:
-        sent.append(route.request.post_data_buffer or b"")
-        route.continue_()
-
-    view.page.route(PREDICT, look_then_go)
+    sent = _bodies_sent(view)
     view.page.locator(by_testid("file")).set_input_files(
         files=[{"name": "digit.webp", "mimeType": "image/webp", "buffer": webp.getvalue()}]
     )
@@ -428,13 +432,7 @@ def test_a_large_drawing_on_transparent_paper_is_scaled_down_keeping_its_transpa
     view = open_page()
     pad = Pad(view.page)
     pad.open(pad_server.base_url)
-    sent: list[bytes] = []
-
-    def look_then_go(route: Route) -> None:
-        sent.append(route.request.post_data_buffer or b"")
-        route.continue_()
-
-    view.page.route(PREDICT, look_then_go)
+    sent = _bodies_sent(view)
     view.page.locator(by_testid("file")).set_input_files(
         files=[{"name": "drawing.png", "mimeType": "image/png", "buffer": picture}]
     )
@@ -464,13 +462,7 @@ def test_white_ink_on_transparent_paper_is_shown_as_read_and_kept_under_a_new_st
     expect(view.page.locator(by_testid("digit"))).to_have_text(str(y[index]))
     shown = pad.ink_pixels()
     assert shown > 0.05 * view.page.evaluate("document.querySelector('[data-testid=pad]').width ** 2"), shown
-    sent: list[bytes] = []
-
-    def look_then_go(route: Route) -> None:
-        sent.append(route.request.post_data_buffer or b"")
-        route.continue_()
-
-    view.page.route(PREDICT, look_then_go)
+    sent = _bodies_sent(view)
     pad.stroke([(0.02, 0.02), (0.06, 0.02)])  # waits for the answer to the pad with the stroke
     body = sent[-1]
     png = body[body.index(b"\x89PNG") : body.index(b"IEND") + 8]
@@ -505,8 +497,7 @@ def test_a_picture_chosen_over_a_drawing_is_undone_back_to_it_and_the_latest_of_
     pad = Pad(view.page)
     pad.open(pad_server.base_url)
     drawable = next(d for d in drawables if d.label != label)
-    for stroke in drawable.strokes:
-        pad.stroke(stroke, timed=False)
+    pad.draw_digit(drawable)
     drawn = pad.ink_pixels()
     big = BytesIO()  # a 4,000 px photo: decoded and scaled down by the browser, it loads for a while
     Image.open(BytesIO(picture)).convert("RGB").resize((4000, 4000)).save(big, "JPEG", quality=90)
@@ -671,9 +662,7 @@ def test_a_dark_screen_gets_a_dark_page_around_white_paper(
     pad = Pad(view.page)
     pad.open(pad_server.base_url)
     drawable = drawables[0]
-    for stroke in drawable.strokes:
-        pad.stroke(stroke, timed=False)
-    expect(view.page.locator(by_testid("digit"))).to_have_text(str(drawable.label))
+    pad.draw_digit(drawable)
     luminance = """(css) => {
       const [r, g, b] = css.match(/\\d+/g).map(Number);
       return (0.2126 * r + 0.7152 * g + 0.0722 * b) / 255;
