@@ -16,7 +16,7 @@ from registry.report import Recipe
 from training import evaluate, export, model_card, promotion
 from training.config import TrainConfig
 from training.data import Splits, load_splits
-from training.failures import Stages
+from training.failures import Diverged, Stages
 from training.metadata import version_metadata
 from training.train import Fitted, as_model_input, fit, served_input, version_preprocessing
 
@@ -129,8 +129,16 @@ def _calibrate_guards(
     """
     model, preprocessing = fitted.model, version_preprocessing(config)
     x_train, x_val = as_model_input(splits.x_train), as_model_input(splits.x_val)
-    spec = evaluate.calibrate_guards(model, x_train, splits.y_train, x_val, config.target_false_rejection)
-    guards = Guards(spec)
+    try:
+        spec = evaluate.calibrate_guards(model, x_train, splits.y_train, x_val, config.target_false_rejection)
+        guards = Guards(spec)
+    except ValueError as exc:
+        # A rate far too large can leave the (clipped) loss a number while the features grow past what their
+        # covariance holds: statistics that are no numbers, from weights that are no model.
+        raise Diverged(
+            f"the network's features grew too large for the guards' statistics ({exc}); lower --learning-rate "
+            "(or use the optimizer's default)"
+        ) from None
     side = layout.IMAGE_SIDE
     noise = np.random.default_rng(config.seed).integers(0, 256, size=(200, side, side), dtype=np.uint8)
     clothing = evaluate.fashion_images(Path(config.ood_data) if config.ood_data else None)

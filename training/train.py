@@ -94,13 +94,6 @@ def outlier_exposure_loss(label_smoothing: float = 0.0) -> Callable[[tf.Tensor, 
     return loss
 
 
-# Validation digits whose outputs (probabilities and features) must be numbers after the fit.
-DIVERGENCE_PROBE = 256
-# At best this share of validation digits right is no learning: guessing among ten gets 10 %, always naming the
-# commonest digit 11-12 %; one epoch on 200 digits already got 16 %.
-NOTHING_LEARNT = 0.125
-
-
 def digit_accuracy(y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
     """Right digit on digits; no confident answer (top probability < 0.5) on outliers."""
     y = tf.cast(tf.reshape(y_true, [-1]), tf.int64)
@@ -131,7 +124,7 @@ def fit(splits: Splits, config: TrainConfig, verbose: int = 1) -> Fitted:
     started = time.perf_counter()
     if config.adversarial:
         history = _fit_adversarial(classifier, optimizer, ds, (xv, splits.y_val), config, steps)
-        return Fitted(model, classifier, check_converging(history, model, xv), time.perf_counter() - started)
+        return Fitted(model, classifier, check_converging(history), time.perf_counter() - started)
     classifier.compile(
         optimizer=optimizer, loss=outlier_exposure_loss(config.label_smoothing), metrics=[digit_accuracy]
     )
@@ -142,27 +135,17 @@ def fit(splits: Splits, config: TrainConfig, verbose: int = 1) -> Fitted:
     history = {k.replace("digit_accuracy", "accuracy"): [float(v) for v in vals] for k, vals in result.history.items()}
     stopper = next((c for c in callbacks if isinstance(c, keras.callbacks.EarlyStopping)), None)
     best = stopper.best_epoch + 1 if stopper is not None else None
-    return Fitted(model, classifier, check_converging(history, model, xv), time.perf_counter() - started, best)
+    return Fitted(model, classifier, check_converging(history), time.perf_counter() - started, best)
 
 
-def check_converging(
-    history: dict[str, list[float]], model: keras.Model, validation: np.ndarray
-) -> dict[str, list[float]]:
-    """``history`` when the fit learnt something; Diverged, with what to change, when it did not: a learning rate far
-    too large makes the weights, and then the loss, NaN; or the loss stays a number (its probabilities are clipped)
-    while the features grow past any float; or the steps are too wide for anything to be learnt at all."""
-    change = "lower --learning-rate (or use the optimizer's default)"
+def check_converging(history: dict[str, list[float]]) -> dict[str, list[float]]:
+    """``history`` when every epoch's loss is a number; Diverged, with what to change, when one is not (a learning
+    rate far too large: the weights, and then everything computed from them, become NaN)."""
     bad = next((epoch for epoch, loss in enumerate(history.get("loss", []), 1) if not math.isfinite(loss)), None)
     if bad is not None:
-        raise Diverged(f"the loss became {history['loss'][bad - 1]} in epoch {bad}; {change}")
-    outputs = model.predict(validation[:DIVERGENCE_PROBE], verbose=0)
-    if not all(np.isfinite(output).all() for output in outputs):
-        raise Diverged(f"the network's features are no longer numbers (infinite or NaN); {change}")
-    best = max(history.get("val_accuracy", []), default=None)
-    if best is not None and best <= NOTHING_LEARNT:
         raise Diverged(
-            f"nothing was learnt: at best {100 * best:.1f} % of the validation digits right, as guessing gets 10 %; "
-            f"{change}"
+            f"the loss became {history['loss'][bad - 1]} in epoch {bad}; lower --learning-rate (or use the "
+            "optimizer's default)"
         )
     return history
 
