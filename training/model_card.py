@@ -66,7 +66,7 @@ def _about(meta: ModelMetadata) -> list[str]:
         f"- Trained: {meta.created} from commit `{meta.git_commit or 'unknown'}`; seed {cfg['seed']}, "
         f"augmentation {'on' if cfg['augment'] else 'off'}{_redrawn(cfg.get('restroke') or 0.0)}; "
         f"outlier exposure {'off' if cfg.get('outlier_exposure') is False else 'on'}"
-        f"{'; a --quick smoke run (no accuracy floor)' if cfg.get('quick') else ''}",
+        f"{'; a --quick smoke run' if cfg.get('quick') else ''}",
         f"- Recipe: {meta.recipe.summary()}{_epochs_run(meta)}",
         f"- Data: `{data['source']}` — train {data['sizes']['train']}, validation {data['sizes']['validation']}, "
         f"test {data['sizes']['test']} (sha256 `{data['sha256'][:16]}…`)",

@@ -53,9 +53,9 @@ def test_bad_flags_give_one_line_and_exit_2(args: list[str]) -> None:
     assert "error:" in out.stderr
 
 
-def test_quick_mode_is_small_and_has_no_floor() -> None:
+def test_quick_mode_is_small_and_its_floor_only_refuses_guessing() -> None:
     config = parse_config(["--quick"])
-    assert config.epochs <= 10 and config.limit is not None and config.accuracy_floor == 0.0
+    assert config.epochs <= 10 and config.limit is not None and config.accuracy_floor == 0.2
 
 
 def test_registry_cli_lists_and_reports_errors(tmp_path: Path) -> None:

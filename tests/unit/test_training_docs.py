@@ -70,7 +70,7 @@ def test_the_model_card_states_the_run_as_its_flags_made_it() -> None:
     facts = dataclasses.replace(model_facts(), training_config=config, data=data, guards_calibration=calibration)
     about = "\n".join(_about(facts))
     assert "adversarial training: fgsm, epsilon 0.05" in about
-    assert "outlier exposure off" in about and "a --quick smoke run (no accuracy floor)" in about
+    assert "outlier exposure off" in about and "a --quick smoke run" in about
     assert "Non-digit images (the first 1,000 test images of `/data/letters`) refused" in "\n".join(_guards(facts))
     confusion = [[5 if i == j else 0 for j in range(10)] for i in range(10)]
     confusion[9] = [0] * 10  # no 9 among the test digits

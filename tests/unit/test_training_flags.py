@@ -101,7 +101,7 @@ def test_a_tensorboard_path_that_is_a_file_is_refused(tmp_path: Path, capsys: py
 
 def test_quick_mode_keeps_flags_given_explicitly() -> None:
     quick = parse_config(["--quick"])
-    assert (quick.epochs, quick.limit, quick.accuracy_floor) == (QUICK["epochs"], QUICK["limit"], 0.0)
+    assert (quick.epochs, quick.limit, quick.accuracy_floor) == (QUICK["epochs"], QUICK["limit"], 0.2)
     tiny = parse_config(["--quick", "--epochs", "1", "--limit", "300", "--accuracy-floor", "0.5"])
     assert (tiny.epochs, tiny.limit, tiny.accuracy_floor) == (1, 300, 0.5)
 
