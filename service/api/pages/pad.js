@@ -234,31 +234,32 @@
 
   // ---- pictures: picker, camera, drop, paste ------------------------------------------------
 
-  function reencoded(bitmap, type) {
-    // A picture larger than MAX_PICTURE_SIDE is scaled down to it; a small one in a format the service does not read
-    // (WebP, GIF, BMP...) goes as a lossless PNG of the same pixels. Only a JPEG goes as JPEG: any other picture may
-    // be a drawing on transparent paper, which JPEG, without transparency, would turn black, and black ink with it.
+  function scaledCanvas(bitmap) {
+    // The picture's pixels at most MAX_PICTURE_SIDE a side, drawn once: what is sent and what is looked at.
     const scale = Math.min(1, MAX_PICTURE_SIDE / Math.max(bitmap.width, bitmap.height));
     const canvas = document.createElement('canvas');
-    canvas.width = Math.round(bitmap.width * scale);
-    canvas.height = Math.round(bitmap.height * scale);
-    canvas.getContext('2d').drawImage(bitmap, 0, 0, canvas.width, canvas.height);
-    const format = scale < 1 && type === 'image/jpeg' ? ['image/jpeg', 0.92] : ['image/png'];
+    canvas.width = Math.max(1, Math.round(bitmap.width * scale));
+    canvas.height = Math.max(1, Math.round(bitmap.height * scale));
+    canvas.getContext('2d', { willReadFrequently: true }).drawImage(bitmap, 0, 0, canvas.width, canvas.height);
+    return canvas;
+  }
+
+  function reencoded(canvas, scaled, type) {
+    // A picture larger than MAX_PICTURE_SIDE goes scaled down to it; a small one in a format the service does not read
+    // (WebP, GIF, BMP...) as a lossless PNG of the same pixels. Only a JPEG goes as JPEG: any other picture may be a
+    // drawing on transparent paper, which JPEG, without transparency, would turn black, and black ink with it.
+    const format = scaled && type === 'image/jpeg' ? ['image/jpeg', 0.92] : ['image/png'];
     return new Promise((resolve) => canvas.toBlob(resolve, ...format));
   }
 
-  async function asTheServiceReadsIt(bitmap) {
+  async function asTheServiceReadsIt(bitmap, canvas) {
     // -> {bitmap, lightInk}: the picture as the pad shows it, and whether strokes added over it are light (its paper
     // is dark). A drawing on transparent paper (what drawing apps export) is read by its transparency: whatever is
     // painted is ink, in any colour (service/inputs/imaging.py: the border mostly transparent, the alpha spanning
     // more than 63 levels). Shown on the pad's white paper as it is, white ink would be invisible, and a stroke added
     // over it would send the pad without it; so it is shown as what is read: dark ink where it is painted.
-    const scale = Math.min(1, MAX_PICTURE_SIDE / Math.max(bitmap.width, bitmap.height));
-    const canvas = document.createElement('canvas');
-    canvas.width = Math.max(1, Math.round(bitmap.width * scale));
-    canvas.height = Math.max(1, Math.round(bitmap.height * scale));
+    // ``canvas`` is ``scaledCanvas(bitmap)``, already encoded if it is sent: it is painted over here.
     const g = canvas.getContext('2d', { willReadFrequently: true });
-    g.drawImage(bitmap, 0, 0, canvas.width, canvas.height);
     const { width: w, height: h } = canvas;
     const data = g.getImageData(0, 0, w, h).data;
     let low = 255;
@@ -319,8 +320,11 @@
       }
     }
     const tooLarge = bitmap && Math.max(bitmap.width, bitmap.height) > MAX_PICTURE_SIDE;
-    if (bitmap && (tooLarge || !SENT_AS_IS.has(file.type))) blob = (await reencoded(bitmap, file.type)) || file;
-    const shown = bitmap ? await asTheServiceReadsIt(bitmap) : { bitmap: null, lightInk: false };
+    const canvas = bitmap && scaledCanvas(bitmap);
+    if (bitmap && (tooLarge || !SENT_AS_IS.has(file.type))) {
+      blob = (await reencoded(canvas, tooLarge, file.type)) || file;
+    }
+    const shown = bitmap ? await asTheServiceReadsIt(bitmap, canvas) : { bitmap: null, lightInk: false };
     if (pick !== state.picks) return; // another picture was chosen while this one loaded: the latest choice wins
     keepForUndo();
     state.strokes = [];
